@@ -1,0 +1,9 @@
+"""CLI: `gaspprobe probe` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `probe` command to the main app."""
