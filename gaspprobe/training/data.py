@@ -1,0 +1,175 @@
+"""Training data for GASP: clips of scene frames plus their ground-truth patch matches.
+
+:class:`ClipPlan` decides which frames form clip number ``p`` of the run, as a pure function of
+``(seed, p)``: epoch ``p // epoch_len`` draws ``clips_per_scene`` clips per scene (an anchor frame
+and ``frames_per_clip - 1`` other frames within ``+-clip_window`` of it, sorted in time) from a
+generator seeded by ``(seed, epoch)`` and shuffles them. The data position saved in a checkpoint
+is therefore one integer (clips consumed), and a resumed run sees exactly the clips an
+uninterrupted run would. With several processes, global batch ``k`` is clips
+``[k*B*W, (k+1)*B*W)`` and process ``r`` takes every W-th of them starting at ``r``.
+
+:class:`MatchCache` turns a batch of clips into a :class:`~gaspprobe.training.losses.MatchSet`
+(every unordered frame pair ``i < j`` of each clip, matches from ``scenes.patch_matches`` on the
+model's token boxes, GT depth = ``proj_depth``), caching per (scene, frame pair): clips reuse
+pairs across epochs, and the geometry is the same every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from gaspprobe.errors import DataError
+from gaspprobe.training.losses import MatchSet
+
+
+@dataclass(frozen=True)
+class Clip:
+    scene: int            # index into the run's training scene list
+    frames: tuple[int, ...]
+
+
+class ClipPlan:
+    """Deterministic clip order: ``clip(p)`` is clip number ``p`` of the run (see module doc)."""
+
+    def __init__(self, frame_counts: Sequence[int], frames_per_clip: int, clip_window: int,
+                 clips_per_scene: int, seed: int):
+        self.frame_counts = [int(n) for n in frame_counts]
+        self.k = int(frames_per_clip)
+        self.window = int(clip_window)
+        self.per_scene = int(clips_per_scene)
+        self.seed = int(seed)
+        if not self.frame_counts:
+            raise DataError("no training scenes")
+        if min(self.frame_counts) < self.k:
+            raise DataError(f"a training scene has {min(self.frame_counts)} frames, fewer than "
+                            f"frames_per_clip={self.k}")
+        self.epoch_len = self.per_scene * len(self.frame_counts)
+        self._cache: dict[int, list[Clip]] = {}
+
+    def _epoch(self, e: int) -> list[Clip]:
+        if e in self._cache:
+            return self._cache[e]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+        clips = []
+        for s, n in enumerate(self.frame_counts):
+            k = self.k
+            for _ in range(self.per_scene):
+                a = int(torch.randint(n, (1,), generator=g))
+                lo, hi = max(0, a - self.window), min(n - 1, a + self.window)
+                if hi - lo + 1 < k:            # near the ends: slide the window to fit k frames
+                    lo, hi = max(0, min(lo, n - k)), min(n - 1, max(hi, k - 1))
+                cand = torch.tensor([f for f in range(lo, hi + 1) if f != a])
+                others = cand[torch.randperm(len(cand), generator=g)[: k - 1]]
+                clips.append(Clip(s, tuple(sorted([a] + others.tolist()))))
+        order = torch.randperm(len(clips), generator=g).tolist()
+        out = [clips[i] for i in order]
+        self._cache = {e: out}              # keep one epoch: memory stays flat on long runs
+        return out
+
+    def clip(self, p: int) -> Clip:
+        return self._epoch(p // self.epoch_len)[p % self.epoch_len]
+
+    def batch(self, k: int, batch_size: int, rank: int = 0, world: int = 1) -> list[Clip]:
+        """The clips process ``rank`` of ``world`` trains on in global micro-batch ``k``."""
+        start = k * batch_size * world
+        return [self.clip(start + rank + world * b) for b in range(batch_size)]
+
+
+def regular_boxes(extent: tuple[float, float, float, float], rows: int, cols: int) -> torch.Tensor:
+    """[rows*cols, 4] edge-coordinate boxes tiling ``extent`` = (x0, y0, x1, y1), row-major."""
+    x0, y0, x1, y1 = extent
+    xs = torch.linspace(x0, x1, cols + 1)
+    ys = torch.linspace(y0, y1, rows + 1)
+    b = torch.stack(torch.broadcast_tensors(xs[None, :-1], ys[:-1, None], xs[None, 1:], ys[1:, None]), -1)
+    return b.reshape(-1, 4).float()
+
+
+class MatchCache:
+    """GT matches and patch depths for clips, on the token grid and optional extra square grids.
+
+    Args:
+        scenes: the training scenes (same frame size).
+        token_boxes: float [rows*cols, 4] boxes of one frame's tokens (edge coords, row-major),
+            from ``adapter.token_grid(frame_size, 1)``; every frame of a clip has the same boxes.
+        grid: (rows, cols) of the token grid.
+        extra_grids: sizes G of extra GxG grids over the token grid's extent (coarse/fine GT).
+        depth_tol: passed to ``patch_matches`` (None = its default).
+    """
+
+    def __init__(self, scenes: Sequence, token_boxes: torch.Tensor, grid: tuple[int, int],
+                 extra_grids: Sequence[int] = (), depth_tol: float | None = None):
+        self.scenes = list(scenes)
+        self.depth_tol = depth_tol
+        ext = (float(token_boxes[:, 0].min()), float(token_boxes[:, 1].min()),
+               float(token_boxes[:, 2].max()), float(token_boxes[:, 3].max()))
+        self.boxes: dict[str, tuple[torch.Tensor, tuple[int, int]]] = {"token": (token_boxes.float(), grid)}
+        for G in extra_grids:
+            if (G, G) != tuple(grid):
+                self.boxes[str(G)] = (regular_boxes(ext, G, G), (G, G))
+        self._pairs: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._depth: dict[tuple, torch.Tensor] = {}
+
+    def _pair(self, s: int, i: int, j: int, key: str):
+        ck = (s, i, j, key)
+        if ck not in self._pairs:
+            from gaspprobe.scenes import patch_matches
+
+            boxes = self.boxes[key][0]
+            kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
+            pm = patch_matches(self.scenes[s], i, j, (boxes, boxes), **kw)
+            self._pairs[ck] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
+        return self._pairs[ck]
+
+    def _token_depth(self, s: int, key: str) -> torch.Tensor:
+        """[F_scene, N] patch depth (median of valid pixels per box, 0 if none)."""
+        ck = (s, key)
+        if ck not in self._depth:
+            from gaspprobe.models.adapter import TokenGrid
+            from gaspprobe.scenes import patch_depth
+
+            boxes, (r, c) = self.boxes[key]
+            sc = self.scenes[s]
+            F = sc.num_frames
+            tg = TokenGrid(boxes=boxes.reshape(1, r, c, 4).expand(F, r, c, 4).contiguous(),
+                           seq_index=torch.full((F, r, c), -1, dtype=torch.long), frame_size=sc.size)
+            self._depth[ck] = patch_depth(sc, tg).reshape(F, r * c).float()
+        return self._depth[ck]
+
+    def frames(self, clips: Sequence[Clip]) -> torch.Tensor:
+        """uint8 [B, F, H, W, 3] frames of the clips."""
+        return torch.stack([self.scenes[c.scene].rgb[list(c.frames)] for c in clips])
+
+    def matches(self, clips: Sequence[Clip]) -> dict[str, MatchSet]:
+        """``{"token": MatchSet, "8": MatchSet, ...}`` for a batch of clips (pairs i < j)."""
+        out = {}
+        for key, (_, grid) in self.boxes.items():
+            pb, pi, pj, mp, ms, mt, md = [], [], [], [], [], [], []
+            tdep = []
+            for b, c in enumerate(clips):
+                tdep.append(self._token_depth(c.scene, key)[list(c.frames)])
+                for i in range(len(c.frames)):
+                    for j in range(i + 1, len(c.frames)):
+                        src, tgt, dep = self._pair(c.scene, c.frames[i], c.frames[j], key)
+                        p = len(pb)
+                        pb.append(b), pi.append(i), pj.append(j)
+                        mp.append(torch.full_like(src, p)), ms.append(src), mt.append(tgt), md.append(dep)
+            lt = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+            out[key] = MatchSet(pair_b=lt(pb), pair_i=lt(pi), pair_j=lt(pj), pair=torch.cat(mp),
+                                src=torch.cat(ms), tgt=torch.cat(mt), depth=torch.cat(md),
+                                token_depth=torch.stack(tdep), grid=grid)
+        return out
+
+
+def split_scenes(scenes: Sequence, val_fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic (train, val) split of the training scenes by a seeded permutation.
+
+    At least one scene stays in train; val is empty when ``val_fraction`` is 0 or there is one scene."""
+    n = len(scenes)
+    n_val = min(n - 1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+    val_idx = sorted(perm[:n_val])
+    train_idx = sorted(perm[n_val:])
+    return [scenes[i] for i in train_idx], [scenes[i] for i in val_idx]
