@@ -1,0 +1,98 @@
+"""The linear depth probe: ridge regression from a layer's image-token features to log patch depth.
+
+Per layer, a ridge regression ``log d ~ w . x + b`` is fitted in closed form on the tokens of the
+*training* scenes and scored on the tokens of the *held-out* scenes (AbsRel = mean |d_hat - d| / d,
+delta1 = fraction with max(d_hat/d, d/d_hat) < 1.25, with d_hat = exp(w . x + b)).
+
+Because layers stream one at a time, the fit never holds features: :class:`RidgeStats` accumulates
+the sufficient statistics (n, sum x, sum y, X^T X, X^T y) in float64 as each scene's layer goes by;
+:meth:`RidgeStats.solve` then centres them (the bias is not penalised) and solves
+``(S_xx + lambda' I) w = S_xy`` with ``lambda' = lambda * trace(S_xx) / D`` so the same ``lambda``
+means the same relative shrinkage at every layer whatever its feature scale. Memory: one
+(D x D) float64 matrix per layer during the training scenes (D=3584, 29 layers: ~3 GB; the
+tiny models: negligible). Tokens whose patch has no valid depth (0) are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class RidgeStats:
+    """Sufficient statistics of a ridge regression, accumulated batch by batch."""
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self.n = 0
+        self.sx = torch.zeros(dim, dtype=torch.float64)
+        self.sy = 0.0
+        self.xtx = torch.zeros(dim, dim, dtype=torch.float64)
+        self.xty = torch.zeros(dim, dtype=torch.float64)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add samples ``x`` float [N, D] with targets ``y`` float [N]."""
+        x = x.reshape(-1, self.dim).double()
+        y = y.reshape(-1).double()
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x/y: expected the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+        self.n += int(x.shape[0])
+        self.sx += x.sum(0)
+        self.sy += float(y.sum())
+        self.xtx += x.T @ x
+        self.xty += x.T @ y
+
+    def solve(self, lam: float) -> "tuple[torch.Tensor, float] | None":
+        """Ridge weights ``(w [D] float64, b)`` with relative penalty ``lam``; None if n < 2."""
+        if self.n < 2:
+            return None
+        mx = self.sx / self.n
+        my = self.sy / self.n
+        sxx = self.xtx - self.n * torch.outer(mx, mx)
+        sxy = self.xty - self.n * mx * my
+        scale = float(torch.diagonal(sxx).mean().clamp_min(0.0))
+        reg = lam * scale if scale > 0 else lam
+        a = sxx + (reg if reg > 0 else 1e-12 * max(scale, 1.0)) * torch.eye(self.dim, dtype=torch.float64)
+        try:
+            w = torch.linalg.solve(a, sxy)
+        except RuntimeError:  # singular even with the tiny jitter (e.g. lam=0 and constant features)
+            w = torch.linalg.lstsq(a, sxy[:, None]).solution[:, 0]
+        b = my - float(mx @ w)
+        return w, b
+
+
+@dataclass
+class DepthScore:
+    """Depth-probe scores over n tokens (NaN with n=0)."""
+
+    absrel: float
+    delta1: float
+    n: int
+
+
+def depth_scores(pred: torch.Tensor, gt: torch.Tensor) -> DepthScore:
+    """AbsRel and delta<1.25 of predicted depths ``pred`` vs ``gt`` (metres, [N]; gt>0 used)."""
+    pred = pred.reshape(-1).double()
+    gt = gt.reshape(-1).double()
+    ok = gt > 0
+    pred, gt = pred[ok], gt[ok]
+    if gt.numel() == 0:
+        return DepthScore(float("nan"), float("nan"), 0)
+    absrel = float(((pred - gt).abs() / gt).mean())
+    ratio = torch.maximum(pred / gt, gt / pred)
+    return DepthScore(absrel, float((ratio < 1.25).double().mean()), int(gt.numel()))
+
+
+def predict_depth(feats: torch.Tensor, w: torch.Tensor, b: float) -> torch.Tensor:
+    """Depth in metres from features ``feats`` [..., D]: exp(w . x + b), shape [...]."""
+    return torch.exp(feats.double() @ w + b)
+
+
+def valid_tokens(feats: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flatten ``feats`` [F, rows, cols, D] and ``depth`` [F, rows, cols] to the tokens with valid
+    (> 0) depth: (x [N, D], depth [N])."""
+    x = feats.reshape(-1, feats.shape[-1])
+    d = depth.reshape(-1)
+    ok = d > 0
+    return x[ok], d[ok]

@@ -1,0 +1,137 @@
+"""Probe recipes: the typed, validated description of one probe run.
+
+A recipe says which frames of each scene go into one forward pass (the clip), which frame pairs
+are compared (gaps, pairs per gap, seed), how ground truth is built (depth tolerance), what is
+measured (feature modes, tolerances r, confidence temperature, depth probe) and on which layers.
+
+Recipes live as TOML files under ``probes/`` (``probes/gasp.toml`` is the paper-style default,
+``probes/quick.toml`` a fast one); :func:`load_recipe` accepts a :class:`Recipe`, a path, a
+recipe name (``"gasp"``) or ``None`` (the defaults, identical to ``probes/gasp.toml``), then
+applies keyword overrides (the CLI flags). Unknown keys and wrong types raise a one-line
+:class:`~gaspprobe.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gaspprobe import config as C
+from gaspprobe.errors import ConfigError
+
+DEFAULT_GAPS = (1, 2, 4, 8, 16, 24)
+
+
+@dataclass
+class Recipe:
+    """Everything that decides the numbers of a probe run (saved in the run's manifest)."""
+
+    frames_per_clip: int = C.field(
+        32, help="frames of each scene fed to the model in ONE forward pass (the first N frames; "
+                 "fewer if the scene is shorter). Gaps are counted in these frames.")
+    gaps: list[int] = C.field(
+        default_factory=lambda: list(DEFAULT_GAPS),
+        help="frame gaps g of the compared pairs (i, i+g); gaps >= the clip length are skipped")
+    pairs_per_gap: int = C.field(
+        4, help="frame pairs sampled per scene and gap (fewer if the clip has fewer distinct pairs)")
+    both_directions: bool = C.field(
+        True, help="also match each sampled pair in reverse (j -> i)")
+    depth_tol: float = C.field(
+        0.05, help="relative depth tolerance of the GT visibility test "
+                   "(|z_proj - depth_j| / depth_j <= tol; larger = occluded, dropped)")
+    tolerances: list[int] = C.field(
+        default_factory=lambda: [0, 1],
+        help="match tolerances r in patches (Chebyshev distance in (row, col)); r=0 is the exact token")
+    modes: list[str] = C.field(
+        default_factory=lambda: ["hidden", "attention"],
+        help="feature modes: 'hidden' (cosine of hidden states) and/or 'attention' (the layer's own "
+             "q.k logits, heads averaged)")
+    conf_temperature: float = C.field(
+        0.07, help="temperature of the hidden-mode softmax confidence: softmax(cos / T) over the "
+                   "target frame's tokens (attention mode uses the model's own logits, T=1)")
+    layers: list[str] | None = C.field(
+        None, help="layers to probe ('vision', 'llm.0', ...); None = all")
+    per_frame: bool = C.field(
+        False, help="encode each frame in its own forward pass (no cross-frame attention)")
+    depth_probe: bool = C.field(
+        True, help="fit the linear (ridge) depth probe per layer on hidden states")
+    ridge_lambda: float = C.field(
+        1e-2, help="ridge penalty, relative: lambda * mean diagonal of the centred Gram matrix")
+    depth_train_fraction: float = C.field(
+        0.5, help="fraction of scenes (the first ones, in order) used to fit the depth probe; "
+                  "the rest are held out and scored")
+    seed: int = C.field(0, help="seed of the pair sampling (and of oracle:random features)")
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in ("hidden", "attention")]
+        if bad or not self.modes:
+            raise ConfigError(f"modes: expected a non-empty list of 'hidden'/'attention', got {self.modes!r}")
+        if self.frames_per_clip < 1:
+            raise ConfigError(f"frames_per_clip: must be >= 1, got {self.frames_per_clip}")
+        if not self.gaps or any(g < 1 for g in self.gaps):
+            raise ConfigError(f"gaps: expected a non-empty list of integers >= 1, got {self.gaps!r}")
+        if self.pairs_per_gap < 1:
+            raise ConfigError(f"pairs_per_gap: must be >= 1, got {self.pairs_per_gap}")
+        if not self.tolerances or any(r < 0 for r in self.tolerances):
+            raise ConfigError(f"tolerances: expected integers >= 0, got {self.tolerances!r}")
+        if 0 not in self.tolerances:
+            raise ConfigError("tolerances: must include 0 (the exact-token accuracy drives the peak)")
+        if self.depth_tol <= 0:
+            raise ConfigError(f"depth_tol: must be > 0, got {self.depth_tol}")
+        if self.conf_temperature <= 0:
+            raise ConfigError(f"conf_temperature: must be > 0, got {self.conf_temperature}")
+        if self.ridge_lambda < 0:
+            raise ConfigError(f"ridge_lambda: must be >= 0, got {self.ridge_lambda}")
+        if not 0.0 < self.depth_train_fraction < 1.0:
+            raise ConfigError(f"depth_train_fraction: must be in (0, 1), got {self.depth_train_fraction}")
+        self.gaps = sorted(set(self.gaps))
+        self.tolerances = sorted(set(self.tolerances))
+        self.modes = [m for m in ("hidden", "attention") if m in self.modes]
+
+
+def recipes_dir() -> Path:
+    """The repository's ``probes/`` folder (next to the ``gaspprobe`` package)."""
+    return Path(__file__).resolve().parents[2] / "probes"
+
+
+def available_recipes() -> list[str]:
+    d = recipes_dir()
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def load_recipe(recipe: "Recipe | str | Path | None" = None, **overrides: Any) -> Recipe:
+    """Resolve ``recipe`` (a Recipe, a file path, a name under ``probes/``, or None = defaults)
+    and apply ``overrides`` (keys of :class:`Recipe`; ``None`` values are ignored)."""
+    if isinstance(recipe, Recipe):
+        data, where = dataclasses.asdict(recipe), ""
+    elif recipe is None:
+        data, where = {}, ""
+    else:
+        p = Path(recipe)
+        if not p.suffix and not p.exists():
+            cand = recipes_dir() / f"{recipe}.toml"
+            if not cand.is_file():
+                if str(recipe) == "gasp":  # the defaults are the gasp recipe, even when not installed
+                    data, where = {}, ""
+                    return _apply(data, where, overrides)
+                known = ", ".join(available_recipes()) or "(none found)"
+                raise ConfigError(f"recipe: unknown recipe {str(recipe)!r}; known: {known} "
+                                  "(or give a path to a .toml file)")
+            p = cand
+        data, where = C.load_file(p), str(p)
+    return _apply(data, where, overrides)
+
+
+def _apply(data: dict, where: str, overrides: dict) -> Recipe:
+    data = dict(data)
+    for k, v in overrides.items():
+        if v is not None:
+            data[k] = v
+    try:
+        return C.from_dict(Recipe, data, where=where)
+    except ConfigError as e:
+        if where and e.path is None:  # a value check in __post_init__: name the file too
+            raise ConfigError(str(e), path=where) from None
+        raise

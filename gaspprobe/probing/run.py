@@ -1,0 +1,504 @@
+"""The probe runner: ``probe(model, scenes, recipe) -> ProbeResult`` (what ``gaspprobe probe`` calls).
+
+For each scene (in order): take the clip (its first ``frames_per_clip`` frames), get the model's
+token grid, sample frame pairs per gap (:mod:`~gaspprobe.probing.temporal`), compute the GT patch
+matches for each pair (:func:`gaspprobe.scenes.patch_matches`) and each token's patch depth, then
+run ONE forward pass per feature mode and, as each layer's capture arrives, match every GT source
+token against all of the target frame's tokens (:mod:`~gaspprobe.probing.match`), accumulate hit
+counts per gap and tolerance, confidences for the Spearman correlation, and the depth probe's
+ridge statistics (:mod:`~gaspprobe.probing.depth`); the layer is then dropped.
+
+Aggregation: accuracies are **micro averages** over GT matches (pooled over pairs, gaps and
+scenes); ``peak_layer`` is the LLM layer (``llm.*``; all layers if the model has none) with the
+highest r=0 accuracy of the primary mode (``hidden`` when it ran); the ``vision`` layer is
+reported beside it as a reference. Temporal robustness is computed at that peak layer
+(definition in :mod:`~gaspprobe.probing.temporal`). The depth probe is fitted on the first
+``depth_train_fraction`` of the scenes and scored on the rest.
+
+Table (``probe.parquet`` + ``probe.csv``): tidy rows ``model, scene, layer, gap, metric, value,
+n``. A null ``scene`` means pooled over all scenes, a null ``gap`` pooled over gaps (or not
+applicable), a null ``layer`` a model-independent row (``chance``). ``value`` is NaN exactly when
+``n`` is 0 (no data, never a fake number). Metrics: ``{mode}/acc_r{r}`` (n = GT matches),
+``{mode}/conf_spearman`` (n = matches), ``{mode}/robustness`` (at the peak layer; n = matches of
+that layer over the gaps used), ``depth/absrel`` and ``depth/delta1`` (n = held-out tokens),
+``chance`` and ``chance_r{r}`` (the accuracy a uniformly random guess would get on the same
+matches; n = matches).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gaspprobe import io
+from gaspprobe.errors import DataError, ModelError
+from gaspprobe.probing.depth import RidgeStats, depth_scores, predict_depth, valid_tokens
+from gaspprobe.probing.match import chance_within, hits_within, match_tokens, spearman
+from gaspprobe.probing.recipe import Recipe, load_recipe
+from gaspprobe.probing.temporal import robustness, sample_pairs
+
+COLUMNS = ["model", "scene", "layer", "gap", "metric", "value", "n"]
+
+
+@dataclass
+class ProbeResult:
+    """A probe run's results: the tidy ``table`` (pandas DataFrame), the ``summary`` dict (the
+    content of ``summary.json``), the run folder ``out`` (None when not written), the resolved
+    ``recipe``, and ``cached`` (True when an existing complete run was returned as it was)."""
+
+    table: Any
+    summary: dict
+    recipe: Recipe
+    out: Path | None = None
+    cached: bool = False
+    figures: list[Path] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- resolving inputs
+def resolve_model(model: Any, recipe: Recipe) -> tuple[Any, str]:
+    """(adapter, model string for the tables) from a hub id / dir / ``oracle:...`` / adapter."""
+    if isinstance(model, (str, Path)):
+        s = str(model)
+        if s.startswith("oracle:"):
+            from gaspprobe.probing.oracle import make_oracle
+
+            return make_oracle(s, seed=recipe.seed), s
+        from gaspprobe import models
+
+        return models.load(s), s
+    if not hasattr(model, "capture") or not hasattr(model, "token_grid"):
+        raise ModelError(f"model: expected a model id, a folder, 'oracle:xyz'/'oracle:random' or a "
+                         f"loaded adapter, got {type(model).__name__}")
+    return model, str(getattr(model, "model_id", type(model).__name__))
+
+
+def resolve_scenes(scenes: Any) -> tuple[list, Any]:
+    """(list of Scene, a JSON description for the manifest) from a folder, a Scene or a list."""
+    from gaspprobe.scenes.types import Scene
+
+    if isinstance(scenes, (str, Path)):
+        from gaspprobe.scenes import load_scenes
+
+        lst = load_scenes(scenes)
+        desc: Any = str(Path(scenes).resolve())
+    elif isinstance(scenes, Scene):
+        lst = [scenes]
+        desc = [scenes.name]
+    else:
+        lst = list(scenes)
+        if not all(isinstance(s, Scene) for s in lst):
+            raise DataError("scenes: expected a folder, a Scene or a list of Scene")
+        desc = [s.name for s in lst]
+    if not lst:
+        raise DataError("no scenes to probe", path=scenes if isinstance(scenes, (str, Path)) else None)
+    names = [s.name for s in lst]
+    if len(set(names)) != len(names):
+        raise DataError(f"scenes: names must be unique, got {names}")
+    return lst, desc
+
+
+def attention_scale(adapter: Any) -> float:
+    """The factor turning captured ``query . key`` into the model's head-averaged attention logit:
+    ``1 / (H * sqrt(dh))`` (see :class:`gaspprobe.models.adapter.LayerCapture`); an adapter may
+    state it as ``adapter.attention_scale``, otherwise it is read from the model config."""
+    s = getattr(adapter, "attention_scale", None)
+    if s is not None:
+        return float(s() if callable(s) else s)
+    cfg = getattr(getattr(adapter, "model", None), "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    H = getattr(cfg, "num_attention_heads", None)
+    if not H:
+        raise ModelError(f"{getattr(adapter, 'model_id', 'model')}: cannot tell the attention "
+                         "scale (no adapter.attention_scale and no num_attention_heads in its config)")
+    dh = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
+    return 1.0 / (H * math.sqrt(dh))
+
+
+# --------------------------------------------------------------------------- accumulation
+class _Acc:
+    """Hit counts per (mode, scene, layer) over gaps and tolerances, confidences, depth scores."""
+
+    def __init__(self, recipe: Recipe):
+        self.r = recipe
+        self.gaps = list(recipe.gaps)
+        self.n: dict[tuple, torch.Tensor] = {}       # (mode, scene, layer) -> long [G]
+        self.hits: dict[tuple, torch.Tensor] = {}    # (mode, scene, layer, r) -> long [G]
+        self.conf: dict[tuple, list] = {}            # (mode, scene, layer) -> [(conf, correct)]
+        self.chance: dict[tuple, torch.Tensor] = {}  # (scene, r) -> float64 [G] (sum of per-match chance)
+        self.gt_n: dict[str, torch.Tensor] = {}      # scene -> long [G] GT matches
+        self.layers: list[str] = []
+        self.modes_seen: list[str] = []
+        self.depth: dict[tuple, tuple[float, float, int]] = {}  # (scene, layer) -> (sum absrel, sum d1, n)
+        self.n_pairs = 0
+
+    def add_layer(self, mode, scene, layer, m, gap_idx, cols):
+        G = len(self.gaps)
+        if layer not in self.layers:
+            self.layers.append(layer)
+        if mode not in self.modes_seen:
+            self.modes_seen.append(mode)
+        gi = gap_idx[m.pair] if len(m) else torch.zeros(0, dtype=torch.long)
+        self.n[(mode, scene, layer)] = torch.bincount(gi, minlength=G)
+        for r in self.r.tolerances:
+            h = hits_within(m.pred, m.gt, cols, r)
+            self.hits[(mode, scene, layer, r)] = torch.bincount(gi, weights=h.double(), minlength=G).round().long()
+        self.conf[(mode, scene, layer)] = [(m.conf, (m.pred == m.gt).double())]
+
+
+def _nan_if_zero(num: float, n: int) -> float:
+    return num / n if n > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- the runner
+def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, *,
+          out: "str | Path | None" = None, progress: bool = False, overwrite: bool = False,
+          **overrides: Any) -> ProbeResult:
+    """Probe ``model`` on ``scenes`` layer by layer.
+
+    Args:
+        model: a hub id or model folder (loaded with :func:`gaspprobe.models.load`),
+            ``"oracle:xyz"`` / ``"oracle:random"`` (optionally ``":ROWSxCOLS"``), or a loaded adapter.
+        scenes: a scene folder / folder of scene folders, a :class:`Scene`, or a list of them.
+        recipe: a :class:`Recipe`, a recipe file, a recipe name under ``probes/`` ("gasp",
+            "quick"), or None (the defaults = ``probes/gasp.toml``).
+        out: run folder to write (``probe.parquet``/``.csv``, ``summary.json``, ``manifest.json``,
+            PNGs). If it already holds a complete probe run of the same model, scenes and recipe,
+            that result is returned without recomputing (``cached=True``).
+        progress: show a rich progress bar over scenes.
+        overwrite: replace a complete run in ``out`` made with a different model/scenes/recipe
+            (otherwise that is an error).
+        **overrides: recipe keys (e.g. ``gaps=[1, 4]``, ``modes=["hidden"]``).
+
+    Returns:
+        :class:`ProbeResult` with ``.table`` and ``.summary`` (see the module docstring).
+    """
+    rcp = load_recipe(recipe, **overrides)
+    model_str = str(model) if isinstance(model, (str, Path)) else str(
+        getattr(model, "model_id", type(model).__name__))
+    scene_list, scenes_desc = resolve_scenes(scenes)
+    if out is not None:
+        out = Path(out)
+        cached = _cached(out, rcp, model_str, scenes_desc, overwrite)
+        if cached is not None:
+            return cached
+    adapter, model_str = resolve_model(model, rcp)
+    if out is not None:
+        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
+                                                scenes=scenes_desc, status="running"))
+    acc = _Acc(rcp)
+    n_sc = len(scene_list)
+    do_depth = rcp.depth_probe and "hidden" in rcp.modes and n_sc >= 2
+    n_train = min(max(int(round(rcp.depth_train_fraction * n_sc)), 1), n_sc - 1) if do_depth else 0
+    stats: dict[str, RidgeStats] = {}
+    weights: dict[str, Any] = {}
+    scale = None
+
+    bar = _progress(progress, n_sc)
+    try:
+        for si, scene in enumerate(scene_list):
+            if do_depth and si == n_train:  # all training scenes seen: fit, then drop the statistics
+                weights = {k: s.solve(rcp.ridge_lambda) for k, s in stats.items()}
+                stats = {}
+            if "attention" in rcp.modes and scale is None:
+                scale = attention_scale(adapter)
+            _probe_scene(adapter, scene, rcp, acc, depth_role=("train" if si < n_train else "test") if do_depth else None,
+                         stats=stats, weights=weights, scale=scale)
+            if bar is not None:
+                bar[0].advance(bar[1])
+    finally:
+        if bar is not None:
+            bar[0].stop()
+
+    table = _table(acc, model_str, [s.name for s in scene_list])
+    summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train,
+                       [s.name for s in scene_list])
+    res = ProbeResult(table=table, summary=summary, recipe=rcp, out=out)
+    if out is not None:
+        io.write_table(table, out / "probe.parquet")
+        io.atomic_write_json(out / "summary.json", summary)
+        from gaspprobe.probing.plots import write_figures
+
+        res.figures = write_figures(summary, out)
+        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
+                                                scenes=scenes_desc, status="complete"))
+    return res
+
+
+def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite: bool):
+    if not (out / io.MANIFEST).exists():
+        return None
+    m = io.read_manifest(out)
+    if m.get("kind") != "probe" or m.get("status") != "complete":
+        if m.get("kind") != "probe" and not overwrite:
+            raise DataError(f"holds a {m.get('kind')!r} run, not a probe run; choose another --out", path=out)
+        return None  # an unfinished probe run is recomputed from scratch
+    same = (io.is_complete(out, kind="probe", config=rcp) and m.get("model") == model_str
+            and m.get("scenes") == io.json.loads(io.to_json(scenes_desc)))
+    if same:
+        table = io.read_table(out / "probe.parquet")
+        table["gap"] = table["gap"].astype("Int64")
+        summary = io.read_json(out / "summary.json")
+        figs = [p for p in (out / "accuracy_vs_layer.png", out / "accuracy_vs_gap.png") if p.exists()]
+        return ProbeResult(table=table, summary=summary, recipe=rcp, out=out, cached=True, figures=figs)
+    if not overwrite:
+        raise DataError("already holds a complete probe run with a different model, scenes or recipe; "
+                        "choose another --out or pass --overwrite", path=out)
+    return None
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    p = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                 transient=False)
+    p.start()
+    return p, p.add_task("scenes", total=total)
+
+
+def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, weights, scale) -> None:
+    from gaspprobe.scenes import patch_depth, patch_matches
+
+    F = min(scene.num_frames, rcp.frames_per_clip)
+    clip = scene if F == scene.num_frames else scene.subset(list(range(F)))
+    grid = adapter.token_grid(clip.size, F)
+    rows, cols = grid.rows, grid.cols
+    seed = (rcp.seed * 1000003) ^ zlib.crc32(scene.name.encode())
+    pairs = sample_pairs(F, rcp.gaps, rcp.pairs_per_gap, seed=seed, both_directions=rcp.both_directions)
+    acc.n_pairs += len(pairs)
+    gaps = acc.gaps
+    pair_t = torch.tensor([[i, j] for i, j, _ in pairs], dtype=torch.long).reshape(-1, 2)
+    gap_idx = torch.tensor([gaps.index(g) for _, _, g in pairs], dtype=torch.long)
+    gts = [patch_matches(clip, i, j, grid, depth_tol=rcp.depth_tol) for i, j, _ in pairs]
+    src_idx = [m.src.long() for m in gts]
+    tgt_idx = [m.tgt.long() for m in gts]
+    G = len(gaps)
+    sizes = torch.tensor([int(s.numel()) for s in src_idx], dtype=torch.long)
+    per_match_gap = torch.repeat_interleave(gap_idx, sizes) if len(pairs) else torch.zeros(0, dtype=torch.long)
+    acc.gt_n[scene.name] = torch.bincount(per_match_gap, minlength=G)
+    gt_all = torch.cat(tgt_idx) if tgt_idx else torch.zeros(0, dtype=torch.long)
+    for r in rcp.tolerances:
+        ch = chance_within(gt_all, rows, cols, r).double()
+        acc.chance[(scene.name, r)] = torch.zeros(G, dtype=torch.float64).index_add_(0, per_match_gap, ch)
+    depth = patch_depth(clip, grid) if depth_role else None
+
+    if hasattr(adapter, "set_scene"):
+        adapter.set_scene(clip)
+    for mode in rcp.modes:
+        first = True
+        for cap in adapter.capture(clip.rgb, mode=mode, layers=rcp.layers, per_frame=rcp.per_frame):
+            if first:
+                _check_grid(adapter, grid)
+                first = False
+            if mode == "hidden":
+                if cap.feats is None:
+                    raise ModelError(f"{cap.name}: hidden-mode capture has no feats")
+                feats = _check_shape(cap.feats, F, rows, cols, cap.name)
+                m = match_tokens(feats, feats, pair_t, src_idx, tgt_idx, cosine=True,
+                                 temperature=rcp.conf_temperature)
+                if depth_role == "train":
+                    x, d = valid_tokens(feats, depth)
+                    if cap.name not in stats:
+                        stats[cap.name] = RidgeStats(x.shape[-1])
+                    stats[cap.name].update(x, torch.log(d))
+                elif depth_role == "test":
+                    x, d = valid_tokens(feats, depth)
+                    wb = weights.get(cap.name)
+                    if wb is not None and d.numel():
+                        sc = depth_scores(predict_depth(x, *wb), d)
+                        acc.depth[(scene.name, cap.name)] = (sc.absrel * sc.n, sc.delta1 * sc.n, sc.n)
+                    else:
+                        acc.depth[(scene.name, cap.name)] = (0.0, 0.0, 0)
+            else:
+                if cap.query is None or cap.key is None:
+                    continue  # e.g. the vision layer has no self-attention of its own
+                q = _check_shape(cap.query, F, rows, cols, cap.name)
+                k = _check_shape(cap.key, F, rows, cols, cap.name)
+                m = match_tokens(q, k, pair_t, src_idx, tgt_idx, cosine=False, logit_scale=scale,
+                                 temperature=1.0)
+            acc.add_layer(mode, scene.name, cap.name, m, gap_idx, cols)
+            del cap
+
+
+def _check_grid(adapter, grid) -> None:
+    lg = getattr(adapter, "last_grid", None)
+    if lg is None:
+        return
+    if lg.shape != grid.shape or not torch.allclose(lg.boxes.float(), grid.boxes.float(), atol=1e-3):
+        raise ModelError(f"{getattr(adapter, 'model_id', 'model')}: token_grid() {grid.shape} disagrees "
+                         f"with the grid of the forward pass {lg.shape}")
+
+
+def _check_shape(t: torch.Tensor, F: int, rows: int, cols: int, name: str) -> torch.Tensor:
+    if t.ndim != 4 or tuple(t.shape[:3]) != (F, rows, cols):
+        raise ModelError(f"{name}: expected a capture of shape [{F},{rows},{cols},D], got {tuple(t.shape)}")
+    return t.detach().float()
+
+
+# --------------------------------------------------------------------------- tables and summary
+def _table(acc: _Acc, model_str: str, scene_names: list[str]):
+    import pandas as pd
+
+    rows: list[tuple] = []
+    gaps = acc.gaps
+    add = lambda scene, layer, gap, metric, num, n: rows.append(  # noqa: E731
+        (model_str, scene, layer, gap, metric, _nan_if_zero(num, n), int(n)))
+    val = lambda scene, layer, gap, metric, v, n: rows.append(  # noqa: E731
+        (model_str, scene, layer, gap, metric, float(v) if n > 0 else float("nan"), int(n) if n > 0 else 0))
+
+    # chance (model-independent): per scene and pooled, per gap and pooled
+    for r in acc.r.tolerances:
+        metric = "chance" if r == 0 else f"chance_r{r}"
+        tot_c = torch.zeros(len(gaps), dtype=torch.float64)
+        tot_n = torch.zeros(len(gaps), dtype=torch.long)
+        for s in scene_names:
+            c, n = acc.chance[(s, r)], acc.gt_n[s]
+            tot_c += c
+            tot_n += n
+            add(s, None, None, metric, float(c.sum()), int(n.sum()))
+        add(None, None, None, metric, float(tot_c.sum()), int(tot_n.sum()))
+    for mode in acc.modes_seen:
+        for layer in acc.layers:
+            keys = [(mode, s, layer) for s in scene_names if (mode, s, layer) in acc.n]
+            if not keys:
+                continue
+            for r in acc.r.tolerances:
+                metric = f"{mode}/acc_r{r}"
+                tot_h = torch.zeros(len(gaps), dtype=torch.long)
+                tot_n = torch.zeros(len(gaps), dtype=torch.long)
+                for k in keys:
+                    h, n = acc.hits[(*k, r)], acc.n[k]
+                    tot_h += h
+                    tot_n += n
+                    for gi, g in enumerate(gaps):
+                        add(k[1], layer, g, metric, int(h[gi]), int(n[gi]))
+                    add(k[1], layer, None, metric, int(h.sum()), int(n.sum()))
+                for gi, g in enumerate(gaps):
+                    add(None, layer, g, metric, int(tot_h[gi]), int(tot_n[gi]))
+                add(None, layer, None, metric, int(tot_h.sum()), int(tot_n.sum()))
+            confs, corrs = [], []
+            for k in keys:
+                c = torch.cat([a for a, _ in acc.conf[k]]) if acc.conf[k] else torch.zeros(0)
+                y = torch.cat([b for _, b in acc.conf[k]]) if acc.conf[k] else torch.zeros(0)
+                rho, n = spearman(c, y)
+                val(k[1], layer, None, f"{mode}/conf_spearman", rho, n)
+                confs.append(c)
+                corrs.append(y)
+            rho, n = spearman(torch.cat(confs), torch.cat(corrs))
+            val(None, layer, None, f"{mode}/conf_spearman", rho, n)
+    # depth probe: per held-out scene and pooled
+    for layer in acc.layers:
+        keys = [(s, layer) for s in scene_names if (s, layer) in acc.depth]
+        if not keys:
+            continue
+        ta = td = 0.0
+        tn = 0
+        for s, _ in keys:
+            a, d, n = acc.depth[(s, layer)]
+            ta, td, tn = ta + a, td + d, tn + n
+            add(s, layer, None, "depth/absrel", a, n)
+            add(s, layer, None, "depth/delta1", d, n)
+        add(None, layer, None, "depth/absrel", ta, tn)
+        add(None, layer, None, "depth/delta1", td, tn)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["gap"] = df["gap"].astype("Int64")
+    df["n"] = df["n"].astype("int64")
+    df["value"] = df["value"].astype("float64")
+    return df
+
+
+def _pooled(table, metric: str, layer=None, gap=None):
+    t = table[(table.metric == metric) & table.scene.isna()]
+    t = t[t.layer.isna()] if layer is None else t[t.layer == layer]
+    t = t[t.gap.isna()] if gap is None else t[t.gap == gap]
+    if len(t) != 1:
+        return float("nan"), 0
+    return float(t.value.iloc[0]), int(t.n.iloc[0])
+
+
+def _mode_block(acc: _Acc, table, mode: str) -> dict:
+    layers = [l for l in acc.layers if (table.metric == f"{mode}/acc_r0").loc[table.layer == l].any()]
+    accuracy = {f"r{r}": {l: _pooled(table, f"{mode}/acc_r{r}", l)[0] for l in layers}
+                for r in acc.r.tolerances}
+    llm = [l for l in layers if l.startswith("llm.")] or layers
+    cands = [(accuracy["r0"][l], -i, l) for i, l in enumerate(llm) if not math.isnan(accuracy["r0"][l])]
+    peak = max(cands)[2] if cands else None
+    by_gap, n_by_gap = {}, {}
+    if peak is not None:
+        for g in acc.gaps:
+            v, n = _pooled(table, f"{mode}/acc_r0", peak, g)
+            if n > 0:  # only the gaps the clips allowed and that had matches
+                by_gap[g], n_by_gap[g] = v, n
+    rob, ratios = robustness(by_gap, n_by_gap)
+    llm_vals = [accuracy["r0"][l] for l in llm if not math.isnan(accuracy["r0"][l])]
+    return {
+        "layers": layers,
+        "accuracy": accuracy,
+        "peak_layer": peak,
+        "peak_accuracy": accuracy["r0"][peak] if peak is not None else float("nan"),
+        "layer_mean_accuracy": sum(llm_vals) / len(llm_vals) if llm_vals else float("nan"),
+        "vision_accuracy": accuracy["r0"].get("vision", float("nan")),
+        "accuracy_by_gap": {str(g): v for g, v in by_gap.items()},
+        "n_by_gap": {str(g): n for g, n in n_by_gap.items()},
+        "robustness": rob,
+        "robustness_ratios": {str(g): v for g, v in ratios.items()},
+        "confidence_spearman": {l: _pooled(table, f"{mode}/conf_spearman", l)[0] for l in layers},
+    }
+
+
+def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth: bool,
+             n_train: int, scene_names: list[str]) -> dict:
+    primary = "hidden" if "hidden" in acc.modes_seen else (acc.modes_seen[0] if acc.modes_seen else "hidden")
+    blocks = {m: _mode_block(acc, table, m) for m in acc.modes_seen}
+    main = blocks.get(primary) or {"layers": [], "accuracy": {f"r{r}": {} for r in rcp.tolerances},
+                                   "peak_layer": None, "peak_accuracy": float("nan"),
+                                   "layer_mean_accuracy": float("nan"), "accuracy_by_gap": {},
+                                   "robustness": float("nan"), "confidence_spearman": {}}
+    chance, n_matches = _pooled(table, "chance")
+    out = {
+        "model": model_str,
+        "mode": primary,
+        "layers": list(acc.layers),
+        **{k: v for k, v in main.items() if k != "layers"},
+        "chance": chance,
+        **{f"chance_r{r}": _pooled(table, f"chance_r{r}")[0] for r in rcp.tolerances if r > 0},
+        "depth_probe": {},
+        "n_pairs": acc.n_pairs,
+        "n_matches": int(sum(int(n.sum()) for n in acc.gt_n.values())),
+        "n_scenes": n_sc,
+        "scenes": scene_names,
+        "gaps": list(rcp.gaps),
+        "tolerances": list(rcp.tolerances),
+    }
+    if do_depth:
+        out["depth_probe"] = {l: {"absrel": _pooled(table, "depth/absrel", l)[0],
+                                  "delta1": _pooled(table, "depth/delta1", l)[0],
+                                  "n": _pooled(table, "depth/absrel", l)[1]}
+                              for l in acc.layers if (table.metric == "depth/absrel").loc[table.layer == l].any()}
+        out["depth_train_scenes"] = scene_names[:n_train]
+        out["depth_test_scenes"] = scene_names[n_train:]
+    if "attention" in blocks:
+        out["attention"] = {k: v for k, v in blocks["attention"].items()}
+    # exactly what summary.json holds (NaN -> null), so a fresh and a cached result are equal
+    return io.json.loads(io.to_json(io._finite(out)))
+
+
+def load_result(run_dir: "str | Path") -> ProbeResult:
+    """Read a complete probe run folder back as a :class:`ProbeResult`."""
+    run_dir = Path(run_dir)
+    m = io.read_manifest(run_dir, kind="probe")
+    if m.get("status") != "complete":
+        raise DataError("probe run is not complete", path=run_dir)
+    from gaspprobe import config as C
+
+    rcp = C.from_dict(Recipe, m["config"], where=str(run_dir / io.MANIFEST))
+    table = io.read_table(run_dir / "probe.parquet")
+    table["gap"] = table["gap"].astype("Int64")
+    return ProbeResult(table=table, summary=io.read_json(run_dir / "summary.json"), recipe=rcp,
+                       out=run_dir, cached=True)
