@@ -1,0 +1,494 @@
+"""Tests for `gaspprobe report`: run discovery/validation, the numbers in the tables, figures,
+the self-contained HTML, atomic replacement, and the CLI.
+
+The fixture runs below are written with `gaspprobe.io` in the agreed run-folder schemas (probe,
+train, bench), with hand-chosen numbers so every expected value in the tests is computed by hand
+here, independently of the report code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaspprobe import io
+from gaspprobe.errors import DataError
+
+# --------------------------------------------------------------------------- fixture runs
+LAYERS = ["vision", "llm.0", "llm.1", "llm.2", "llm.3"]
+BASE_ACC = {"vision": 0.30, "llm.0": 0.32, "llm.1": 0.20, "llm.2": 0.15, "llm.3": 0.10}
+GASP_ACC = {"vision": 0.30, "llm.0": 0.40, "llm.1": 0.55, "llm.2": 0.72, "llm.3": 0.60}
+BASE_GAP = {"1": 0.4, "2": 0.3, "4": 0.2, "8": 0.1}        # robustness = (.75+.5+.25)/3 = 0.5
+GASP_GAP = {"1": 0.8, "2": 0.76, "4": 0.72, "8": 0.68}     # robustness = (.95+.9+.85)/3 = 0.9
+CHANCE = 1 / 64
+RECIPE = {"frames": 8, "gaps": [1, 2, 4, 8], "depth_tol": 0.05, "tolerances": [0, 1],
+          "pairs_per_scene": 4, "seed": 0, "modes": ["hidden"], "out": "ignored/by/compare"}
+SCENES = ["scene_000", "scene_001"]
+TASKS = {"base": {"object_counting": 20.0, "room_size": 35.0},
+         "gasp": {"object_counting": 50.0, "room_size": 40.0}}
+QTYPES = ["object_counting"] * 4 + ["room_size"] * 2
+
+
+def _manifest(kind, config, model, status="complete", **extra):
+    return io.make_manifest(kind, config, seed=0, status=status, model=model, **extra)
+
+
+def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCENES,
+                summary_extra=None, drop_summary_keys=()):
+    """A probe run folder whose table is consistent with its summary (equal n per scene)."""
+    rows = []
+    peak_layer = max((k for k in acc if k != "vision"), key=acc.get)
+    for sc in scenes:
+        for layer in LAYERS:
+            rows.append(dict(model=model, scene=sc, layer=layer, gap=1, metric="hidden/acc_r0",
+                             value=acc[layer], n=10))
+            rows.append(dict(model=model, scene=sc, layer=layer, gap=1, metric="depth/absrel",
+                             value=0.5, n=10))
+        rows.append(dict(model=model, scene=sc, layer="vision", gap=0, metric="chance",
+                         value=CHANCE, n=64))
+    table = pd.DataFrame(rows)
+    g = {float(k): v for k, v in by_gap.items()}
+    g0 = min(g)
+    summary = {
+        "model": model, "layers": LAYERS,
+        "accuracy": {"r0": dict(acc), "r1": {k: min(1.0, v + 0.1) for k, v in acc.items()}},
+        "peak_layer": peak_layer, "peak_accuracy": acc[peak_layer],
+        "layer_mean_accuracy": sum(v for k, v in acc.items() if k != "vision") / 4,
+        "chance": CHANCE, "accuracy_by_gap": dict(by_gap),
+        "robustness": sum(v / g[g0] for k, v in g.items() if k > g0) / (len(g) - 1),
+        "confidence_spearman": {k: 0.1 for k in LAYERS},
+        "depth_probe": {k: {"absrel": 0.5 - 0.05 * i, "delta1": 0.3 + 0.1 * i}
+                        for i, k in enumerate(LAYERS)},
+        "n_pairs": 8, "n_matches": 640, "n_scenes": len(scenes),
+    }
+    summary.update(summary_extra or {})
+    for k in drop_summary_keys:
+        summary.pop(k, None)
+    io.write_table(table, run / "probe.parquet")
+    io.atomic_write_json(run / "summary.json", summary)
+    extra = {"model_label": label} if label else {}
+    io.write_manifest(run, _manifest("probe", recipe or RECIPE, model, **extra))
+    return run
+
+
+def write_bench(run, model, tasks, *, benchmark="synthetic_vsi", label=None, ids=None,
+                frames=8, config=None):
+    ids = list(range(len(QTYPES))) if ids is None else ids
+    table = pd.DataFrame(dict(model=model, benchmark=benchmark, id=ids,
+                              question_type=QTYPES[:len(ids)], prediction="1", parsed="1",
+                              target="1", score=1.0))
+    overall = sum(tasks.values()) / len(tasks)
+    io.write_table(table, run / "scores.parquet")
+    io.atomic_write_json(run / "summary.json", {
+        "model": model, "benchmark": benchmark, "overall": overall, "tasks": dict(tasks),
+        "n": len(ids), "n_failed": 0, "parse_failures": 1, "frames": frames,
+        "prompt_variant": "official", "card_version": 1})
+    extra = {"model_label": label} if label else {}
+    io.write_manifest(run, _manifest("bench", config or {"benchmark": benchmark, "limit": None},
+                                     model, **extra))
+    return run
+
+
+def write_train(run, base_model, output_model, steps=20):
+    log = pd.DataFrame({"step": range(steps),
+                        "loss": [2.0 / (1 + s) + 0.1 for s in range(steps)],
+                        "loss_corr": [1.5 / (1 + s) for s in range(steps)],
+                        "loss_depth": [0.5 / (1 + s) + 0.1 for s in range(steps)],
+                        "lr": [1e-4] * steps, "acc_llm": [s / steps for s in range(steps)]})
+    run.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_text(run / "train_log.csv", log.to_csv(index=False))
+    io.write_manifest(run, _manifest("train", {"lr": 1e-4, "steps": steps}, base_model,
+                                     output_model=str(output_model)))
+    return run
+
+
+def make_loop_runs(root: Path) -> dict:
+    """A loop-like folder: base probe, train, GASP probe, two benchmarks on both models."""
+    root = Path(root)
+    base = "tiny:qwen2_5_vl"
+    gasp = str(root / "train" / "model")
+    (root / "train" / "model").mkdir(parents=True)
+    runs = {
+        "probe_base": write_probe(root / "probe_base", base, BASE_ACC, BASE_GAP, label="base"),
+        "train": write_train(root / "train", base, gasp),
+        "probe_gasp": write_probe(root / "probe_gasp", gasp, GASP_ACC, GASP_GAP, label="gasp"),
+        "bench_base": write_bench(root / "bench_base", base, TASKS["base"], label="base"),
+        "bench_gasp": write_bench(root / "bench_gasp", gasp, TASKS["gasp"], label="gasp"),
+        "aa_base": write_bench(root / "aa_base", base, {"camera_pose": 30.0, "counting": 40.0},
+                               benchmark="synthetic_allangles", label="base"),
+        "aa_gasp": write_bench(root / "aa_gasp", gasp, {"camera_pose": 48.2, "counting": 41.0},
+                               benchmark="synthetic_allangles", label="gasp"),
+    }
+    return runs
+
+
+@pytest.fixture(scope="module")
+def loop_runs(tmp_path_factory):
+    return make_loop_runs(tmp_path_factory.mktemp("loop"))
+
+
+@pytest.fixture(scope="module")
+def built(loop_runs, tmp_path_factory):
+    """One report over all the fixture runs (built once: figures take a few seconds)."""
+    from gaspprobe.reporting.report import report
+
+    out = tmp_path_factory.mktemp("rep") / "report"
+    html = report(list(loop_runs.values()), out)
+    return out, html
+
+
+def _md_table(md: str, title: str) -> pd.DataFrame:
+    """Parse the Markdown table under '### title' into a DataFrame of strings."""
+    lines = md.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("### ") and title in ln)
+    rows = []
+    for ln in lines[i + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip().strip("|").split(" | ")])
+    return pd.DataFrame(rows[2:], columns=rows[0])
+
+
+# --------------------------------------------------------------------------- runs
+def test_models_are_paired_named_and_coloured(loop_runs):
+    from gaspprobe.reporting.runs import load_runs
+
+    rs = load_runs(list(loop_runs.values()))
+    names = [m.name for m in rs.models.values()]
+    assert names == ["base", "gasp"]
+    base, gasp = rs.models.values()
+    assert (base.role, gasp.role) == ("base", "gasp")
+    assert gasp.base_key == base.key
+    assert rs.pairs == [(base.key, gasp.key)]
+    assert base.color != gasp.color and re.fullmatch(r"#[0-9a-f]{6}", base.color)
+
+
+def test_discovery_finds_runs_inside_a_loop_folder(loop_runs):
+    from gaspprobe.reporting.runs import discover
+
+    root = loop_runs["train"].parent
+    found = discover(root)
+    assert sorted(p.name for p in found) == sorted(p.name for p in loop_runs.values())
+
+
+def test_gasp_model_found_through_relative_path(tmp_path, monkeypatch):
+    """A probe run naming the GASP model by a relative path still pairs with the train run."""
+    from gaspprobe.reporting.runs import load_runs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t" / "model").mkdir(parents=True)
+    write_train(tmp_path / "t", "org/base-7b", (tmp_path / "t" / "model").resolve())
+    write_probe(tmp_path / "pb", "org/base-7b", BASE_ACC, BASE_GAP)
+    write_probe(tmp_path / "pg", "t/model", GASP_ACC, GASP_GAP)
+    rs = load_runs([tmp_path / "pb", tmp_path / "pg", tmp_path / "t"])
+    assert [m.name for m in rs.models.values()] == ["org/base-7b", "GASP(org/base-7b)"]
+    assert len(rs.pairs) == 1
+
+
+def test_labels_pair_models_without_a_train_run(loop_runs):
+    from gaspprobe.reporting.runs import load_runs
+
+    rs = load_runs([loop_runs["probe_base"], loop_runs["probe_gasp"]])
+    assert [(m.name, m.role) for m in rs.models.values()] == [("base", "base"), ("gasp", "gasp")]
+
+
+@pytest.mark.parametrize("case", ["no_manifest", "other_kind", "running", "no_table", "no_summary",
+                                  "garbage_table", "bad_accuracy", "missing", "empty_list"])
+def test_bad_run_folders_get_one_line_error_naming_the_folder(tmp_path, case):
+    from gaspprobe.reporting.runs import load_runs
+
+    run = tmp_path / "run"
+    write_probe(run, "m", BASE_ACC, BASE_GAP)
+    if case == "no_manifest":
+        (run / "manifest.json").unlink()
+        (run / "junk.txt").write_text("x")
+    elif case == "other_kind":
+        io.write_manifest(run, {"kind": "scenes", "status": "complete"})
+    elif case == "running":
+        io.write_manifest(run, _manifest("probe", RECIPE, "m", status="running"))
+    elif case == "no_table":
+        (run / "probe.parquet").unlink()
+    elif case == "no_summary":
+        (run / "summary.json").unlink()
+    elif case == "garbage_table":
+        (run / "probe.parquet").write_bytes(b"not parquet")
+    elif case == "bad_accuracy":
+        write_probe(run, "m", {k: 100 * v for k, v in BASE_ACC.items()}, BASE_GAP)
+    elif case == "missing":
+        shutil.rmtree(run)
+    with pytest.raises(DataError) as e:
+        load_runs([] if case == "empty_list" else [run])
+    msg = str(e.value)
+    assert "\n" not in msg
+    if case != "empty_list":
+        assert msg.startswith(str(run)), msg
+    expected = {"no_manifest": "not a gaspprobe run", "other_kind": "'scenes'",
+                "running": "not finished", "no_table": "probe.parquet",
+                "no_summary": "summary.json", "garbage_table": "not a readable parquet",
+                "bad_accuracy": "not a fraction", "missing": "no such folder",
+                "empty_list": "no run folders"}[case]
+    assert expected in msg
+
+
+def test_train_run_without_log_is_half_written(tmp_path):
+    from gaspprobe.reporting.runs import load_runs
+
+    run = write_train(tmp_path / "t", "m", tmp_path / "t" / "model")
+    (run / "train_log.csv").unlink()
+    with pytest.raises(DataError, match="train_log.csv"):
+        load_runs([run])
+
+
+def test_incompatible_probe_recipes_are_refused(tmp_path):
+    from gaspprobe.reporting.runs import load_runs
+
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP)
+    b = write_probe(tmp_path / "b", "m2", GASP_ACC, GASP_GAP,
+                    recipe={**RECIPE, "depth_tol": 0.1, "out": "elsewhere"})
+    with pytest.raises(DataError) as e:
+        load_runs([a, b])
+    assert str(e.value).startswith(str(b)) and "depth_tol" in str(e.value)
+    assert "out" not in str(e.value).split("in ", 1)[1].split(":")[0]  # 'out' is not a recipe key
+    # Allowed on request, with a warning that names the folder.
+    rs = load_runs([a, b], allow_mismatch=True)
+    assert len(rs.warnings) == 1 and str(b) in rs.warnings[0]
+
+
+def test_probes_on_different_scenes_are_refused(tmp_path):
+    from gaspprobe.reporting.runs import load_runs
+
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP)
+    b = write_probe(tmp_path / "b", "m2", GASP_ACC, GASP_GAP, scenes=["scene_000", "scene_009"])
+    with pytest.raises(DataError, match="other scenes"):
+        load_runs([a, b])
+
+
+def test_incompatible_bench_runs_are_refused(tmp_path):
+    from gaspprobe.reporting.runs import load_runs
+
+    a = write_bench(tmp_path / "a", "m1", TASKS["base"])
+    b = write_bench(tmp_path / "b", "m2", TASKS["gasp"], frames=16)
+    with pytest.raises(DataError, match="frames") as e:
+        load_runs([a, b])
+    assert str(e.value).startswith(str(b))
+    c = write_bench(tmp_path / "c", "m3", TASKS["gasp"], ids=[0, 1, 2, 3, 4, 99])
+    with pytest.raises(DataError, match="other questions"):
+        load_runs([a, c])
+    # Different benchmarks are never compared with each other.
+    d = write_bench(tmp_path / "d", "m2", TASKS["gasp"], benchmark="synthetic_allangles", frames=16)
+    assert len(load_runs([a, d]).runs) == 2
+
+
+def test_duplicate_runs_of_one_model_are_refused(tmp_path):
+    from gaspprobe.reporting.runs import load_runs
+
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP)
+    b = write_probe(tmp_path / "b", "m1", BASE_ACC, BASE_GAP)
+    with pytest.raises(DataError, match="second probe run"):
+        load_runs([a, b])
+
+
+# --------------------------------------------------------------------------- numbers
+def test_headline_numbers_match_hand_computed_values(built):
+    out, _ = built
+    md = (out / "report.md").read_text()
+    head = _md_table(md, "Headline (measured)").set_index("Model")
+    assert head.loc["base", "Peak corr. r=0 (%)"] == "32.0"
+    assert head.loc["base", "Peak layer"] == "llm.0"
+    assert head.loc["gasp", "Peak corr. r=0 (%)"] == "72.0"
+    assert head.loc["gasp", "Peak layer"] == "llm.2"
+    assert head.loc["base", "Layer mean (%)"] == "19.2"     # (32+20+15+10)/4 = 19.25 -> 19.2
+    assert head.loc["gasp", "Layer mean (%)"] == "56.8"     # (40+55+72+60)/4 = 56.75 -> 56.8
+    assert head.loc["base", "Vision (%)"] == "30.0"
+    assert head.loc["base", "Chance (%)"] == "1.6"          # 1/64
+    assert head.loc["base", "Robustness (%)"] == "50.0"
+    assert head.loc["gasp", "Robustness (%)"] == "90.0"
+    assert head.loc["base", "synthetic_vsi overall"] == "27.5"
+    assert head.loc["gasp", "synthetic_allangles overall"] == "44.6"   # (48.2+41)/2
+    delta = _md_table(md, "Base -> GASP deltas").iloc[0]
+    assert delta["Base -> GASP"] == "base -> gasp"
+    assert delta["Δ peak corr."] == "+40.0"
+    assert delta["Δ robustness"] == "+40.0"
+    assert delta["Δ synthetic_vsi overall"] == "+17.5"
+    assert delta["Δ synthetic_allangles overall"] == "+9.6"
+
+
+def test_per_question_type_tables(built):
+    out, _ = built
+    md = (out / "report.md").read_text()
+    t = _md_table(md, "synthetic_vsi: score per question type").set_index("Question type")
+    assert t.loc["object_counting", "n"] == "4" and t.loc["room_size", "n"] == "2"
+    assert t.loc["object_counting", "base"] == "20.0"
+    assert t.loc["object_counting", "gasp"] == "50.0"
+    assert t.loc["object_counting", "Δ gasp"] == "+30.0"
+    assert t.loc["room_size", "Δ gasp"] == "+5.0"
+    assert t.loc["overall", "Δ gasp"] == "+17.5"
+    aa = _md_table(md, "synthetic_allangles: score per question type").set_index("Question type")
+    assert aa.loc["camera_pose", "Δ gasp"] == "+18.2"
+
+
+def test_paper_numbers_only_in_the_paper_section(built):
+    """The paper's +18.2 / +29.0 / >70% / >85% / <5% appear, labelled, and never in measured
+    tables (the fixture's measured camera-pose delta is also +18.2: it must stay in its own table)."""
+    out, html_path = built
+    md = (out / "report.md").read_text()
+    sections = re.split(r"^## ", md, flags=re.M)
+    paper = [s for s in sections if s.startswith("Reported in the paper")]
+    assert len(paper) == 1 and "not measured here" in paper[0]
+    for claim in ("> 70%", "< 5%", "> 85%", "+18.2", "+29.0"):
+        assert claim in paper[0]
+    measured = [s for s in sections if s.startswith(("Headline", "Benchmarks"))]
+    assert measured and all("+29.0" not in s and "paper" not in s.lower() for s in measured)
+    data = json.loads(re.search(r'id="gaspprobe-data">(.*?)</script>', html_path.read_text(),
+                                re.S).group(1))
+    assert [r["value"] for r in data["paper_reference"]] == ["> 70%", "< 5%", "> 85%", "+18.2",
+                                                              "+29.0"]
+    assert "paper_reference" not in data["measured"]
+
+
+def test_summary_without_accuracy_falls_back_to_the_table(tmp_path):
+    """Accuracy per layer rebuilt from probe.parquet as the n-weighted mean over rows."""
+    from gaspprobe.reporting.report import collect
+    from gaspprobe.reporting.runs import load_runs
+
+    run = write_probe(tmp_path / "p", "m", BASE_ACC, BASE_GAP,
+                      drop_summary_keys=("accuracy", "peak_layer", "peak_accuracy",
+                                         "layer_mean_accuracy", "accuracy_by_gap"))
+    t = io.read_table(run / "probe.parquet")
+    # Make scene_001 count three times as much, with other values, for llm.1.
+    m = (t.layer == "llm.1") & (t.metric == "hidden/acc_r0")
+    t.loc[m & (t.scene == "scene_001"), ["value", "n"]] = [0.60, 30]
+    io.write_table(t, run / "probe.parquet")
+    data = collect(load_runs([run]))
+    acc = data.corr.set_index("layer")["accuracy"]
+    assert acc["llm.1"] == pytest.approx((0.20 * 10 + 0.60 * 30) / 40)   # 0.5
+    assert acc["llm.0"] == pytest.approx(0.32)
+    p = data.probe.iloc[0]
+    assert p.peak_layer == "llm.1" and p.peak == pytest.approx(0.5)
+    assert p.layer_mean == pytest.approx((0.32 + 0.5 + 0.15 + 0.10) / 4)
+    assert list(data.gaps["gap"]) == [1.0]   # the table has gap 1 only
+
+
+# --------------------------------------------------------------------------- files
+def test_report_files_and_figures(built):
+    out, html_path = built
+    assert html_path == out / "report.html"
+    figs = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("accuracy_vs_layer_hidden", "accuracy_vs_gap", "robustness", "depth_probe",
+                 "benchmark_synthetic_vsi", "benchmark_synthetic_allangles", "training_loss"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= figs
+    from PIL import Image
+
+    for p in (out / "figures").glob("*.png"):
+        im = Image.open(p)
+        assert im.size[0] >= 600  # 3.4 in x 200 dpi
+        px = np.asarray(im.convert("RGB")).reshape(-1, 3)
+        assert len(np.unique(px, axis=0)) > 50, p  # not blank
+    assert (out / "figures" / "robustness.pdf").read_bytes().startswith(b"%PDF")
+    md = (out / "report.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (out / link).is_file()
+    assert io.read_manifest(out, kind="report")["status"] == "complete"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_html_is_self_contained(built):
+    _, html_path = built
+    h = html_path.read_text()
+    srcs = re.findall(r'<img[^>]*src="([^"]+)"', h)
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r'(src|href)="(https?:|//|file:)', h)
+    assert "<link" not in h and "@import" not in h
+    assert "default-src 'none'" in h
+    data = json.loads(re.search(r'id="gaspprobe-data">(.*?)</script>', h, re.S).group(1))
+    assert {m["name"] for m in data["models"]} == {"base", "gasp"}
+    peaks = {r["model"]: r["peak"] for r in data["measured"]["probe"]}
+    assert peaks == {"base": pytest.approx(0.32), "gasp": pytest.approx(0.72)}
+
+
+def test_names_are_escaped_in_html(tmp_path):
+    from gaspprobe.reporting.report import report
+
+    run = write_probe(tmp_path / "p", "m", BASE_ACC, BASE_GAP, label="<b>evil</b>")
+    h = report([run], tmp_path / "out").read_text()
+    assert "<b>evil</b>" not in h and "&lt;b&gt;evil&lt;/b&gt;" in h
+
+
+def test_never_replaces_a_good_report_with_a_broken_one(built, loop_runs, tmp_path):
+    from gaspprobe.reporting.report import report
+
+    out = tmp_path / "rep"
+    shutil.copytree(built[0], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    broken = write_probe(tmp_path / "half", "x", BASE_ACC, BASE_GAP)
+    io.write_manifest(broken, _manifest("probe", RECIPE, "x", status="running"))
+    with pytest.raises(DataError, match="not finished"):
+        report([loop_runs["probe_base"], broken], out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    # A failure in the middle of building (here: a bug) also leaves the old report untouched.
+    import gaspprobe.reporting.report as rep
+
+    orig = rep.render_markdown
+    rep.render_markdown = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    try:
+        with pytest.raises(RuntimeError):
+            report([loop_runs["probe_base"]], out)
+    finally:
+        rep.render_markdown = orig
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # A good rebuild replaces it.
+    report([loop_runs["probe_base"]], out)
+    assert "gasp" not in _md_table((out / "report.md").read_text(), "Headline")["Model"].tolist()
+
+
+def test_refuses_to_replace_an_unrelated_folder(loop_runs, tmp_path):
+    from gaspprobe.reporting.report import report
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(DataError, match="not a gaspprobe report"):
+        report([loop_runs["probe_base"]], tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_partial_report_inputs(tmp_path):
+    """Only bench runs, no pairs: a report without probe columns or delta tables."""
+    from gaspprobe.reporting.report import report
+
+    a = write_bench(tmp_path / "a", "org/m1", TASKS["base"])
+    md = report([a], tmp_path / "out").with_name("report.md").read_text()
+    head = _md_table(md, "Headline")
+    assert list(head.columns) == ["Model", "Role", "synthetic_vsi overall"]
+    assert "Base -> GASP" not in md
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_report(loop_runs, tmp_path):
+    from gaspprobe.cli import main
+
+    out = tmp_path / "cli_rep"
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(loop_runs["train"].parent), "--out", str(out), "--no-pdf"])
+    assert e.value.code == 0
+    assert (out / "report.html").is_file()
+    assert not list((out / "figures").glob("*.pdf"))
+
+
+def test_cli_bad_run_is_one_line_exit_2(tmp_path, capsys):
+    from gaspprobe.cli import main
+
+    (tmp_path / "nope").mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path / "nope") in err and "not a gaspprobe run" in err
