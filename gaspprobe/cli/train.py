@@ -1,9 +1,65 @@
-"""CLI: `gaspprobe train` (placeholder until its issue lands)."""
+"""CLI: ``gaspprobe train`` (GASP training). Thin: flags -> TrainConfig -> ``training.trainer.train``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from gaspprobe.cli._common import console, set_threads
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `train` command to the main app."""
+    """Add the ``train`` command to the main app."""
+
+    @app.command("train")
+    def train_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="Hub id or local model folder (e.g. from `gaspprobe model tiny`)."),
+        scenes: Path = typer.Option(..., "--scenes", "-s", help="Training scenes folder (`gaspprobe scenes make`)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML/YAML TrainConfig (see docs/training.md)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its newest checkpoint."),
+        full: Optional[bool] = typer.Option(None, "--full/--lora", help="Full fine-tuning of the LLM instead of LoRA."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per micro-batch per process."),
+        grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-batches per optimizer step."),
+        frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip."),
+        lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="LoRA rank."),
+        vision: Optional[str] = typer.Option(None, "--vision", help="auto | none | projector | tower."),
+        layers: Optional[str] = typer.Option(None, "--layers", help="Supervised layers, e.g. 'all' or 'llm.2-llm.5'."),
+        head_init: Optional[str] = typer.Option(None, "--head-init", help="svd | random."),
+        mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16."),
+        time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    ) -> None:
+        """Train GASP heads + LoRA on scenes with known geometry; writes RUN/model (merged), heads, logs."""
+        from gaspprobe.training.trainer import resolve_config, train
+
+        set_threads(threads)
+        cfg = resolve_config(
+            config, full=full, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+            frames_per_clip=frames, lora_rank=lora_rank, vision=vision, layers=layers, head_init=head_init,
+            mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
+            threads=threads)
+        res = train(model, scenes, out, cfg, resume=resume, progress=progress)
+        s = res.summary
+        if res.skipped:
+            console.print(f"[yellow]{out}: already complete with this config; nothing to do[/]")
+        from rich.table import Table
+
+        t = Table(title=f"GASP training: {out}")
+        t.add_column("item")
+        t.add_column("value")
+        t.add_row("steps", str(s.get("steps")))
+        if s.get("final_loss") is not None:
+            t.add_row("final loss (last 20 steps)", f"{s['final_loss']:.4f}")
+        if s.get("val_peak_accuracy") is not None:
+            t.add_row("validation peak raw acc (r=0)", f"{s['val_peak_accuracy']:.3f} at {s['val_peak_layer']}")
+        t.add_row("trained", f"{s.get('trainable_parameters')} (vision: {s.get('vision')})")
+        t.add_row("model", str(res.model_dir))
+        t.add_row("heads", str(res.heads_path))
+        console.print(t)
