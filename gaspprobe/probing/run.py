@@ -306,10 +306,16 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                     x, d = valid_tokens(feats, depth)
                     if cap.name not in stats:
                         stats[cap.name] = RidgeStats(x.shape[-1])
+                    elif stats[cap.name].dim != x.shape[-1]:
+                        raise ModelError(f"{cap.name}: feature width {x.shape[-1]} differs between "
+                                         f"scenes ({stats[cap.name].dim} before)")
                     stats[cap.name].update(x, torch.log(d))
                 elif depth_role == "test":
                     x, d = valid_tokens(feats, depth)
                     wb = weights.get(cap.name)
+                    if wb is not None and wb[0].numel() != x.shape[-1]:
+                        raise ModelError(f"{cap.name}: feature width {x.shape[-1]} differs from the "
+                                         f"training scenes' {wb[0].numel()}")
                     if wb is not None and d.numel():
                         sc = depth_scores(predict_depth(x, *wb), d)
                         acc.depth[(scene.name, cap.name)] = (sc.absrel * sc.n, sc.delta1 * sc.n, sc.n)
