@@ -1,0 +1,512 @@
+"""What every model family shares: input building, per-layer capture hooks, features with grad, generation.
+
+A family module (``qwen_vl.py``, ``llava.py``, ...) subclasses :class:`BaseAdapter`, sets its
+:class:`FamilySpec` and implements three things: how a list of frames becomes the processor's
+``images`` argument, :meth:`BaseAdapter._grid_for_row` (token -> frame/row/col/pixel box, undoing
+that family's resize/crop/merge/tiling) and ``build_tiny_parts`` (the tiny offline model). Everything
+else lives here:
+
+* :meth:`BaseAdapter.run_layers` - ONE forward pass (all frames as a multi-image input; or, with
+  ``per_frame``, a batch of one-image samples, so each frame is seen alone) with forward hooks on
+  the language model's decoder layers. Each hook gathers the image-token rows of its layer and calls
+  the user's callback *inside the hook*, so the consumer handles layer i before layer i+1 exists,
+  and the forward stops (an exception raised from the hook) right after the last requested layer.
+* :meth:`BaseAdapter.capture` - the same as a generator (a worker thread runs the forward and
+  blocks in each hook until the consumer asks for the next layer).
+* mode ``"attention"``: the query/key of the image tokens *as the model's own attention function
+  receives them* (after input norm, projections, q/k norms and rotary embeddings, Qwen's mrope with
+  the real 3-D position ids included). They are taken by routing the language model's attention
+  through a registered ``AttentionInterface`` function (``gaspprobe_qk``) that records q/k and then
+  runs SDPA, so no family re-implements its rotary maths.
+* :meth:`BaseAdapter.image_features` - all requested layers with gradients for GASP training.
+* :meth:`BaseAdapter.generate` - chat-template generation, batched with left padding.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from gaspprobe.errors import DataError, ModelError
+from gaspprobe.models.adapter import FeatureMode, LayerCapture, TokenGrid, layer_names
+
+DEFAULT_PROMPT = "Describe the scene."
+_QK_IMPL = "gaspprobe_qk"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Per-family facts, in one place (cf. timm's ``PretrainedCfg``).
+
+    Attributes:
+        model_type: the HF ``config.model_type`` this family is registered under.
+        display_name: human name, e.g. "Qwen2.5-VL".
+        hub_examples: hub ids known to load with this adapter.
+        model_class: transformers class of the full model (``...ForConditionalGeneration``).
+        processor_class: the hub processor class (what ``AutoProcessor`` gives for a checkpoint).
+        image_processor_class: the torchvision-free ``*Pil`` image processor used for tiny models.
+        patch_size: vision patch size in pixels of the processed image.
+        merge_size: patches merged into one LLM token per side (Qwen 2, LLaVA 1).
+        image_token: the placeholder token the processor expands into image tokens.
+        layers_path: attribute path from the full model to the decoder ``ModuleList``.
+        processor_kwargs: the tiny processor's size settings (``(key, value)`` pairs), for inspect.
+        notes: layout facts worth knowing (printed by ``gaspprobe model list``).
+    """
+
+    model_type: str
+    display_name: str
+    hub_examples: tuple[str, ...]
+    model_class: str
+    processor_class: str
+    image_processor_class: str
+    patch_size: int
+    merge_size: int = 1
+    image_token: str = "<image>"
+    layers_path: str = "model.language_model.layers"
+    processor_kwargs: tuple[tuple[str, Any], ...] = ()
+    notes: str = ""
+
+
+class _StopForward(Exception):
+    """Raised from a hook after the last requested layer: the rest of the forward is skipped."""
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model under a peft wrapper (same module objects, so hooks still fire)."""
+    while type(model).__name__.startswith("Peft") and hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def _getattr_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def as_frames(frames: Any, *, what: str = "frames") -> np.ndarray:
+    """Validate and convert ``frames`` (uint8 [F,H,W,3] tensor/array, or a list of [H,W,3]) to numpy."""
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise DataError(f"{what}: empty list of frames")
+        arrs = [as_frames(f[None] if np.ndim(f) == 3 else f, what=what) for f in frames]
+        sizes = {a.shape[1:3] for a in arrs}
+        if len(sizes) != 1:
+            raise DataError(f"{what}: frames of one sample must share a size, got {sorted(sizes)}")
+        return np.concatenate(arrs, 0)
+    if isinstance(frames, torch.Tensor):
+        if frames.dtype != torch.uint8:
+            raise DataError(f"{what}: expected uint8 frames [F,H,W,3], got dtype {frames.dtype}")
+        frames = frames.detach().cpu().numpy()
+    a = np.asarray(frames)
+    if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or 0 in a.shape:
+        raise DataError(f"{what}: expected uint8 frames [F,H,W,3], got {a.dtype} {list(a.shape)}")
+    return a
+
+
+class _QKRecorder:
+    """State of one attention-mode capture, read by the registered ``gaspprobe_qk`` function."""
+
+    def __init__(self, modules: dict[int, int], idx: torch.Tensor, emit: Callable[[int, Any, Any], None]):
+        self.modules = modules  # id(self_attn module) -> layer index
+        self.idx = idx  # [B, N] image-token positions
+        self.emit = emit
+
+
+_ACTIVE_QK: dict[int, _QKRecorder] = {}  # id(attention config) -> recorder (one capture per model at a time)
+
+
+def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """AttentionInterface function: record image-token q/k of hooked layers, then run SDPA.
+
+    ``query`` [B,H,S,dh] and ``key`` [B,Hkv,S,dh] arrive exactly as the model computed them
+    (rotary applied). The recorded query is rescaled by ``scaling*sqrt(dh)`` so that the contract
+    ``logit = q.k / sqrt(dh)`` per head holds even for models whose scaling is not 1/sqrt(dh).
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    rec = _ACTIVE_QK.get(id(module.config))
+    if rec is not None and id(module) in rec.modules:
+        B, H, S, dh = query.shape
+        idx = rec.idx.to(query.device)
+        rows = torch.arange(B, device=query.device)[:, None]
+        q = query.transpose(1, 2)[rows, idx]  # [B, N, H, dh]
+        k = key.transpose(1, 2)[rows, idx]  # [B, N, Hkv, dh]
+        k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: kv head j serves query heads j*g..j*g+g-1
+        s = scaling if scaling is not None else dh**-0.5
+        q = q * (s * dh**0.5)
+        rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], H * dh), k.reshape(B, k.shape[1], H * dh))
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                  dropout=dropout, **kwargs)
+
+
+_QK_REGISTERED = False
+
+
+def _register_qk() -> None:
+    global _QK_REGISTERED
+    if _QK_REGISTERED:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(_QK_IMPL, _qk_attention)
+    AttentionMaskInterface.register(_QK_IMPL, sdpa_mask)
+    _QK_REGISTERED = True
+
+
+class BaseAdapter:
+    """Shared implementation of the :class:`~gaspprobe.models.adapter.VLMAdapter` protocol."""
+
+    spec: ClassVar[FamilySpec]
+
+    def __init__(self, model: Any, processor: Any, model_id: str = ""):
+        self.model = model.eval()
+        self.processor = processor
+        self.model_id = str(model_id)
+        self.last_grid: TokenGrid | None = None
+        tok = getattr(processor, "tokenizer", None)
+        if tok is not None:
+            tok.padding_side = "left"  # batched generation continues every row at the same column
+
+    # ------------------------------------------------------------------ family hooks
+    @classmethod
+    def build_tiny_parts(cls, seed: int = 0) -> tuple[Any, Any]:  # pragma: no cover - abstract
+        """(randomly initialised model, processor) of this family, tiny."""
+        raise NotImplementedError
+
+    def _images_arg(self, per_sample: list[list[Any]]) -> Any:
+        """The processor's ``images`` argument for a batch (default: one flat list, in order)."""
+        return [im for ims in per_sample for im in ims]
+
+    def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                      first_image: int) -> TokenGrid:  # pragma: no cover - abstract
+        """TokenGrid of batch row ``row`` (its images start at ``first_image`` in the batch)."""
+        raise NotImplementedError
+
+    @property
+    def image_token_id(self) -> int:
+        cfg = self.model.config
+        for name in ("image_token_id", "image_token_index"):
+            v = getattr(cfg, name, None)
+            if v is not None:
+                return int(v)
+        return int(self.processor.tokenizer.convert_tokens_to_ids(self.spec.image_token))
+
+    # ------------------------------------------------------------------ basics
+    def decoder_layers(self, model: Any = None) -> torch.nn.ModuleList:
+        """The language model's decoder layers (``layer.self_attn.q_proj`` etc.)."""
+        return _getattr_path(_unwrap(model if model is not None else self.model), self.spec.layers_path)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers())
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "text_config", cfg).hidden_size)
+
+    def layer_names(self) -> list[str]:
+        return layer_names(self.num_layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.model_id!r}, layers={self.num_layers}, "
+                f"hidden={self.hidden_size})")
+
+    # ------------------------------------------------------------------ inputs
+    def messages(self, n_images: int, prompt: str) -> list[dict]:
+        """One user turn: the images in order, then the text (the family's chat template renders it)."""
+        content = [{"type": "image"} for _ in range(n_images)]
+        if prompt:
+            content.append({"type": "text", "text": prompt})
+        return [{"role": "user", "content": content}]
+
+    def prepare(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool = True):
+        """Processor outputs (``BatchFeature`` on the model's device/dtype) for (frames, prompt) samples."""
+        from PIL import Image
+
+        per_sample, texts = [], []
+        for i, (frames, prompt) in enumerate(samples):
+            arr = as_frames(frames, what=f"sample {i} frames")
+            per_sample.append([Image.fromarray(f) for f in arr])
+            texts.append(self.processor.apply_chat_template(
+                self.messages(len(arr), prompt), add_generation_prompt=add_generation_prompt, tokenize=False))
+        inputs = self.processor(text=texts, images=self._images_arg(per_sample), return_tensors="pt",
+                                padding=True)
+        return inputs.to(device=self.device, dtype=self.dtype) if self.dtype.is_floating_point else inputs
+
+    def _batch_grid(self, inputs: Any, frame_size: tuple[int, int], n_frames: int,
+                    n_rows: int) -> tuple[TokenGrid, torch.Tensor]:
+        """Grid of row 0 and the image-token positions of every row, ``idx`` long [B, N]."""
+        grids = [self._grid_for_row(inputs, b, frame_size, n_frames, b * n_frames) for b in range(n_rows)]
+        shapes = {g.shape for g in grids}
+        if len(shapes) != 1:  # pragma: no cover - equal-size frames and prompts give equal rows
+            raise ModelError(f"rows of one batch got different token grids {sorted(shapes)}")
+        idx = torch.stack([g.seq_index.reshape(-1) for g in grids])
+        return grids[0], idx
+
+    def token_grid(self, frame_size: tuple[int, int], n_frames: int = 1) -> TokenGrid:
+        """The grid a capture of ``n_frames`` frames of ``frame_size`` (H, W) gives (runs the processor only).
+
+        ``seq_index`` is the positions of the default capture prompt."""
+        H, W = int(frame_size[0]), int(frame_size[1])
+        if H <= 0 or W <= 0 or n_frames <= 0:
+            raise DataError(f"frame size and frame count must be positive, got {(H, W)} x {n_frames}")
+        blank = np.zeros((n_frames, H, W, 3), np.uint8)
+        inputs = self.prepare([(blank, DEFAULT_PROMPT)])
+        return self._grid_for_row(inputs, 0, (H, W), n_frames, 0)
+
+    # ------------------------------------------------------------------ capture
+    def _resolve_layers(self, layers: Sequence[str] | None, mode: str) -> list[str]:
+        allowed = self.layer_names()
+        if mode not in ("hidden", "attention"):
+            raise ModelError(f"mode must be 'hidden' or 'attention', got {mode!r}")
+        if layers is None:
+            return allowed if mode == "hidden" else allowed[1:]
+        bad = [name for name in layers if name not in allowed]
+        if bad:
+            raise ModelError(f"unknown layer(s) {bad}; this model has {allowed[0]}, {allowed[1]} ... {allowed[-1]}")
+        if mode == "attention" and "vision" in layers:
+            raise ModelError("layer 'vision' has no self-attention; attention mode takes llm.* layers only")
+        wanted = set(layers)
+        return [name for name in allowed if name in wanted]  # model order, duplicates dropped
+
+    def _install(self, model: Any, names: list[str], mode: str, idx: torch.Tensor,
+                 emit: Callable[[str, torch.Tensor | None, torch.Tensor | None], None]) -> Callable[[], None]:
+        """Register hooks that call ``emit(name, feats [B,N,D] | q, k)`` per layer; returns an undo function.
+
+        After the last requested layer the hook raises :class:`_StopForward`."""
+        dec = self.decoder_layers(model)
+        last = names[-1]
+        handles: list[Any] = []
+        rows = torch.arange(idx.shape[0])[:, None]
+
+        def gather(hs: torch.Tensor) -> torch.Tensor:
+            return hs[rows.to(hs.device), idx.to(hs.device)]  # [B, N, D]
+
+        if mode == "hidden":
+            if "vision" in names:
+                def pre(mod, args, kwargs):
+                    hs = args[0] if args else kwargs["hidden_states"]
+                    emit("vision", gather(hs), None)
+                    if last == "vision":
+                        raise _StopForward
+                handles.append(dec[0].register_forward_pre_hook(pre, with_kwargs=True))
+            for name in names:
+                if name == "vision":
+                    continue
+                i = int(name.split(".")[1])
+
+                def post(mod, args, out, name=name):
+                    hs = out[0] if isinstance(out, tuple) else out
+                    emit(name, gather(hs), None)
+                    if name == last:
+                        raise _StopForward
+                handles.append(dec[i].register_forward_hook(post))
+            return lambda: [h.remove() for h in handles]
+
+        # attention mode: route the LLM's attention through the recording function
+        _register_qk()
+        attn_cfg = dec[0].self_attn.config
+        mods = {id(dec[int(n.split(".")[1])].self_attn): int(n.split(".")[1]) for n in names}
+
+        def emit_qk(i: int, q: torch.Tensor, k: torch.Tensor) -> None:
+            emit(f"llm.{i}", q, k)
+            if f"llm.{i}" == last:
+                raise _StopForward
+
+        if id(attn_cfg) in _ACTIVE_QK:
+            raise ModelError("an attention-mode capture is already running on this model")
+        orig = attn_cfg._attn_implementation
+        _ACTIVE_QK[id(attn_cfg)] = _QKRecorder(mods, idx, emit_qk)
+        attn_cfg._attn_implementation = _QK_IMPL
+
+        def undo() -> None:
+            attn_cfg._attn_implementation = orig
+            _ACTIVE_QK.pop(id(attn_cfg), None)
+        return undo
+
+    def _prepare_capture(self, frames: Any, per_frame: bool, prompt: str | None):
+        arr = as_frames(frames)
+        prompt = DEFAULT_PROMPT if prompt is None else prompt
+        F, H, W = arr.shape[:3]
+        if per_frame:
+            inputs = self.prepare([(arr[f:f + 1], prompt) for f in range(F)])
+            g1, idx = self._batch_grid(inputs, (H, W), 1, F)
+            # frame f is row f of the batch: boxes repeat, seq_index is the position in its own row
+            grid = TokenGrid(boxes=g1.boxes.expand(F, -1, -1, -1).clone(),
+                             seq_index=idx.reshape(F, g1.rows, g1.cols), frame_size=(H, W),
+                             extra={**g1.extra, "per_frame": True})
+        else:
+            inputs = self.prepare([(arr, prompt)])
+            grid, idx = self._batch_grid(inputs, (H, W), F, 1)
+        return inputs, grid, idx
+
+    def run_layers(self, frames: Any, callback: Callable[[LayerCapture], None], *,
+                   mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
+                   per_frame: bool = False, prompt: str | None = None) -> TokenGrid:
+        """One forward pass; ``callback(LayerCapture)`` is called inside the hooks, layer by layer.
+
+        Args:
+            frames: uint8 [F,H,W,3] (tensor or array), the frames of one scene.
+            callback: receives each layer's :class:`LayerCapture` (float32 [F,rows,cols,D] in
+                ``feats``, or ``query``/``key`` [F,rows,cols,H*dh]) while the forward is paused in
+                that layer's hook; drop it before returning to keep memory at one layer.
+            mode: "hidden" (decoder-layer outputs; "vision" = projector output) or "attention".
+            layers: subset of :meth:`layer_names` (default: all; attention mode: all ``llm.*``).
+            per_frame: feed each frame alone (a batch of F one-image samples, still one pass).
+            prompt: text after the images (default :data:`DEFAULT_PROMPT`).
+        Returns:
+            the :class:`TokenGrid` of this pass (also ``self.last_grid``).
+        """
+        names = self._resolve_layers(layers, mode)
+        inputs, grid, idx = self._prepare_capture(frames, per_frame, prompt)
+        self.last_grid = grid
+        F, R, C = grid.shape
+
+        def emit(name: str, a: torch.Tensor, b: torch.Tensor | None) -> None:
+            # [B, N, D] -> [F, R, C, D]: one pass = B 1 and N = F*R*C; per frame = B F and N = R*C
+            def shape(x):
+                return x.reshape(F, R, C, x.shape[-1]).float()
+            if b is None:
+                callback(LayerCapture(name, feats=shape(a)))
+            else:
+                callback(LayerCapture(name, query=shape(a), key=shape(b)))
+
+        undo = self._install(self.model, names, mode, idx, emit)
+        try:
+            with torch.inference_mode():
+                self.model(**inputs, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            undo()
+        return grid
+
+    def capture(self, frames: Any, *, mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
+                per_frame: bool = False, prompt: str | None = None) -> Iterator[LayerCapture]:
+        """Generator over :meth:`run_layers`: yields one :class:`LayerCapture` per layer, in order.
+
+        A worker thread runs the forward and waits inside each layer's hook until the consumer
+        asks for the next layer, so layer i+1 is computed only after the consumer is done with
+        layer i (rebind or ``del`` the loop variable to free it). Breaking out of the loop stops
+        the forward. ``self.last_grid`` is set before the first layer is yielded.
+        """
+        items: queue.Queue = queue.Queue()
+        resume = threading.Semaphore(0)
+        abort = threading.Event()
+        done = object()
+        n_threads = torch.get_num_threads()
+
+        def callback(cap: LayerCapture) -> None:
+            items.put(cap)
+            resume.acquire()
+            if abort.is_set():
+                raise _StopForward
+
+        def work() -> None:
+            torch.set_num_threads(n_threads)
+            try:
+                self.run_layers(frames, callback, mode=mode, layers=layers, per_frame=per_frame, prompt=prompt)
+                items.put(done)
+            except BaseException as e:  # handed to the consumer's thread
+                items.put(_Failure(e))
+
+        worker = threading.Thread(target=work, name="gaspprobe-capture", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = items.get()
+                if item is done:
+                    break
+                if isinstance(item, _Failure):
+                    raise item.exc
+                yield item
+                del item
+                resume.release()
+        finally:
+            if worker.is_alive():
+                abort.set()
+                resume.release()
+                worker.join()
+
+    # ------------------------------------------------------------------ training
+    def image_features(self, frames_batch: Any, layers: Sequence[str] | None = None, *,
+                       model: Any = None, prompt: str | None = None) -> dict[str, torch.Tensor]:
+        """Image-token features of every requested layer, WITH gradients (GASP deep supervision).
+
+        Args:
+            frames_batch: uint8 [B,F,H,W,3]: B samples of F frames each (one forward, batch B).
+            layers: subset of :meth:`layer_names` (default all).
+            model: the module to run instead of ``self.model`` (e.g. the peft-wrapped model).
+            prompt: text after the images (default :data:`DEFAULT_PROMPT`).
+        Returns:
+            ``{name: float32 [B,F,rows,cols,D]}`` in layer order; grads flow to whatever the
+            caller's grad mode allows. ``self.last_grid`` is set (row 0's grid).
+        """
+        if isinstance(frames_batch, torch.Tensor):
+            frames_batch = frames_batch.detach().cpu().numpy()
+        fb = np.asarray(frames_batch)
+        if fb.ndim != 5:
+            raise DataError(f"frames_batch: expected uint8 [B,F,H,W,3], got {fb.dtype} {list(fb.shape)}")
+        names = self._resolve_layers(layers, "hidden")
+        B, F, H, W = fb.shape[:4]
+        prompt = DEFAULT_PROMPT if prompt is None else prompt
+        inputs = self.prepare([(fb[b], prompt) for b in range(B)])
+        grid, idx = self._batch_grid(inputs, (H, W), F, B)
+        self.last_grid = grid
+        _, R, C = grid.shape
+        out: dict[str, torch.Tensor] = {}
+
+        def emit(name: str, a: torch.Tensor, b: torch.Tensor | None) -> None:
+            out[name] = a.reshape(B, F, R, C, a.shape[-1]).float()
+
+        run = model if model is not None else self.model
+        undo = self._install(run, names, "hidden", idx, emit)
+        try:
+            run(**inputs, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            undo()
+        return out
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, batch: Sequence[tuple[Sequence[Any], str]], *, max_new_tokens: int = 16,
+                 do_sample: bool = False, **generate_kwargs: Any) -> list[str]:
+        """Chat-template generation for a batch of (frames, prompt) samples, left-padded, greedy by default.
+
+        Args:
+            batch: [(frames uint8 [F,H,W,3] or list of [H,W,3], prompt str), ...]; the images come
+                first in the user turn, then the prompt.
+        Returns:
+            the decoded new text of each sample (special tokens skipped).
+        """
+        if not batch:
+            return []
+        inputs = self.prepare(list(batch), add_generation_prompt=True)
+        tok = self.processor.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=do_sample,
+                                      pad_token_id=tok.pad_token_id, **generate_kwargs)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
+
+
+@dataclass
+class _Failure:
+    exc: BaseException

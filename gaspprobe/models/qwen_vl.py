@@ -1,0 +1,190 @@
+"""Qwen-VL family adapters: Qwen2-VL, Qwen2.5-VL, Qwen3-VL.
+
+Token layout (transformers ``Qwen2VLImageProcessor`` / ``Qwen2VLProcessor``; the official
+``qwen-vl-utils`` ``smart_resize`` is the same rule): each image is resized, keeping its aspect
+approximately and with NO crop, to (h, w) multiples of ``patch*merge`` (28 for Qwen2/2.5, 32 for
+Qwen3) with ``min_pixels <= h*w <= max_pixels``; ``patchify`` orders patches in 2x2 blocks and the
+merger fuses each block into ONE LLM token. So image i contributes ``(h/28) x (w/28)`` tokens in
+row-major order, one contiguous run of ``<|image_pad|>`` between ``<|vision_start|>`` and
+``<|vision_end|>``, no newline tokens. Since the resize maps the whole frame onto (h, w), token
+(r, c) covers the box ``[c*W/cols, (c+1)*W/cols) x [r*H/rows, (r+1)*H/rows)`` of the original frame.
+Qwen2.5-VL's window-attention permutation is undone inside the vision tower (output order is the
+patchify order); Qwen3-VL's deepstack features are added inside the first decoder layers, so
+``vision`` (the LLM input) excludes them, as it should.
+
+Verified by marker tests (``tests/test_models_grid.py``) on the tiny models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gaspprobe.models.adapter import TokenGrid
+from gaspprobe.models.base import BaseAdapter, FamilySpec
+
+# A 448x448 frame -> 224x224 -> 8x8 tokens (max_pixels = 224*224): small grids, fast on CPU.
+_TINY_MAX_PIXELS = 224 * 224
+
+_QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>", "<|video_pad|>"]
+
+
+def _qwen_tokenizer():
+    from gaspprobe.models.tiny import make_tokenizer
+
+    return make_tokenizer(_QWEN_SPECIALS, eos="<|im_end|>", pad="<|endoftext|>",
+                          named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+
+
+def _special_ids(tok) -> dict[str, int]:
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in {
+        "image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}.items()}
+    return ids
+
+
+class QwenVLAdapter(BaseAdapter):
+    """Shared Qwen-VL logic: flat image list, regular grid per image from ``image_grid_thw``."""
+
+    def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                      first_image: int) -> TokenGrid:
+        H, W = frame_size
+        merge = int(self.processor.image_processor.merge_size)
+        thw = inputs["image_grid_thw"][first_image:first_image + n_frames].tolist()
+        pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
+        t, gh, gw = thw[0]
+        if any(tuple(x) != (t, gh, gw) for x in thw) or t != 1:  # pragma: no cover - same-size frames
+            raise ValueError(f"unexpected image_grid_thw {thw}")
+        rows, cols = gh // merge, gw // merge
+        if pos.numel() != n_frames * rows * cols:
+            raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{rows}x{cols}")
+        grid = TokenGrid.regular(n_frames, rows, cols, (H, W))
+        grid.seq_index = pos.reshape(n_frames, rows, cols)
+        grid.extra["resized"] = (gh * self.processor.image_processor.patch_size,
+                                 gw * self.processor.image_processor.patch_size)
+        return grid
+
+
+class Qwen2_5_VLAdapter(QwenVLAdapter):
+    spec = FamilySpec(
+        model_type="qwen2_5_vl",
+        display_name="Qwen2.5-VL",
+        hub_examples=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+        model_class="Qwen2_5_VLForConditionalGeneration",
+        processor_class="Qwen2_5_VLProcessor",
+        image_processor_class="Qwen2VLImageProcessorPil",
+        patch_size=14, merge_size=2, image_token="<|image_pad|>",
+        processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
+        notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
+    )
+
+    @classmethod
+    def build_tiny_parts(cls, seed: int = 0):
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+        from gaspprobe.models.processors import Qwen2_5_VLImageOnlyProcessor
+
+        tok = _qwen_tokenizer()
+        cfg = Qwen2_5_VLConfig(
+            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
+                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+            vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=14,
+                               spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=128,
+                               fullatt_block_indexes=[1]),
+            **_special_ids(tok),
+        )
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": _TINY_MAX_PIXELS},
+                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+        return model, Qwen2_5_VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
+
+
+class Qwen2VLAdapter(QwenVLAdapter):
+    spec = FamilySpec(
+        model_type="qwen2_vl",
+        display_name="Qwen2-VL",
+        hub_examples=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct"),
+        model_class="Qwen2VLForConditionalGeneration",
+        processor_class="Qwen2VLProcessor",
+        image_processor_class="Qwen2VLImageProcessorPil",
+        patch_size=14, merge_size=2, image_token="<|image_pad|>",
+        processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
+        notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
+    )
+
+    @classmethod
+    def build_tiny_parts(cls, seed: int = 0):
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+        from gaspprobe.models.processors import Qwen2VLImageOnlyProcessor
+
+        tok = _qwen_tokenizer()
+        cfg = Qwen2VLConfig(
+            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
+                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+            vision_config=dict(depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=4, patch_size=14,
+                               spatial_merge_size=2, temporal_patch_size=2),
+            **_special_ids(tok),
+        )
+        torch.manual_seed(seed)
+        model = Qwen2VLForConditionalGeneration(cfg).eval()
+        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": _TINY_MAX_PIXELS},
+                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+        return model, Qwen2VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
+
+
+class Qwen3VLAdapter(QwenVLAdapter):
+    spec = FamilySpec(
+        model_type="qwen3_vl",
+        display_name="Qwen3-VL",
+        hub_examples=("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+        model_class="Qwen3VLForConditionalGeneration",
+        processor_class="Qwen3VLProcessor",
+        image_processor_class="Qwen2VLImageProcessorPil",
+        patch_size=16, merge_size=2, image_token="<|image_pad|>",
+        processor_kwargs=(("min_pixels", 64 * 64), ("max_pixels", 256 * 256)),
+        notes="smart_resize (no crop) to multiples of 32, 2x2 merge, deepstack added in early layers",
+    )
+
+    @classmethod
+    def build_tiny_parts(cls, seed: int = 0):
+        from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        from gaspprobe.models.processors import Qwen3VLImageOnlyProcessor
+
+        tok = _qwen_tokenizer()
+        cfg = Qwen3VLConfig(
+            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                             rope_parameters={"rope_type": "default", "rope_theta": 5e6,
+                                              "mrope_section": [4, 6, 6], "mrope_interleaved": True},
+                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+            vision_config=dict(depth=3, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=16,
+                               spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=128,
+                               num_position_embeddings=64, deepstack_visual_indexes=[0, 1]),
+            **_special_ids(tok),
+        )
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(cfg).eval()
+        # 448x448 -> 256x256 -> 8x8 tokens of 32 px
+        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 64 * 64, "longest_edge": 256 * 256},
+                                      patch_size=16, merge_size=2, temporal_patch_size=2,
+                                      image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        return model, Qwen3VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)

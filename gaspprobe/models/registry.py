@@ -1,0 +1,37 @@
+"""Model families by HF ``config.model_type``: the ONE place adapters are registered.
+
+Adding a family = one module with a :class:`~gaspprobe.models.base.BaseAdapter` subclass plus one
+``ADAPTERS.register`` line here (see ``docs/adding_a_model.md``). Entries are lazy
+``"module:attr"`` strings so ``gaspprobe model list`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from gaspprobe.errors import GaspError, ModelError
+from gaspprobe.registry import Registry
+
+ADAPTERS: Registry = Registry("model_type")
+ADAPTERS.register("qwen2_vl", "gaspprobe.models.qwen_vl:Qwen2VLAdapter")
+ADAPTERS.register("qwen2_5_vl", "gaspprobe.models.qwen_vl:Qwen2_5_VLAdapter")
+ADAPTERS.register("qwen3_vl", "gaspprobe.models.qwen_vl:Qwen3VLAdapter")
+
+# Text-only model_types people may try by mistake (the adapters need an image pathway).
+_TEXT_ONLY_HINT = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "opt")
+
+
+def supported() -> list[str]:
+    """Registered ``model_type`` names, sorted."""
+    return ADAPTERS.names()
+
+
+def adapter_class(model_type: str):
+    """The adapter class for ``model_type``; one-line :class:`ModelError` listing the supported ones."""
+    if model_type in _TEXT_ONLY_HINT:
+        raise ModelError(f"model_type {model_type!r} is a text-only language model; gaspprobe needs a "
+                         f"vision-language model (supported: {', '.join(supported())})")
+    try:
+        return ADAPTERS.get(model_type)
+    except ModelError:
+        raise
+    except GaspError as e:
+        raise ModelError(str(e).replace("unknown model_type", "unsupported model_type")) from None
