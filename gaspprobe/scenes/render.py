@@ -1,0 +1,281 @@
+"""A vectorized torch ray caster for procedural rooms: RGB, exact z-depth and instance ids.
+
+The world is a room (the interior of the box [0, Lx] x [0, Ly] x [0, Lz], z up) holding
+primitives: yaw-rotated boxes, vertical cylinders and spheres (:class:`World`). Rays go through
+pixel centres (integer pixel-centre convention, so ``K`` from the scene is used as is); ray
+directions are ``R K^-1 [u, v, 1]`` with camera z = 1, so the ray parameter of a hit *is* its
+z-depth.
+
+Speed (the scene generator renders every frame here): each primitive is only tested against
+the rays inside the screen rectangle its bounding box projects to (a Python loop over objects,
+never over pixels), and shading/texture is computed once per pixel on the final hit.
+
+Appearance is view-independent, so ground-truth correspondences are photometrically consistent:
+albedo is a sum of 3D sinusoids anchored to object-local (room: world) coordinates, with random
+per-surface phases and two colours mixed by a second noise channel. Sinusoids are band-limited by
+construction; each is faded out where it would alias (its frequency exceeds a quarter of the
+pixel sampling rate at the hit, from the pixel footprint), which is what keeps fine texture
+stable from view to view. Shading is Lambertian from two fixed directional lights plus ambient
+(no specular, no shadows).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+BOX, CYLINDER, SPHERE = 0, 1, 2
+# room surfaces get ids O + face, face = 2 * axis + (1 if the wall is at the far end of the axis)
+ROOM_FACES = ("wall_x0", "wall_x1", "wall_y0", "wall_y1", "floor", "ceiling")
+
+
+@dataclass
+class World:
+    """Everything the caster needs. O objects, S = O + 6 surfaces, Kt texture sinusoids.
+
+    room: float [3] (Lx, Ly, Lz) metres. kind: long [O] (BOX, CYLINDER, SPHERE).
+    center: float [O, 3]. half: float [O, 3] half extents (cylinder: r, r, h/2; sphere: r, r, r).
+    yaw: float [O] radians about +z. color_a/color_b: float [S, 3] in [0, 1].
+    phase: float [S, Kt]. freq: float [Kt, 3] (radians per metre). amp: float [Kt, 2] (two
+    noise channels: brightness, colour mix). light: float [2, 3] unit directions towards lights.
+    """
+
+    room: torch.Tensor
+    kind: torch.Tensor
+    center: torch.Tensor
+    half: torch.Tensor
+    yaw: torch.Tensor
+    color_a: torch.Tensor
+    color_b: torch.Tensor
+    phase: torch.Tensor
+    freq: torch.Tensor
+    amp: torch.Tensor
+    light: torch.Tensor
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.kind.shape[0])
+
+
+def _rot_z(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, s: torch.Tensor):
+    """Rotate (x, y) by the angle whose cos/sin are (c, s)."""
+    return c * x - s * y, s * x + c * y
+
+
+def _object_rects(world: World, K: torch.Tensor, c2w: torch.Tensor, H: int, W: int) -> list[tuple[int, int, int, int] | None]:
+    """Screen rectangle (u0, v0, u1, v1), half-open, of each object's bounding box; None if unseen."""
+    O = world.n_objects
+    if O == 0:
+        return []
+    sgn = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float32)
+    loc = sgn[None] * world.half[:, None, :]  # [O,8,3]
+    c, s = torch.cos(world.yaw)[:, None], torch.sin(world.yaw)[:, None]
+    wx, wy = _rot_z(loc[..., 0], loc[..., 1], c, s)
+    pts = torch.stack([wx, wy, loc[..., 2]], -1) + world.center[:, None, :]
+    R = c2w[:3, :3]
+    t = c2w[:3, 3]
+    pc = (pts - t) @ R  # world -> camera: R^T (p - t)
+    z = pc[..., 2]
+    out: list[tuple[int, int, int, int] | None] = []
+    near = 1e-3
+    for o in range(O):
+        zo = z[o]
+        if bool((zo <= near).all()):
+            out.append(None)
+            continue
+        if bool((zo <= near).any()):
+            out.append((0, 0, W, H))  # straddles the camera plane: test every ray
+            continue
+        uv = (pc[o] @ K.T)
+        u = uv[:, 0] / uv[:, 2]
+        v = uv[:, 1] / uv[:, 2]
+        u0 = max(int(math.floor(float(u.min()))) - 1, 0)
+        v0 = max(int(math.floor(float(v.min()))) - 1, 0)
+        u1 = min(int(math.ceil(float(u.max()))) + 2, W)
+        v1 = min(int(math.ceil(float(v.max()))) + 2, H)
+        out.append((u0, v0, u1, v1) if u0 < u1 and v0 < v1 else None)
+    return out
+
+
+def _hit_t(kind: int, o: torch.Tensor, d: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """Ray parameter of the first hit (inf if none) for rays o + t d in the primitive's local frame.
+
+    o: [3] local origin; d: [N, 3] local directions; half: [3]. The camera is outside every
+    primitive (the generator guarantees it), so the entry point is the visible hit.
+    """
+    inf = torch.tensor(float("inf"))
+    dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
+    ox, oy, oz = float(o[0]), float(o[1]), float(o[2])
+    hx, hy, hz = float(half[0]), float(half[1]), float(half[2])
+    if kind == BOX:
+        with torch.no_grad():
+            ix, iy, iz = 1.0 / dx, 1.0 / dy, 1.0 / dz
+            ax, bx = (-hx - ox) * ix, (hx - ox) * ix
+            ay, by = (-hy - oy) * iy, (hy - oy) * iy
+            az, bz = (-hz - oz) * iz, (hz - oz) * iz
+            tn = torch.maximum(torch.maximum(torch.minimum(ax, bx), torch.minimum(ay, by)), torch.minimum(az, bz))
+            tf = torch.minimum(torch.minimum(torch.maximum(ax, bx), torch.maximum(ay, by)), torch.maximum(az, bz))
+            ok = (tn <= tf) & (tn > 0)
+            return torch.where(ok, tn, inf)
+    if kind == CYLINDER:
+        r = hx
+        a = dx * dx + dy * dy
+        b = 2 * (ox * dx + oy * dy)
+        c = ox * ox + oy * oy - r * r
+        disc = b * b - 4 * a * c
+        ts = (-b - torch.sqrt(disc.clamp(min=0))) / (2 * a)
+        zs = oz + ts * dz
+        side = torch.where((disc >= 0) & (ts > 0) & (zs.abs() <= hz), ts, inf)
+        # caps: the one facing the camera (camera above the top looks at the top cap)
+        zc = hz if oz > 0 else -hz
+        tc = (zc - oz) / dz
+        xc, yc = ox + tc * dx, oy + tc * dy
+        cap = torch.where((tc > 0) & (xc * xc + yc * yc <= r * r), tc, inf)
+        return torch.minimum(side, cap)
+    # sphere
+    r = hx
+    a = dx * dx + dy * dy + dz * dz
+    b = 2 * (ox * dx + oy * dy + oz * dz)
+    c = ox * ox + oy * oy + oz * oz - r * r
+    disc = b * b - 4 * a * c
+    t = (-b - torch.sqrt(disc.clamp(min=0))) / (2 * a)
+    return torch.where((disc >= 0) & (t > 0), t, inf)
+
+
+def render(world: World, K: torch.Tensor, cam_to_world: torch.Tensor, size: tuple[int, int]
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render frames.
+
+    Args:
+        world: the :class:`World`.
+        K: float [F, 3, 3] intrinsics (integer pixel centres).
+        cam_to_world: float [F, 4, 4] OpenCV camera-to-world poses; cameras inside the room and
+            outside every object.
+        size: (H, W).
+    Returns:
+        (rgb uint8 [F, H, W, 3], depth float32 [F, H, W] z-depth metres, instance int16 [F, H, W]
+        object index or -1 for room surfaces).
+    """
+    F = K.shape[0]
+    H, W = size
+    rgbs, depths, insts = [], [], []
+    for f in range(F):
+        rgb, depth, inst = _render_one(world, K[f].float(), cam_to_world[f].float(), H, W)
+        rgbs.append(rgb)
+        depths.append(depth)
+        insts.append(inst)
+    return torch.stack(rgbs), torch.stack(depths), torch.stack(insts)
+
+
+def _render_one(world: World, K: torch.Tensor, c2w: torch.Tensor, H: int, W: int):
+    O = world.n_objects
+    R = c2w[:3, :3]
+    org = c2w[:3, 3]
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    skew = float(K[0, 1])
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    yc = (v - cy) / fy
+    xc = (u - cx - skew * yc) / fx
+    # world directions, camera z component 1: d = R [xc, yc, 1]
+    dirs = torch.stack([R[0, 0] * xc + R[0, 1] * yc + R[0, 2],
+                        R[1, 0] * xc + R[1, 1] * yc + R[1, 2],
+                        R[2, 0] * xc + R[2, 1] * yc + R[2, 2]], -1)  # [H,W,3]
+
+    # room interior: exit distance along each axis, nearest axis wins
+    L = world.room
+    tax = []
+    for a in range(3):
+        da = dirs[..., a]
+        far = torch.where(da > 0, (float(L[a]) - float(org[a])) / da, (0.0 - float(org[a])) / da)
+        tax.append(torch.where(da == 0, torch.full_like(da, float("inf")), far))
+    tstack = torch.stack(tax, 0)
+    t, axis = tstack.min(0)
+    far_side = torch.gather(dirs, 2, axis[..., None]).squeeze(-1) > 0
+    sid = (O + 2 * axis + far_side.long())  # room surface ids
+    # objects, each only over its screen rectangle
+    rects = _object_rects(world, K, c2w, H, W)
+    for o in range(O):
+        rc = rects[o]
+        if rc is None:
+            continue
+        u0, v0, u1, v1 = rc
+        d = dirs[v0:v1, u0:u1].reshape(-1, 3)
+        cy_, sy_ = math.cos(float(world.yaw[o])), math.sin(float(world.yaw[o]))
+        # local frame: rotate by -yaw about z after moving the origin to the centre
+        rel = org - world.center[o]
+        ol = torch.stack([cy_ * rel[0] + sy_ * rel[1], -sy_ * rel[0] + cy_ * rel[1], rel[2]])
+        dl = torch.stack([cy_ * d[:, 0] + sy_ * d[:, 1], -sy_ * d[:, 0] + cy_ * d[:, 1], d[:, 2]], -1)
+        th = _hit_t(int(world.kind[o]), ol, dl, world.half[o]).reshape(v1 - v0, u1 - u0)
+        tsub = t[v0:v1, u0:u1]
+        closer = th < tsub
+        t[v0:v1, u0:u1] = torch.where(closer, th, tsub)
+        sid[v0:v1, u0:u1] = torch.where(closer, torch.full_like(th, o, dtype=torch.long), sid[v0:v1, u0:u1])
+
+    rgb = _shade(world, org, dirs, t, sid, fx)
+    inst = torch.where(sid < O, sid, torch.full_like(sid, -1)).to(torch.int16)
+    return rgb, t.contiguous(), inst
+
+
+def _shade(world: World, org: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, sid: torch.Tensor,
+           fx: float) -> torch.Tensor:
+    """Texture + Lambert shading for every pixel's final hit -> uint8 [H, W, 3]."""
+    H, W = t.shape
+    O = world.n_objects
+    d = dirs.reshape(-1, 3)
+    tt = t.reshape(-1)
+    s = sid.reshape(-1)
+    p = org + d * tt[:, None]                     # world hit points [P,3]
+    is_obj = s < O
+    oi = s.clamp(max=max(O - 1, 0))
+    if O:
+        cen = world.center[oi]
+        hal = world.half[oi]
+        cyw = torch.cos(world.yaw)[oi]
+        syw = torch.sin(world.yaw)[oi]
+        kind = world.kind[oi]
+        rel = p - cen
+        lx = cyw * rel[:, 0] + syw * rel[:, 1]
+        ly = -syw * rel[:, 0] + cyw * rel[:, 1]
+        pl = torch.stack([lx, ly, rel[:, 2]], -1)  # object-local hit point
+        # local normals: box -> dominant face; cylinder -> side or cap; sphere -> radial
+        q = pl / hal
+        face = q.abs().argmax(-1)
+        nb = torch.nn.functional.one_hot(face, 3).float() * torch.sign(torch.gather(q, 1, face[:, None]))
+        on_cap = q[:, 2].abs() >= 1 - 1e-3
+        ncs = torch.stack([q[:, 0], q[:, 1], torch.zeros_like(q[:, 0])], -1)
+        ncy = torch.where(on_cap[:, None], torch.stack([torch.zeros_like(q[:, 0]), torch.zeros_like(q[:, 0]),
+                                                        torch.sign(q[:, 2])], -1), ncs)
+        nl = torch.where((kind == BOX)[:, None], nb, torch.where((kind == CYLINDER)[:, None], ncy, q))
+        nx, ny = cyw * nl[:, 0] - syw * nl[:, 1], syw * nl[:, 0] + cyw * nl[:, 1]
+        n_obj = torch.stack([nx, ny, nl[:, 2]], -1)  # back to world: rotate by +yaw
+        n_obj = n_obj / n_obj.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    else:
+        pl = p
+        n_obj = torch.zeros_like(p)
+    # room normals point into the room
+    face = (s - O).clamp(min=0)
+    axis = face // 2
+    sign = torch.where(face % 2 == 1, -1.0, 1.0)
+    n_room = torch.nn.functional.one_hot(axis, 3).float() * sign[:, None]
+    n = torch.where(is_obj[:, None], n_obj, n_room)
+    tex_p = torch.where(is_obj[:, None], pl, p)
+
+    # texture: sum of 3D sinusoids with per-surface phases, faded where they would alias
+    fr = world.freq                                # [Kt,3] rad/m
+    arg = tex_p[:, 0:1] * fr[:, 0] + tex_p[:, 1:2] * fr[:, 1] + tex_p[:, 2:3] * fr[:, 2] + world.phase[s]
+    cyc = fr.norm(dim=-1) / (2 * math.pi)          # cycles per metre [Kt]
+    dn = d.norm(dim=-1)
+    cos_inc = ((d * n).sum(-1).abs() / dn).clamp(min=0.25)
+    foot = tt * dn / (fx * cos_inc)                # metres per pixel on the surface (approx.)
+    att = (2.0 - 4.0 * foot[:, None] * cyc[None, :]).clamp(0, 1)
+    wave = torch.sin(arg) * att
+    noise = wave @ world.amp                       # [P,2]
+    bright = 0.75 + 0.25 * noise[:, 0].clamp(-1.5, 1.5) / 1.5
+    mix = torch.sigmoid(2.5 * noise[:, 1])[:, None]
+    albedo = (world.color_a[s] * (1 - mix) + world.color_b[s] * mix) * bright[:, None]
+    l0, l1 = world.light[0], world.light[1]
+    shade = 0.45 + 0.45 * (n @ l0).clamp(min=0) + 0.25 * (n @ l1).clamp(min=0)
+    c = (albedo * shade[:, None]).clamp(0, 1)
+    return (c * 255 + 0.5).to(torch.uint8).reshape(H, W, 3)
