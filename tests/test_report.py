@@ -40,7 +40,7 @@ def _manifest(kind, config, model, status="complete", **extra):
 
 
 def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCENES,
-                summary_extra=None, drop_summary_keys=()):
+                summary_extra=None, drop_summary_keys=(), depth_gain=0.0):
     """A probe run folder whose table is consistent with its summary (equal n per scene)."""
     rows = []
     peak_layer = max((k for k in acc if k != "vision"), key=acc.get)
@@ -63,7 +63,8 @@ def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCEN
         "chance": CHANCE, "accuracy_by_gap": dict(by_gap),
         "robustness": sum(v / g[g0] for k, v in g.items() if k > g0) / (len(g) - 1),
         "confidence_spearman": {k: 0.1 for k in LAYERS},
-        "depth_probe": {k: {"absrel": 0.5 - 0.05 * i, "delta1": 0.3 + 0.1 * i}
+        "depth_probe": {k: {"absrel": 0.5 - (0.05 + depth_gain) * i,
+                            "delta1": 0.3 + (0.1 + depth_gain) * i}
                         for i, k in enumerate(LAYERS)},
         "n_pairs": 8, "n_matches": 640, "n_scenes": len(scenes),
     }
@@ -117,7 +118,8 @@ def make_loop_runs(root: Path) -> dict:
     runs = {
         "probe_base": write_probe(root / "probe_base", base, BASE_ACC, BASE_GAP, label="base"),
         "train": write_train(root / "train", base, gasp),
-        "probe_gasp": write_probe(root / "probe_gasp", gasp, GASP_ACC, GASP_GAP, label="gasp"),
+        "probe_gasp": write_probe(root / "probe_gasp", gasp, GASP_ACC, GASP_GAP, label="gasp",
+                                  depth_gain=0.04),
         "bench_base": write_bench(root / "bench_base", base, TASKS["base"], label="base"),
         "bench_gasp": write_bench(root / "bench_gasp", gasp, TASKS["gasp"], label="gasp"),
         "aa_base": write_bench(root / "aa_base", base, {"camera_pose": 30.0, "counting": 40.0},
@@ -492,3 +494,101 @@ def test_cli_bad_run_is_one_line_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path / "nope") in err and "not a gaspprobe run" in err
+
+
+# --------------------------------------------------------------------------- schema variants
+def test_pooled_rows_of_the_runner_are_used_not_double_counted(tmp_path):
+    """Tables with per-scene rows AND pooled rows (scene/gap null), as the probe runner writes
+    them: the fallback must read the pooled numbers, i.e. total hits / total n."""
+    from gaspprobe.reporting.report import collect
+    from gaspprobe.reporting.runs import load_runs
+
+    hits = {("s0", 1): (3, 10), ("s0", 2): (1, 10), ("s1", 1): (9, 10), ("s1", 2): (2, 20)}
+    rows = []
+    for (sc, g), (h, n) in hits.items():
+        rows.append(("m", sc, "llm.0", g, "hidden/acc_r0", h / n, n))
+    for sc in ("s0", "s1"):        # per scene, pooled over gaps
+        h = sum(v[0] for k, v in hits.items() if k[0] == sc)
+        n = sum(v[1] for k, v in hits.items() if k[0] == sc)
+        rows.append(("m", sc, "llm.0", None, "hidden/acc_r0", h / n, n))
+    for g in (1, 2):               # all scenes, per gap
+        h = sum(v[0] for k, v in hits.items() if k[1] == g)
+        n = sum(v[1] for k, v in hits.items() if k[1] == g)
+        rows.append(("m", None, "llm.0", g, "hidden/acc_r0", h / n, n))
+    rows.append(("m", None, "llm.0", None, "hidden/acc_r0", 15 / 50, 50))
+    rows.append(("m", None, None, None, "chance", 1 / 16, 50))
+    t = pd.DataFrame(rows, columns=["model", "scene", "layer", "gap", "metric", "value", "n"])
+    t["gap"] = t["gap"].astype("Int64")
+    run = tmp_path / "p"
+    io.write_table(t, run / "probe.parquet")
+    io.atomic_write_json(run / "summary.json", {"model": "m"})
+    io.write_manifest(run, _manifest("probe", RECIPE, "m"))
+    data = collect(load_runs([run]))
+    assert data.corr.set_index("layer").loc["llm.0", "accuracy"] == pytest.approx(15 / 50)
+    p = data.probe.iloc[0]
+    assert p.peak == pytest.approx(0.3) and p.chance == pytest.approx(1 / 16)
+    gaps = data.gaps.set_index("gap")["accuracy"]
+    assert gaps[1.0] == pytest.approx(12 / 20) and gaps[2.0] == pytest.approx(3 / 30)
+
+
+def test_attention_mode_missing_values_and_long_training(tmp_path):
+    """An attention block adds a q·k column and figure; null values show as a dash; a long
+    training log is drawn (smoothed) without error."""
+    from gaspprobe.reporting.report import report
+
+    att = {"accuracy": {"r0": {"vision": 0.1, "llm.0": 0.2, "llm.1": None, "llm.2": 0.6,
+                               "llm.3": 0.4}}, "peak_layer": "llm.2", "peak_accuracy": 0.6}
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP, summary_extra={
+        "attention": att, "robustness": None})
+    (tmp_path / "t" / "model").mkdir(parents=True)
+    t = write_train(tmp_path / "t", "m1", tmp_path / "t" / "model", steps=400)
+    out = tmp_path / "out"
+    md = report([a, t], out).with_name("report.md").read_text()
+    head = _md_table(md, "Headline").set_index("Model")
+    assert head.loc["m1", "Peak q·k (%)"] == "60.0"
+    assert head.loc["m1", "Robustness (%)"] == "–"
+    assert (out / "figures" / "accuracy_vs_layer_attention.png").is_file()
+    assert (out / "figures" / "training_loss.png").is_file()
+    assert not (out / "figures" / "robustness.png").exists()   # nothing to draw
+
+
+def test_report_on_real_probe_runs(tmp_path):
+    """Integration: runs written by the real probe runner (oracle models on generated scenes)."""
+    import torch
+
+    from gaspprobe.probing.run import probe
+    from gaspprobe.reporting.report import collect, report
+    from gaspprobe.reporting.runs import load_runs
+    from gaspprobe.scenes import generate_scene
+
+    torch.set_num_threads(1)
+    scenes = [generate_scene(i, frames=6, size=64) for i in range(2)]
+    kw = dict(gaps=[1, 2, 4], modes=["hidden"], frames_per_clip=6, progress=False)
+    runs = [probe(m, scenes, None, out=tmp_path / m.replace(":", "_"), **kw).out
+            for m in ("oracle:xyz", "oracle:random")]
+    rs = load_runs(runs)
+    data = collect(rs)
+    for run in rs.runs:
+        s = json.loads((run.path / "summary.json").read_text())
+        p = data.probe.set_index("model").loc[rs.name(run.model_key)]
+        assert p.peak == pytest.approx(s["peak_accuracy"]) and p.peak_layer == s["peak_layer"]
+        # The table fallback agrees with the runner's own summary (no double counting).
+        fb = collect(load_runs([run])).corr  # via summary
+        run.summary.pop("accuracy")
+        from gaspprobe.reporting.report import _probe_rows
+
+        c, *_ = _probe_rows(run, "x")
+        by_layer = {row[3]: row[5] for row in c if row[2] == "r0"}
+        for layer, v in s["accuracy"]["r0"].items():
+            if v is not None:
+                assert by_layer[layer] == pytest.approx(v), layer
+        assert len(fb)
+    html = report(runs, tmp_path / "rep")
+    head = _md_table(html.with_name("report.md").read_text(), "Headline").set_index("Model")
+    assert float(head.loc["oracle:xyz", "Peak corr. r=0 (%)"]) > 80
+    # A probe of the same model with another recipe is refused, naming the folder.
+    other = probe("oracle:random", scenes, None, out=tmp_path / "other",
+                  **{**kw, "gaps": [1, 2]}).out
+    with pytest.raises(DataError, match="gaps") as e:
+        load_runs([runs[0], other])
+    assert str(e.value).startswith(str(other))

@@ -270,8 +270,14 @@ def loss_figure(loss, palette: dict):
                      layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         models = [m for m in palette if m in set(loss["model"])]
+        # Per-step losses are noisy; long runs are drawn as a trailing k-step mean (k ~ steps/40).
+        n_steps = int(loss.groupby(["model", "part"])["step"].nunique().max()) if len(loss) else 0
+        k = max(1, n_steps // 40)
         for ax, part in zip(axes, parts):
-            d = loss[loss["part"] == part]
+            d = loss[loss["part"] == part].sort_values("step")
+            if k > 1:
+                d = d.assign(value=d.groupby("model")["value"].transform(
+                    lambda v: v.rolling(k, min_periods=1).mean()))
             sns.lineplot(data=d, x="step", y="value", hue="model", hue_order=models,
                          palette=palette, errorbar=None, linewidth=1.0, ax=ax)
             ax.set_title(part)
@@ -283,7 +289,7 @@ def loss_figure(loss, palette: dict):
         for ax in axes:
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-        fig.suptitle("Training losses", fontsize=7.5)
+        fig.suptitle("Training losses" + (f" ({k}-step mean)" if k > 1 else ""), fontsize=7.5)
         _legend_below(fig, axes[0], ncol=_ncol(len(models)), handles=handles)
     return fig
 

@@ -66,8 +66,8 @@ nav { margin: 8px 0 8px; font-size: 13px; }
 nav a { margin-right: 12px; color: #1f5fa8; text-decoration: none; }
 table { border-collapse: collapse; margin: 6px 0 4px; font-size: 13px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: #f4f6f8; font-weight: 600; }
-th:first-child, td:first-child { text-align: left; }
+th { background: #f4f6f8; font-weight: 600; white-space: normal; vertical-align: bottom; min-width: 56px; }
+th:first-child, td:first-child, th.text { text-align: left; }
 td.text { text-align: left; white-space: normal; max-width: 520px; }
 .note { color: var(--muted); font-size: 12.5px; margin: 2px 0 14px; max-width: 900px; }
 .tablewrap { overflow-x: auto; }
@@ -79,7 +79,7 @@ section.paper h2 { border-bottom-color: #e8c9c9; }
          vertical-align: middle; }
 section.warning { background: #fff8e6; border-left: 4px solid #c98a00; padding: 4px 16px 10px; }
 .figs { display: flex; flex-wrap: wrap; gap: 18px 26px; }
-figure { margin: 0; flex: 0 1 500px; }
+figure { margin: 0; flex: 0 1 480px; }
 figure.wide { flex-basis: 1000px; }
 figure img { width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
 figcaption { font-size: 12.5px; color: var(--muted); margin-top: 4px; }
@@ -115,12 +115,16 @@ def _is_text(cell: str) -> bool:
 
 
 def table_html(t: Table) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
+    # A column whose cells are all words (not numbers) is left-aligned, header included.
+    text_col = [i > 0 and bool(t.rows) and all(_is_text(str(r[i])) or str(r[i]).strip() in ("", "–")
+                                               for r in t.rows) for i in range(len(t.columns))]
+    head = "".join(("<th class=\"text\">" if text_col[i] else "<th>") + f"{_e(c)}</th>"
+                   for i, c in enumerate(t.columns))
     body = []
     for row in t.rows:
         cells = []
         for i, c in enumerate(row):
-            cls = ' class="text"' if i > 0 and _is_text(str(c)) else ""
+            cls = ' class="text"' if i > 0 and (text_col[i] or _is_text(str(c))) else ""
             cells.append(f"<td{cls}>{_e(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     out = [f"<h3>{_e(t.title)}</h3>" if t.title else "",
@@ -132,8 +136,11 @@ def table_html(t: Table) -> str:
 
 
 def figure_html(f: FigureRef, root: Path) -> str:
-    data = base64.b64encode((root / f.png).read_bytes()).decode("ascii")
-    wide = " wide" if "benchmark" in f.png or "loss" in f.png else ""
+    raw = (root / f.png).read_bytes()
+    data = base64.b64encode(raw).decode("ascii")
+    # PNG IHDR: width is the big-endian uint32 at byte 16. Figures wider than one paper column
+    # (e.g. the multi-panel loss curves) get a full row.
+    wide = " wide" if len(raw) > 24 and int.from_bytes(raw[16:20], "big") > 900 else ""
     cap = _e(f.caption)
     return (f'<figure class="fig{wide}"><img alt="{_e(f.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption><b>{_e(f.title)}.</b> {cap}</figcaption></figure>")

@@ -63,7 +63,7 @@ class ReportData:
     """The report's numbers as tidy DataFrames (model = display name)."""
 
     corr: Any       # model, mode, r, layer, layer_index, accuracy (fraction)
-    probe: Any      # model, peak_layer, peak, layer_mean, vision, chance, attention_peak, robustness,
+    probe: Any      # model, mode, peak_layer, peak, layer_mean, vision, chance, attention_peak, robustness,
     #                 n_pairs, n_matches, n_scenes
     gaps: Any       # model, gap, accuracy (fraction, at the model's peak layer)
     depth: Any      # model, layer, layer_index, absrel, delta1
@@ -158,23 +158,40 @@ def _layer_index(layer: str) -> float | None:
     return int(m.group(1)) if m else None
 
 
-def _weighted(df, metric: str, by: list[str]):
-    """n-weighted mean of ``value`` for ``metric`` rows of a probe table, grouped ``by``."""
+def _pooled(df, metric: str, by: list[str]):
+    """Accuracy-like ``metric`` of a probe table pooled over everything but ``by`` -> rows ``by +
+    [value, n]``.
+
+    The probe runner writes per-scene rows and pooled rows (``scene`` null = all scenes, ``gap``
+    null = all gaps); pooled rows are used when present, otherwise the per-scene rows are pooled
+    here as the n-weighted mean (a fraction of n matches is pooled exactly that way).
+    """
+    import pandas as pd
+
     d = df[(df["metric"] == metric) & (df["n"] > 0)].dropna(subset=["value"])
+    d = d[d["scene"].isna()] if d["scene"].isna().any() else d
+    if "gap" in by:
+        d = d[d["gap"].notna()]
+    elif d["gap"].isna().any():
+        d = d[d["gap"].isna()]
     if not len(d):
-        return d.iloc[0:0]
+        return pd.DataFrame(columns=by + ["value", "n"])
     d = d.assign(w=d["value"] * d["n"])
-    g = d.groupby(by, sort=False)[["w", "n"]].sum().reset_index()
+    if not by:
+        return pd.DataFrame({"value": [d["w"].sum() / d["n"].sum()], "n": [d["n"].sum()]})
+    g = d.groupby(by, sort=False, dropna=False)[["w", "n"]].sum().reset_index()
     g["value"] = g["w"] / g["n"]
-    return g
+    return g[by + ["value", "n"]]
 
 
 def _probe_rows(run: Run, name: str):
     """(corr rows, summary row, gap rows, depth rows) for one probe run."""
     s, t = run.summary, run.table
     corr = []
-    blocks = [("hidden", s.get("accuracy"))]
-    if isinstance(s.get("attention"), dict):
+    # The top-level block is the summary's primary mode ("hidden" unless only attention ran).
+    main_mode = str(s.get("mode") or "hidden")
+    blocks = [(main_mode, s.get("accuracy"))]
+    if isinstance(s.get("attention"), dict) and main_mode != "attention":
         blocks.append(("attention", s["attention"].get("accuracy")))
     for mode, block in blocks:
         if isinstance(block, dict) and block:
@@ -184,10 +201,10 @@ def _probe_rows(run: Run, name: str):
         else:  # the summary lacks this block: rebuild it from the tidy table
             for metric in sorted(set(t["metric"])):
                 if metric.startswith(f"{mode}/acc_"):
-                    for row in _weighted(t, metric, ["layer"]).itertuples():
+                    for row in _pooled(t, metric, ["layer"]).itertuples():
                         corr.append((name, mode, metric.split("acc_", 1)[1], str(row.layer),
                                      _layer_index(row.layer), float(row.value)))
-    hidden_r0 = {c[3]: c[5] for c in corr if c[1] == "hidden" and c[2] == "r0"}
+    hidden_r0 = {c[3]: c[5] for c in corr if c[1] == main_mode and c[2] == "r0"}
     llm_r0 = {k: v for k, v in hidden_r0.items() if _layer_index(k) is not None and math.isfinite(v)}
     peak_layer = s.get("peak_layer")
     peak = _num(s.get("peak_accuracy"))
@@ -200,14 +217,14 @@ def _probe_rows(run: Run, name: str):
         layer_mean = sum(llm_r0.values()) / len(llm_r0)
     chance = _num(s.get("chance"))
     if not math.isfinite(chance):
-        c = t[t["metric"] == "chance"]["value"].dropna()
-        chance = float(c.mean()) if len(c) else math.nan
+        c = _pooled(t, "chance", [])
+        chance = float(c["value"].iloc[0]) if len(c) else math.nan
     att = [c[5] for c in corr if c[1] == "attention" and c[2] == "r0" and c[4] is not None
            and math.isfinite(c[5])]
     att_peak = _num((s.get("attention") or {}).get("peak_accuracy")) if s.get("attention") else math.nan
     if not math.isfinite(att_peak) and att:
         att_peak = max(att)
-    summary = dict(model=name, peak_layer=peak_layer, peak=peak, layer_mean=layer_mean,
+    summary = dict(model=name, mode=main_mode, peak_layer=peak_layer, peak=peak, layer_mean=layer_mean,
                    vision=hidden_r0.get("vision", math.nan), chance=chance, attention_peak=att_peak,
                    robustness=_num(s.get("robustness")), n_pairs=s.get("n_pairs"),
                    n_matches=s.get("n_matches"), n_scenes=s.get("n_scenes"))
@@ -218,7 +235,7 @@ def _probe_rows(run: Run, name: str):
     elif peak_layer is not None:
         tp = t[t["layer"].astype(str) == str(peak_layer)]
         gaps = [(name, _num(r.gap), float(r.value))
-                for r in _weighted(tp, "hidden/acc_r0", ["gap"]).itertuples()]
+                for r in _pooled(tp, f"{main_mode}/acc_r0", ["gap"]).itertuples()]
     gaps = [g for g in gaps if math.isfinite(g[1]) and math.isfinite(g[2])]
     depth = []
     dp = s.get("depth_probe")
@@ -262,7 +279,7 @@ def collect(runset: RunSet) -> ReportData:
                          for st, v in zip(d["step"], d[part])]
     return ReportData(
         corr=pd.DataFrame(corr, columns=["model", "mode", "r", "layer", "layer_index", "accuracy"]),
-        probe=pd.DataFrame(probe, columns=["model", "peak_layer", "peak", "layer_mean", "vision",
+        probe=pd.DataFrame(probe, columns=["model", "mode", "peak_layer", "peak", "layer_mean", "vision",
                                            "chance", "attention_peak", "robustness", "n_pairs",
                                            "n_matches", "n_scenes"]),
         gaps=pd.DataFrame(gaps, columns=["model", "gap", "accuracy"]),
@@ -321,8 +338,11 @@ def headline_tables(data: ReportData, runset: RunSet) -> tuple[Table, Table | No
                 row += [_pct(p.robustness)]
         row += [_pts(ov.get((n, b))) for b in benches]
         rows.append(row)
+    modes = sorted(set(data.probe["mode"].dropna())) if len(data.probe) else []
+    mode_note = "" if modes in ([], ["hidden"]) else \
+        f"Correspondence columns use the probe's primary mode ({', '.join(modes)}). "
     head = Table("Headline (measured)", cols, rows,
-                 note="Correspondence: nearest-neighbour patch matching accuracy at r=0 on the "
+                 note=mode_note + "Correspondence: nearest-neighbour patch matching accuracy at r=0 on the "
                       "probe's scenes (peak over LLM layers; layer mean over LLM layers; vision = "
                       "the projector output). Robustness: mean over gaps g > g_min of "
                       "acc(g)/acc(g_min) at the peak layer. Benchmark overall: the benchmark's "

@@ -258,6 +258,8 @@ def _read_train_log(path: Path):
     import pandas as pd
 
     p = path / "train_log.csv"
+    if not p.is_file() and (path / "train_log.parquet").is_file():
+        return _read_parquet(path, "train_log.parquet", ("step", "loss"))
     if not p.is_file():
         raise DataError("no train_log.csv: half-written train run", path=path)
     try:
