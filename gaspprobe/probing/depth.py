@@ -21,11 +21,19 @@ import torch
 
 
 class RidgeStats:
-    """Sufficient statistics of a ridge regression, accumulated batch by batch."""
+    """Sufficient statistics of a ridge regression, accumulated batch by batch.
+
+    The statistics are of ``x - shift`` (``shift`` = the first batch's mean), which removes the
+    cancellation that large constant feature components (common in LLM residual streams) would
+    cause when centring; the fitted weights are unchanged by the shift. Products are float64 for
+    D <= 1024; wider features multiply in float32 (about 2x faster) and accumulate in float64.
+    """
 
     def __init__(self, dim: int):
         self.dim = int(dim)
         self.n = 0
+        self.shift: torch.Tensor | None = None
+        self.gram_dtype = torch.float64 if self.dim <= 1024 else torch.float32
         self.sx = torch.zeros(dim, dtype=torch.float64)
         self.sy = 0.0
         self.xtx = torch.zeros(dim, dim, dtype=torch.float64)
@@ -37,10 +45,16 @@ class RidgeStats:
         y = y.reshape(-1).double()
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x/y: expected the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+        if x.shape[0] == 0:
+            return
+        if self.shift is None:
+            self.shift = x.mean(0)
+        x = x - self.shift
         self.n += int(x.shape[0])
         self.sx += x.sum(0)
         self.sy += float(y.sum())
-        self.xtx += x.T @ x
+        xg = x.to(self.gram_dtype)
+        self.xtx += (xg.T @ xg).double()
         self.xty += x.T @ y
 
     def solve(self, lam: float) -> "tuple[torch.Tensor, float] | None":
@@ -58,7 +72,7 @@ class RidgeStats:
             w = torch.linalg.solve(a, sxy)
         except RuntimeError:  # singular even with the tiny jitter (e.g. lam=0 and constant features)
             w = torch.linalg.lstsq(a, sxy[:, None]).solution[:, 0]
-        b = my - float(mx @ w)
+        b = my - float((mx + self.shift) @ w)
         return w, b
 
 
