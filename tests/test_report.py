@@ -79,7 +79,7 @@ def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCEN
 
 
 def write_bench(run, model, tasks, *, benchmark="synthetic_vsi", label=None, ids=None,
-                frames=8, config=None):
+                frames=8, config=None, summary_extra=None):
     ids = list(range(len(QTYPES))) if ids is None else ids
     table = pd.DataFrame(dict(model=model, benchmark=benchmark, id=ids,
                               question_type=QTYPES[:len(ids)], prediction="1", parsed="1",
@@ -89,7 +89,7 @@ def write_bench(run, model, tasks, *, benchmark="synthetic_vsi", label=None, ids
     io.atomic_write_json(run / "summary.json", {
         "model": model, "benchmark": benchmark, "overall": overall, "tasks": dict(tasks),
         "n": len(ids), "n_failed": 0, "parse_failures": 1, "frames": frames,
-        "prompt_variant": "official", "card_version": 1})
+        "prompt_variant": "official", "card_version": 1, **(summary_extra or {})})
     extra = {"model_label": label} if label else {}
     io.write_manifest(run, _manifest("bench", config or {"benchmark": benchmark, "limit": None},
                                      model, **extra))
@@ -123,9 +123,15 @@ def make_loop_runs(root: Path) -> dict:
         "bench_base": write_bench(root / "bench_base", base, TASKS["base"], label="base"),
         "bench_gasp": write_bench(root / "bench_gasp", gasp, TASKS["gasp"], label="gasp"),
         "aa_base": write_bench(root / "aa_base", base, {"camera_pose": 30.0, "counting": 40.0},
-                               benchmark="synthetic_allangles", label="base"),
+                               benchmark="synthetic_allangles", label="base", summary_extra={
+                                   "n_per_task": {"camera_pose": 5, "counting": 1},
+                                   "paired_consistency": {"camera_pose": {
+                                       "pairs": 2, "CC": 50.0, "WW": 0.0, "IC": 50.0}}}),
         "aa_gasp": write_bench(root / "aa_gasp", gasp, {"camera_pose": 48.2, "counting": 41.0},
-                               benchmark="synthetic_allangles", label="gasp"),
+                               benchmark="synthetic_allangles", label="gasp", summary_extra={
+                                   "n_per_task": {"camera_pose": 5, "counting": 1},
+                                   "paired_consistency": {"camera_pose": {
+                                       "pairs": 2, "CC": 100.0, "WW": 0.0, "IC": 0.0}}}),
     }
     return runs
 
@@ -333,6 +339,10 @@ def test_per_question_type_tables(built):
     assert t.loc["overall", "Δ gasp"] == "+17.5"
     aa = _md_table(md, "synthetic_allangles: score per question type").set_index("Question type")
     assert aa.loc["camera_pose", "Δ gasp"] == "+18.2"
+    assert aa.loc["camera_pose", "n"] == "5"          # the runner's n_per_task wins
+    pc = _md_table(md, "synthetic_allangles: paired consistency").set_index("Category")
+    assert pc.loc["camera_pose", "pairs"] == "2"
+    assert (pc.loc["camera_pose", "base IC"], pc.loc["camera_pose", "gasp CC"]) == ("50.0", "100.0")
 
 
 def test_paper_numbers_only_in_the_paper_section(built):

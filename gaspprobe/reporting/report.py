@@ -70,6 +70,7 @@ class ReportData:
     bench: Any      # model, benchmark, task, score (x100), n
     overall: Any    # model, benchmark, overall, n, n_failed, parse_failures
     loss: Any       # model, run, step, part, value
+    consistency: Any = None  # model, benchmark, category, pairs, CC, WW, IC (x100; All-Angles)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -252,6 +253,7 @@ def collect(runset: RunSet) -> ReportData:
     import pandas as pd
 
     corr, probe, gaps, depth, bench, overall, loss = [], [], [], [], [], [], []
+    consistency = []
     for run in runset.runs:
         name = runset.name(run.model_key)
         if run.kind == "probe":
@@ -263,9 +265,18 @@ def collect(runset: RunSet) -> ReportData:
         elif run.kind == "bench":
             s, t = run.summary, run.table
             b = str(s["benchmark"])
+            # The runner's n per task (merged sub-types included) wins over counting rows.
             counts = t["question_type"].astype(str).value_counts().to_dict()
+            if isinstance(s.get("n_per_task"), dict):
+                counts.update({str(k): v for k, v in s["n_per_task"].items()})
             for task, v in (s.get("tasks") or {}).items():
                 bench.append((name, b, str(task), _num(v), counts.get(str(task))))
+            pc = s.get("paired_consistency")
+            if isinstance(pc, dict):
+                for cat, d in pc.items():
+                    if isinstance(d, dict):
+                        consistency.append((name, b, str(cat), d.get("pairs"), _num(d.get("CC")),
+                                            _num(d.get("WW")), _num(d.get("IC"))))
             overall.append(dict(model=name, benchmark=b, overall=_num(s.get("overall")),
                                 n=s.get("n", len(t)), n_failed=s.get("n_failed"),
                                 parse_failures=s.get("parse_failures")))
@@ -288,6 +299,8 @@ def collect(runset: RunSet) -> ReportData:
         overall=pd.DataFrame(overall, columns=["model", "benchmark", "overall", "n", "n_failed",
                                                "parse_failures"]),
         loss=pd.DataFrame(loss, columns=["model", "run", "step", "part", "value"]),
+        consistency=pd.DataFrame(consistency, columns=["model", "benchmark", "category", "pairs",
+                                                       "CC", "WW", "IC"]),
         warnings=list(runset.warnings),
     )
 
@@ -402,8 +415,27 @@ def bench_tables(data: ReportData, runset: RunSet) -> list[Table]:
                  f"{int(_num(r.parse_failures)) if math.isfinite(_num(r.parse_failures)) else DASH} "
                  f"unparsed" for m, r in ov.items()]
         tables.append(Table(f"{b}: score per question type (x100, measured)", cols, rows,
-                            note="n = questions of that type in the scores table; overall = the "
-                                 "benchmark's official aggregate. " + "; ".join(fails)))
+                            note="n = questions of that type; overall = the benchmark's official "
+                                 "aggregate. " + "; ".join(fails)))
+        pc = data.consistency[data.consistency["benchmark"] == b] \
+            if data.consistency is not None else None
+        if pc is not None and len(pc):
+            pm = [m for m in models if m in set(pc["model"])]
+            v = {(r.model, r.category): r for r in pc.itertuples()}
+            ccols = ["Category", "pairs"] + [f"{m} {k}" for m in pm for k in ("CC", "WW", "IC")]
+            crows = []
+            for cat in dict.fromkeys(pc["category"]):
+                first = next((v[(m, cat)] for m in pm if (m, cat) in v), None)
+                pairs_n = first.pairs if first is not None else None
+                row = [cat, str(int(pairs_n)) if pairs_n is not None and _num(pairs_n) == _num(pairs_n)
+                       else DASH]
+                for m in pm:
+                    r = v.get((m, cat))
+                    row += [_pts(getattr(r, k, None)) for k in ("CC", "WW", "IC")]
+                crows.append(row)
+            tables.append(Table(f"{b}: paired consistency (%, measured)", ccols, crows,
+                                note="Per question pair (pair_idx): CC both correct, WW both wrong, "
+                                     "IC inconsistent; percent of that category's pairs."))
     return tables
 
 
@@ -526,7 +558,7 @@ def _payload(data: ReportData, runset: RunSet, paper: bool) -> dict:
     """All the report's numbers, for the inline JSON block and report.json."""
     out = {
         "measured": {k: _records(getattr(data, k)) for k in
-                     ("probe", "corr", "gaps", "depth", "overall", "bench")},
+                     ("probe", "corr", "gaps", "depth", "overall", "bench", "consistency")},
         "models": [dict(name=m.name, model=m.model, role=m.role,
                         base=runset.name(m.base_key) if m.base_key else None, color=m.color)
                    for m in runset.models.values()],
