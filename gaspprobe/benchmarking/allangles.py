@@ -112,14 +112,16 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
 
 
 def read_images(paths: list[str]) -> list:
-    """Open the view images as RGB PIL images (in order); a missing/unreadable one is a DataError."""
+    """Open the view images as uint8 RGB arrays [H, W, 3] (in order); a missing/unreadable one is a
+    DataError naming the file."""
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     out = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                out.append(im.convert("RGB"))
+                out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
         except FileNotFoundError:
             raise DataError("image not found", path=p) from None
         except (UnidentifiedImageError, OSError) as e:

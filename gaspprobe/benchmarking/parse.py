@@ -78,7 +78,7 @@ _UNITS = {w: i for i, w in enumerate(
     "sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _SCALES = {"hundred": 100, "thousand": 1000}
-_NUM_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_NUM_RE = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 _WORD_RE = re.compile(r"[a-z]+")
 
 
@@ -103,8 +103,9 @@ def _words_value(words: list[str]) -> float | None:
 
 
 def first_number(text: str) -> float | None:
-    """The first number in ``text``, written in digits ("3", "2.5", "1,200") or in English words
-    ("three", "twenty-one", "a hundred" is not a number word), whichever comes first; else None."""
+    """The first number in ``text``, written in digits ("3", "2.5", "1,200", "1e3") or in English
+    number words ("three", "twenty-one", "one hundred and five"), whichever comes first; a
+    non-finite value ("1e309") or no number at all -> None."""
     text = str(text)
     m = _NUM_RE.search(text)
     digit_pos = m.start() if m else len(text) + 1
