@@ -38,8 +38,10 @@ class World:
     room: float [3] (Lx, Ly, Lz) metres. kind: long [O] (BOX, CYLINDER, SPHERE).
     center: float [O, 3]. half: float [O, 3] half extents (cylinder: r, r, h/2; sphere: r, r, r).
     yaw: float [O] radians about +z. color_a/color_b: float [S, 3] in [0, 1].
-    phase: float [S, Kt]. freq: float [Kt, 3] (radians per metre). amp: float [Kt, 2] (two
-    noise channels: brightness, colour mix). light: float [2, 3] unit directions towards lights.
+    offset: float [S, 3] per-surface texture offsets in metres (large and random, so every surface
+    sees different phases of the same sinusoids). freq: float [3, Kt] (radians per metre; column k
+    is the wave vector of sinusoid k). amp: float [Kt, 2] (two noise channels: brightness, colour
+    mix). light: float [2, 3] unit directions towards lights.
     """
 
     room: torch.Tensor
@@ -49,7 +51,7 @@ class World:
     yaw: torch.Tensor
     color_a: torch.Tensor
     color_b: torch.Tensor
-    phase: torch.Tensor
+    offset: torch.Tensor
     freq: torch.Tensor
     amp: torch.Tensor
     light: torch.Tensor
@@ -226,56 +228,61 @@ def _shade(world: World, org: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor,
     d = dirs.reshape(-1, 3)
     tt = t.reshape(-1)
     s = sid.reshape(-1)
-    p = org + d * tt[:, None]                     # world hit points [P,3]
-    is_obj = s < O
-    oi = s.clamp(max=max(O - 1, 0))
-    if O:
-        cen = world.center[oi]
-        hal = world.half[oi]
-        cyw = torch.cos(world.yaw)[oi]
-        syw = torch.sin(world.yaw)[oi]
-        kind = world.kind[oi]
-        rel = p - cen
-        lx = cyw * rel[:, 0] + syw * rel[:, 1]
-        ly = -syw * rel[:, 0] + cyw * rel[:, 1]
-        pl = torch.stack([lx, ly, rel[:, 2]], -1)  # object-local hit point
-        # local normals: box -> dominant face; cylinder -> side or cap; sphere -> radial
-        q = pl / hal
-        face = q.abs().argmax(-1)
-        nb = torch.nn.functional.one_hot(face, 3).float() * torch.sign(torch.gather(q, 1, face[:, None]))
-        on_cap = q[:, 2].abs() >= 1 - 1e-3
-        ncs = torch.stack([q[:, 0], q[:, 1], torch.zeros_like(q[:, 0])], -1)
-        ncy = torch.where(on_cap[:, None], torch.stack([torch.zeros_like(q[:, 0]), torch.zeros_like(q[:, 0]),
-                                                        torch.sign(q[:, 2])], -1), ncs)
-        nl = torch.where((kind == BOX)[:, None], nb, torch.where((kind == CYLINDER)[:, None], ncy, q))
-        nx, ny = cyw * nl[:, 0] - syw * nl[:, 1], syw * nl[:, 0] + cyw * nl[:, 1]
-        n_obj = torch.stack([nx, ny, nl[:, 2]], -1)  # back to world: rotate by +yaw
-        n_obj = n_obj / n_obj.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-    else:
-        pl = p
-        n_obj = torch.zeros_like(p)
-    # room normals point into the room
-    face = (s - O).clamp(min=0)
-    axis = face // 2
-    sign = torch.where(face % 2 == 1, -1.0, 1.0)
-    n_room = torch.nn.functional.one_hot(axis, 3).float() * sign[:, None]
-    n = torch.where(is_obj[:, None], n_obj, n_room)
-    tex_p = torch.where(is_obj[:, None], pl, p)
+    p = torch.addcmul(org, d, tt[:, None])          # world hit points [P,3]
+    # room surfaces: fixed inward normals, texture anchored to world coordinates
+    n_table = torch.zeros(O + 6, 3)
+    for f in range(6):
+        n_table[O + f, f // 2] = -1.0 if f % 2 else 1.0
+    n = n_table[s]
+    tex_p = p.clone()
+    # objects: local coordinates and normals, computed only on each object's own pixels
+    # (a loop over objects, each step batched over that object's pixels)
+    for o in range(O):
+        idx = torch.nonzero(s == o).squeeze(1)
+        if idx.numel() == 0:
+            continue
+        c, si = math.cos(float(world.yaw[o])), math.sin(float(world.yaw[o]))
+        rel = p[idx] - world.center[o]
+        pl = torch.stack([c * rel[:, 0] + si * rel[:, 1], -si * rel[:, 0] + c * rel[:, 1], rel[:, 2]], -1)
+        q = pl / world.half[o]
+        kind = int(world.kind[o])
+        if kind == BOX:  # the face whose slab the point is on
+            face = q.abs().argmax(-1, keepdim=True)
+            nl = torch.zeros_like(q).scatter_(1, face, torch.sign(torch.gather(q, 1, face)))
+        elif kind == CYLINDER:  # side (radial) or cap (+-z)
+            on_cap = (q[:, 2].abs() >= 1 - 1e-3)[:, None]
+            nl = torch.where(on_cap, torch.stack([0 * q[:, 0], 0 * q[:, 0], torch.sign(q[:, 2])], -1),
+                             torch.stack([q[:, 0], q[:, 1], 0 * q[:, 0]], -1))
+        else:  # sphere: radial
+            nl = q
+        nw = torch.stack([c * nl[:, 0] - si * nl[:, 1], si * nl[:, 0] + c * nl[:, 1], nl[:, 2]], -1)
+        n[idx] = nw / nw.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+        tex_p[idx] = pl
 
-    # texture: sum of 3D sinusoids with per-surface phases, faded where they would alias
-    fr = world.freq                                # [Kt,3] rad/m
-    arg = tex_p[:, 0:1] * fr[:, 0] + tex_p[:, 1:2] * fr[:, 1] + tex_p[:, 2:3] * fr[:, 2] + world.phase[s]
-    cyc = fr.norm(dim=-1) / (2 * math.pi)          # cycles per metre [Kt]
+    # texture: sum of 3D sinusoids anchored to the surface, faded where they would alias.
+    # Laid out [Kt, P] so every elementwise op runs along the contiguous pixel axis (the
+    # [P, Kt] layout broadcasts over a short inner axis and is several times slower on CPU).
+    fr = world.freq                                # [3,Kt] rad/m, sinusoids sorted coarse -> fine
+    q = (tex_p + world.offset[s]).T.contiguous()   # [3,P]
+    cyc = fr.norm(dim=0) / (2 * math.pi)           # cycles per metre [Kt]
     dn = d.norm(dim=-1)
     cos_inc = ((d * n).sum(-1).abs() / dn).clamp(min=0.25)
     foot = tt * dn / (fx * cos_inc)                # metres per pixel on the surface (approx.)
-    att = (2.0 - 4.0 * foot[:, None] * cyc[None, :]).clamp(0, 1)
-    wave = torch.sin(arg) * att
-    noise = wave @ world.amp                       # [P,2]
-    bright = 0.75 + 0.25 * noise[:, 0].clamp(-1.5, 1.5) / 1.5
-    mix = torch.sigmoid(2.5 * noise[:, 1])[:, None]
-    albedo = (world.color_a[s] * (1 - mix) + world.color_b[s] * mix) * bright[:, None]
+    # fade from full amplitude at 4 px per cycle to zero at 2 px per cycle (Nyquist); sinusoids
+    # that are zero at every pixel are skipped, those that are 1 everywhere are not multiplied
+    fmin, fmax = float(foot.min()), float(foot.max())
+    k_used = int((cyc * fmin < 0.5).sum())
+    k_full = int((cyc * fmax <= 0.25).sum())
+    wave = torch.sin(fr[:, :k_used].T @ q)         # [k_used,P]
+    if k_used > k_full:
+        att = torch.outer(cyc[k_full:k_used] * -4.0, foot).add_(2.0).clamp_(0, 1)
+        wave[k_full:k_used].mul_(att)
+    noise = (world.amp[:k_used].T @ wave).T        # [P,2]
+    bright = noise[:, 0].clamp(-1.5, 1.5).mul_(0.25 / 1.5).add_(0.75)
+    mix = torch.sigmoid(2.5 * noise[:, 1])
+    ca = world.color_a[s]
+    albedo = torch.addcmul(ca, world.color_b[s] - ca, mix[:, None])
     l0, l1 = world.light[0], world.light[1]
-    shade = 0.45 + 0.45 * (n @ l0).clamp(min=0) + 0.25 * (n @ l1).clamp(min=0)
-    c = (albedo * shade[:, None]).clamp(0, 1)
-    return (c * 255 + 0.5).to(torch.uint8).reshape(H, W, 3)
+    shade = (n @ l0).clamp_(min=0).mul_(0.45).add_((n @ l1).clamp_(min=0).mul_(0.25)).add_(0.45)
+    c = (albedo * (bright * shade)[:, None]).clamp_(0, 1)
+    return c.mul_(255).add_(0.5).to(torch.uint8).reshape(H, W, 3)

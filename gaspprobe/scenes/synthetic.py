@@ -55,22 +55,23 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "teal": (0.15, 0.55, 0.55), "navy": (0.12, 0.18, 0.45),
 }
 WALL_COLORS = ("white", "beige", "gray", "pink", "teal", "yellow")
-FLOOR_COLORS = ("brown", "gray", "beige", "black")
+FLOOR_COLORS = ("brown", "gray", "beige")  # no black floors: texture contrast scales with albedo
 
 N_TEX = 24  # texture sinusoids
 
 
 def _texture(rng: np.random.Generator, n_surfaces: int) -> tuple[torch.Tensor, ...]:
-    """Frequencies [N_TEX,3] (rad/m; wavelengths 1.2 m .. 3 cm), amplitudes [N_TEX,2], phases [S,N_TEX]."""
+    """Wave vectors [3,N_TEX] (rad/m; wavelengths 1.2 m .. 3 cm, log-spaced, random directions),
+    amplitudes [N_TEX,2] (finer waves slightly weaker), per-surface offsets [S,3] (metres)."""
     lam = np.exp(np.linspace(math.log(1.2), math.log(0.03), N_TEX))
     dirs = rng.normal(size=(N_TEX, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     freq = dirs * (2 * math.pi / lam)[:, None]
     amp = rng.normal(size=(N_TEX, 2)) * (lam / lam.max())[:, None] ** 0.35
     amp /= np.sqrt((amp ** 2).sum(0, keepdims=True) / 2)
-    phase = rng.uniform(0, 2 * math.pi, size=(n_surfaces, N_TEX))
+    offset = rng.uniform(-100.0, 100.0, size=(n_surfaces, 3))
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    return t(freq), t(amp), t(phase)
+    return t(freq.T.copy()), t(amp), t(offset)
 
 
 def _accent(rng: np.random.Generator, base: tuple[float, float, float]) -> np.ndarray:
@@ -192,7 +193,7 @@ def generate_scene(seed: int, frames: int = 16, size: int | tuple[int, int] = 44
         base = np.asarray(COLORS[cname])
         ca.append(tuple(np.clip(base * rng.uniform(0.9, 1.05), 0, 1)))
         cb.append(_accent(rng, COLORS[cname]))
-    freq, amp, phase = _texture(rng, len(placed) + 6)
+    freq, amp, offset = _texture(rng, len(placed) + 6)
     light = np.array([[0.35, 0.25, 0.90], [-0.6, -0.7, 0.3]])
     light /= np.linalg.norm(light, axis=1, keepdims=True)
     f32 = lambda a: torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32)  # noqa: E731
@@ -202,7 +203,7 @@ def generate_scene(seed: int, frames: int = 16, size: int | tuple[int, int] = 44
         center=f32(np.array([p[2] for p in placed]).reshape(-1, 3)),
         half=f32(np.array([p[3] for p in placed]).reshape(-1, 3) / 2),
         yaw=f32([p[4] for p in placed]),
-        color_a=f32(ca), color_b=f32(cb), phase=phase, freq=freq, amp=amp, light=f32(light))
+        color_a=f32(ca), color_b=f32(cb), offset=offset, freq=freq, amp=amp, light=f32(light))
 
     fx = (W / 2) / math.tan(math.radians(fov) / 2)
     K = torch.tensor([[fx, 0.0, (W - 1) / 2], [0.0, fx, (H - 1) / 2], [0.0, 0.0, 1.0]], dtype=torch.float32)
