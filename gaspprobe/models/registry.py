@@ -14,6 +14,8 @@ ADAPTERS: Registry = Registry("model_type")
 ADAPTERS.register("qwen2_vl", "gaspprobe.models.qwen_vl:Qwen2VLAdapter")
 ADAPTERS.register("qwen2_5_vl", "gaspprobe.models.qwen_vl:Qwen2_5_VLAdapter")
 ADAPTERS.register("qwen3_vl", "gaspprobe.models.qwen_vl:Qwen3VLAdapter")
+ADAPTERS.register("llava", "gaspprobe.models.llava:LlavaAdapter")
+ADAPTERS.register("llava_onevision", "gaspprobe.models.llava_onevision:LlavaOnevisionAdapter")
 
 # Text-only model_types people may try by mistake (the adapters need an image pathway).
 _TEXT_ONLY_HINT = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "opt")
