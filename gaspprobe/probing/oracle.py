@@ -7,21 +7,25 @@ real VLM. Both need the scene, which the runner hands over through :meth:`Oracle
 before capturing (the one optional adapter hook the probe knows about).
 
 ``oracle:xyz`` — each token's feature is its box centre's 3D world point (from
-:func:`gaspprobe.scenes.token_world_points`), lifted so that the probe's similarity ranks tokens by
-3D distance:
+:func:`gaspprobe.scenes.token_world_points`), presented so that the probe's similarity ranks
+tokens geometrically:
 
-- hidden mode (cosine): ``f(x) = (x - m, c, 0)`` with ``m`` the scene's mean token point and
-  ``c = 8 * max |x - m|``. Then ``cos(f(x), f(y)) = 1 - |x - y|^2 / (2 c^2) + O((|x - m| / c)^4)``,
-  so the cosine nearest neighbour is the nearest world point up to a relative error of about
-  ``(1/8)^2``. Tokens with no valid depth get ``(0, 0, 0, 0, 1)``: cosine 0 to every valid token,
-  so they are never predicted;
-- attention mode (dot products): ``q = (x, 1)``, ``k = (2y, -|y|^2)`` (``m`` subtracted first),
-  so ``q . k = |x|^2 - |x - y|^2``, whose argmax over y is exactly the nearest point.
-
-The oracle must score close to 1 at r=0 on synthetic scenes; if it does not, the geometry, the
-token grid or the ground truth is wrong (a mismatch it is designed to catch). It is not exactly 1
-because the target token whose box *contains* the projected point is not always the token whose
-*centre's* 3D point is nearest (depth edges, oblique surfaces).
+- hidden mode (cosine, one symmetric feature per token): ``f(x) = (x - m, c, 0)`` with ``m`` the
+  scene's mean token point and ``c = 8 * max |x - m|``. Then ``cos(f(x), f(y)) = 1 - |x - y|^2 /
+  (2 c^2) + O((|x - m| / c)^4)``, so the cosine nearest neighbour is the nearest world point.
+  Tokens with no valid depth get ``(0, 0, 0, 0, 1)``: cosine 0 to every valid token, never
+  predicted. This is NOT exactly 1 at r=0: the GT target is the box that *contains* the source
+  point's projection, and on surfaces seen obliquely (floors, walls at an angle) the token whose
+  *centre's* 3D point is nearest is a neighbour of that box for points within ~1 px of a box edge:
+  on the synthetic rooms about 0.88-0.91 at r=0 at any grid size, and >= 0.999 at r=1;
+- attention mode (q/k, asymmetric, the exact bound): the query of a source token is its world
+  point projected into every frame k of the clip, ``q = [(u_k, v_k, 1) for k in frames]``
+  (normalised pixel-centre coordinates; zeros where the point is behind camera k or has no
+  depth), and the key of a target token of frame j is its own box centre c in block j,
+  ``k = [0, ..., (2 c_x, 2 c_y, -|c|^2), ..., 0]``. So ``q . k = |p|^2 - |p - c|^2`` with p the
+  source's projection into frame j: the argmax is the target box centre nearest to p, i.e. the
+  box containing p on a regular grid: exactly the GT rule, so it scores 1 at r=0 unless the
+  geometry, the token grid or the pair/index bookkeeping is wrong (what it is designed to catch).
 
 ``oracle:random`` — every token of every layer gets independent Gaussian features (seeded by the
 recipe seed, the scene name and the layer), so its accuracy is chance (1 / tokens per frame)
@@ -98,7 +102,10 @@ class OracleAdapter:
 
             xyz, valid = token_world_points(scene, grid)
             for name in names:
-                yield _xyz_capture(name, xyz.float(), valid.bool(), mode)
+                if mode == "hidden":
+                    yield _xyz_capture(name, xyz.float(), valid.bool(), mode)
+                else:
+                    yield _projection_capture(name, scene, grid, xyz, valid.bool())
         else:
             base = zlib.crc32(str(scene.name).encode()) ^ (self.seed * 1000003)
             for li, name in enumerate(self.layer_names()):
@@ -137,6 +144,31 @@ def _xyz_capture(name: str, xyz: torch.Tensor, valid: torch.Tensor, mode: str) -
     k = torch.where(valid[..., None], torch.cat([2 * x, -sq], -1),
                     torch.cat([torch.zeros_like(x), far * ones], -1))
     return LayerCapture(name, query=q, key=k)
+
+
+def _projection_capture(name: str, scene, grid: TokenGrid, xyz: torch.Tensor,
+                        valid: torch.Tensor) -> LayerCapture:
+    """Attention-mode oracle (module docstring): q = projections of each token's world point into
+    every frame, k = each token's own box centre in its frame's block."""
+    F, R, C = grid.shape
+    H, W = scene.size
+    s = float(max(H, W))
+    X = xyz.reshape(-1, 3).double()                                     # [N, 3], N = F*R*C
+    c2w = scene.cam_to_world.double()
+    Rw, tw = c2w[:, :3, :3], c2w[:, :3, 3]                              # camera -> world
+    Xc = torch.einsum("kba,knb->kna", Rw, X[None] - tw[:, None])         # [F, N, 3] in camera k
+    z = Xc[..., 2]
+    uvw = torch.einsum("kab,knb->kna", scene.K.double(), Xc)
+    ok = (z > 1e-9) & valid.reshape(1, -1)
+    uv = torch.where(ok[..., None], uvw[..., :2] / z.clamp_min(1e-9)[..., None], torch.zeros_like(uvw[..., :2])) / s
+    q = torch.cat([uv, ok[..., None].double()], -1)                    # [F(k), N, 3]
+    q = q.permute(1, 0, 2).reshape(F, R, C, 3 * F)
+    cen = (grid.boxes[..., :2] + grid.boxes[..., 2:]).double() / 2 - 0.5   # pixel-centre coords
+    cen = cen / s                                                       # [F, R, C, 2]
+    blk = torch.cat([2 * cen, -(cen * cen).sum(-1, keepdim=True)], -1)  # [F, R, C, 3]
+    k = torch.zeros(F, R, C, F, 3, dtype=torch.float64)
+    k[torch.arange(F), ..., torch.arange(F), :] = blk
+    return LayerCapture(name, query=q.float(), key=k.reshape(F, R, C, 3 * F).float())
 
 
 def make_oracle(spec: str, *, seed: int = 0) -> OracleAdapter:
