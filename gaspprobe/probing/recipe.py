@@ -58,7 +58,7 @@ class Recipe:
     depth_probe: bool = C.field(
         True, help="fit the linear (ridge) depth probe per layer on hidden states")
     ridge_lambda: float = C.field(
-        1e-2, help="ridge penalty, relative: lambda * mean diagonal of the centred Gram matrix")
+        0.1, help="ridge penalty, relative: lambda * mean diagonal of the centred Gram matrix")
     depth_train_fraction: float = C.field(
         0.5, help="fraction of scenes (the first ones, in order) used to fit the depth probe; "
                   "the rest are held out and scored")

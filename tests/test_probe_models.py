@@ -1,0 +1,51 @@
+"""The probe end to end on the tiny random model of every supported family (integration tier).
+
+Independent expectation: even a random VLM carries pixel appearance through its image tokens
+(feasibility.md: ~0.35 at the embeddings on rich textures), so on rendered rooms the hidden-state
+accuracy of the ``vision`` layer must be far above chance; a token grid that put features at the
+wrong (row, col) would fall to chance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gaspprobe.models.registry import supported
+from gaspprobe.probing.run import probe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rooms():
+    from gaspprobe.scenes import generate_scene
+
+    return [generate_scene(s, frames=5, size=192) for s in range(2)]
+
+
+@pytest.mark.parametrize("arch", supported())
+def test_tiny_family_end_to_end(arch, rooms, tmp_path):
+    from gaspprobe.models.testing import tiny_adapter
+
+    ad = tiny_adapter(arch)
+    res = probe(ad, rooms, None, gaps=[1, 2, 4], pairs_per_gap=2, out=tmp_path / "run")
+    s = res.summary
+    assert s["layers"] == ad.layer_names()
+    assert s["n_matches"] > 50 and s["n_scenes"] == 2
+    for r in ("r0", "r1"):
+        for layer, v in s["accuracy"][r].items():
+            assert 0.0 <= v <= 1.0, (r, layer, v)
+    assert s["accuracy"]["r1"]["vision"] >= s["accuracy"]["r0"]["vision"]
+    assert s["accuracy"]["r0"]["vision"] > 3 * s["chance"]
+    assert s["peak_layer"].startswith("llm.")
+    assert s["peak_accuracy"] == max(v for k, v in s["accuracy"]["r0"].items() if k.startswith("llm."))
+    att = s["attention"]
+    assert set(att["accuracy"]["r0"]) == {n for n in ad.layer_names() if n.startswith("llm.")}
+    assert set(s["depth_probe"]) == set(ad.layer_names())
+    assert all(d["n"] > 0 and d["absrel"] >= 0 and 0 <= d["delta1"] <= 1 for d in s["depth_probe"].values())
+    t = res.table
+    assert not t[(t.n > 0)].value.isna().any() and t[(t.n == 0)].value.isna().all()
+    assert all(math.isfinite(v) for v in s["confidence_spearman"].values() if v is not None)
+    again = probe(ad, rooms, None, gaps=[1, 2, 4], pairs_per_gap=2, out=tmp_path / "run")
+    assert again.cached and again.summary == s
