@@ -98,7 +98,7 @@ def test_hand_computed_marker_tokens(arch):
 
 
 @pytest.mark.parametrize("arch", supported())
-@pytest.mark.parametrize("frame_size,n_frames", [((448, 448), 3), ((280, 420), 2)])
+@pytest.mark.parametrize("frame_size,n_frames", [((448, 448), 3), ((280, 420), 2), ((300, 500), 1)])
 def test_grid_named_boxes_are_the_tokens_that_change(arch, frame_size, n_frames):
     ad = tiny_adapter(arch)
     H, W = frame_size
@@ -146,3 +146,21 @@ def test_grid_boxes_are_inside_the_frame_and_disjoint(arch):
     assert (b[:, 1:, :, 1] >= b[:, :-1, :, 3] - 1e-4).all()
     s = g.seq_index.reshape(-1)
     assert (s[1:] > s[:-1]).all()
+
+
+def test_onevision_anyres_with_bilinear_shrink():
+    """Pinpoints up to 4x4 tiles: 448x448 -> 32x32 cells > 9 tiles' worth -> the model shrinks to 24x24."""
+    ad = tiny_adapter("llava_onevision", fresh=True)
+    pins = [[112 * a, 112 * b] for a in range(1, 5) for b in range(1, 5)]
+    ad.model.config.image_grid_pinpoints = pins
+    ad.processor.image_processor.image_grid_pinpoints = pins
+    g = ad.token_grid((448, 448), 1)
+    assert g.shape == (1, 24, 24) and g.extra["layout"] == "anyres"
+    # 32 cells of 14 px over a 448-px canvas, shrunk to 24: each token spans 448/24 frame px
+    torch.testing.assert_close(g.boxes[0, 0, :, 2] - g.boxes[0, 0, :, 0], torch.full((24,), 448 / 24))
+    base = background(1, 448, 448, seed=4)
+    painted = base.copy()
+    x0, y0, x1, y1 = g.boxes[0, 10, 17].tolist()
+    painted[0, int(y0) + 5:int(y1) - 5, int(x0) + 5:int(x1) - 5] = (255, 0, 255)
+    delta = vision_delta(ad, base, painted)
+    assert divmod(int(delta[0].argmax()), 24) == (10, 17)
