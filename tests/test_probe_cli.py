@@ -1,0 +1,100 @@
+"""End-to-end: ``gaspprobe probe`` on generated scenes on disk, through the console-script entry
+point ``gaspprobe.cli.main`` (in-process: a subprocess per case would cost seconds of imports),
+plus one real subprocess run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from gaspprobe import io
+
+_CAP = {}
+
+
+@pytest.fixture(autouse=True)
+def _capture(capsys):
+    _CAP["c"] = capsys
+    yield
+
+
+def _cli(*args):
+    from gaspprobe.cli import main
+
+    cap = _CAP["c"]
+    cap.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    o = cap.readouterr()
+    return SimpleNamespace(returncode=code, stdout=o.out, stderr=o.err)
+
+
+def test_console_script_subprocess(scene_dir, tmp_path):
+    code = "import sys; from gaspprobe.cli import main; main(sys.argv[1:])"
+    r = subprocess.run([sys.executable, "-c", code, "probe", "--model", "oracle:random:4x4", "--scenes",
+                        str(scene_dir), "--out", str(tmp_path / "r"), "--recipe", "quick", "--gaps", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert io.read_manifest(tmp_path / "r", kind="probe")["status"] == "complete"
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory):
+    from gaspprobe.scenes import make_scenes
+
+    d = tmp_path_factory.mktemp("scenes")
+    make_scenes(d, n_scenes=2, frames=4, size=96, seed=0)
+    return d
+
+
+def test_cli_probe_oracle_writes_a_complete_run_and_reruns_cached(scene_dir, tmp_path):
+    out = tmp_path / "run"
+    r = _cli("probe", "--model", "oracle:xyz:8x8", "--scenes", scene_dir, "--out", out, "--recipe", "quick",
+             "--gaps", "1,2", "--modes", "hidden,attention", "--no-depth-probe")
+    assert r.returncode == 0, r.stderr
+    assert "peak" in r.stdout and "llm.0" in r.stdout
+    m = io.read_manifest(out, kind="probe")
+    assert m["status"] == "complete" and m["model"] == "oracle:xyz:8x8"
+    assert m["config"]["gaps"] == [1, 2] and m["config"]["depth_probe"] is False
+    assert m["config"]["frames_per_clip"] == 8  # from the quick recipe
+    s = json.loads((out / "summary.json").read_text())
+    assert s["attention"]["peak_accuracy"] >= 0.99 and s["n_scenes"] == 2
+    for f in ("probe.parquet", "probe.csv", "accuracy_vs_layer.png", "accuracy_vs_gap.png"):
+        assert (out / f).stat().st_size > 0
+    again = _cli("probe", "--model", "oracle:xyz:8x8", "--scenes", scene_dir, "--out", out, "--recipe", "quick",
+                 "--gaps", "1,2", "--modes", "hidden,attention", "--no-depth-probe")
+    assert again.returncode == 0 and "not recomputed" in again.stdout
+    other = _cli("probe", "--model", "oracle:random:8x8", "--scenes", scene_dir, "--out", out, "--recipe", "quick")
+    assert other.returncode == 2 and "different model" in other.stderr
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--gaps", "1,x"], "--gaps: expected comma-separated integers"),
+    (["--modes", "hidden,depth"], "modes: expected a non-empty list"),
+    (["--recipe", "nope"], "unknown recipe 'nope'"),
+    (["--model", "oracle:xyz:axb"], "bad oracle grid"),
+])
+def test_cli_bad_input_is_one_line_exit_2(scene_dir, tmp_path, args, msg):
+    base = {"--model": "oracle:xyz", "--scenes": str(scene_dir), "--out": str(tmp_path / "r")}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    r = _cli("probe", *[x for kv in base.items() for x in kv])
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and msg in lines[0], r.stderr
+
+
+def test_cli_bad_recipe_file_and_missing_scenes(scene_dir, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("gaps = [1]\npairs_per_gapp = 3\n")
+    r = _cli("probe", "--model", "oracle:xyz", "--scenes", scene_dir, "--out", tmp_path / "r", "--recipe", bad)
+    assert r.returncode == 2 and "bad.toml: unknown key 'pairs_per_gapp'" in r.stderr
+    r = _cli("probe", "--model", "oracle:xyz", "--scenes", tmp_path / "nothing", "--out", tmp_path / "r")
+    assert r.returncode == 2 and "nothing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
