@@ -19,7 +19,8 @@ from gaspprobe.scenes.types import Object3D, Scene
 _LAZY = {
     "unproject": "geometry", "transform": "geometry", "project": "geometry", "invert_pose": "geometry",
     "relative_pose": "geometry", "pixel_grid": "geometry", "look_at": "geometry",
-    "PatchMatches": "correspondence", "patch_matches": "correspondence", "token_world_points": "correspondence",
+    "PatchMatches": "correspondence", "patch_matches": "correspondence", "patch_matches_many": "correspondence",
+    "BoxIndex": "correspondence", "token_world_points": "correspondence",
     "patch_depth": "correspondence", "box_median_depth": "correspondence", "regular_boxes": "correspondence",
     "DEPTH_TOL": "correspondence",
     "load_scene": "scannet", "save_scene": "scannet", "load_scenes": "scannet", "check_scene": "scannet",

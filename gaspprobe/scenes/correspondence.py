@@ -17,14 +17,18 @@ Choices (documented because the numbers depend on them):
   ``DEPTH_TOL = 0.05`` is generous for exact synthetic depth (it only matters at depth edges and
   grazing surfaces) yet drops occluded points; LoFTR uses 0.2 for noisy ScanNet sensor depth.
 - The target token is the first box of frame j (row-major order) that contains the projected
-  point ``x0 <= x' < x1, y0 <= y' < y1``, found by a batched point-in-box test, so any list of
-  boxes works (crops, tiles, non-uniform grids). Points in no box are dropped.
-- Patch depth is the *lower* median (``torch.median`` semantics) of the valid (> 0) depths of the
+  point ``x0 <= x' < x1, y0 <= y' < y1``, found by a batched point-in-box test over a spatial
+  hash of the boxes (:class:`BoxIndex`), so any list of boxes works (crops, tiles, non-uniform
+  grids). Points in no box are dropped.
+- Many pairs at once: :func:`patch_matches_many` shares the per-frame work; :func:`patch_matches`
+  is the same computation for one pair.
+- Patch depth is the *lower* median (``torch.nanmedian`` semantics) of the valid (> 0) depths of the
   pixels whose centres lie inside the box; 0 when the box has none.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,38 +187,173 @@ def box_median_depth(depth: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     bh = int(ext[..., 1].max().item()) if N else 0
     if N == 0 or bw == 0 or bh == 0:
         return torch.zeros((B, N) if not squeeze else (N,), dtype=depth.dtype)
-    ox = torch.arange(bw)
-    oy = torch.arange(bh)
-    u = lo[..., 0].long()[..., None, None] + ox[None, None, None, :]  # [B,N,1,bw]
-    v = lo[..., 1].long()[..., None, None] + oy[None, None, :, None]  # [B,N,bh,1]
-    inb = (u < hi[..., 0].long()[..., None, None]) & (v < hi[..., 1].long()[..., None, None])
-    idx = (v.clamp(max=H - 1) * W + u.clamp(max=W - 1))  # [B,N,bh,bw]
-    vals = torch.gather(depth.reshape(B, 1, H * W).expand(B, N, H * W), 2, idx.reshape(B, N, -1))
-    ok = inb.reshape(B, N, -1) & (vals > 0)
-    n = ok.sum(-1)
-    vals = torch.where(ok, vals, torch.full_like(vals, float("inf")))
-    srt = vals.sort(-1).values
-    k = ((n - 1).clamp(min=0)) // 2
-    med = torch.gather(srt, 2, k[..., None]).squeeze(-1)
-    med = torch.where(n > 0, med, torch.zeros_like(med))
+    # window offsets flattened to one contiguous axis (broadcasting over a short inner axis is slow)
+    oy, ox = torch.meshgrid(torch.arange(bh), torch.arange(bw), indexing="ij")
+    ox, oy = ox.reshape(-1), oy.reshape(-1)                             # [K]
+    lo_l = lo.long()
+    base = lo_l[..., 1] * W + lo_l[..., 0]                              # [B,N]
+    idx = (base[..., None] + (oy * W + ox)).clamp(max=H * W - 1)        # [B,N,K]
+    vals = torch.gather(depth.reshape(B, H * W), 1, idx.reshape(B, -1)).reshape(B, N, -1)
+    ok = vals > 0
+    ext_l = ext.long()
+    if not bool((ext_l[..., 0] == bw).all() and (ext_l[..., 1] == bh).all()):  # uneven boxes: mask the window
+        ok &= (ox < ext_l[..., 0, None]) & (oy < ext_l[..., 1, None])
+    # nanmedian: the lower median of the non-NaN values (NaN only when a row is all NaN)
+    med = torch.where(ok, vals, torch.full_like(vals, float("nan"))).nanmedian(-1).values
+    med = torch.nan_to_num(med, nan=0.0)
     return med[0] if squeeze else med
 
 
-def _in_boxes_first(xy_edge: torch.Tensor, boxes: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Index of the first box (row-major) containing each point; -1 if none. [M,2],[N,4] -> [M]."""
-    out = []
-    for s in range(0, max(xy_edge.shape[0], 1), chunk):  # chunks bound memory at M*N booleans
-        p = xy_edge[s:s + chunk]
-        x = p[:, 0:1]
-        y = p[:, 1:2]
-        inside = (x >= boxes[None, :, 0]) & (x < boxes[None, :, 2]) & (y >= boxes[None, :, 1]) & (y < boxes[None, :, 3])
+class BoxIndex:
+    """Find, for many points, the first box (lowest index) containing each: a spatial hash.
+
+    Boxes are bucketed into square cells about one median box side wide; a point is tested only
+    against the boxes overlapping its cell (about 4 for a tiling grid), so the cost is linear in
+    points and boxes for any list of boxes (crops, tiles, uneven grids), not their product.
+
+    Args:
+        boxes: float [N, 4] (x0, y0, x1, y1) edge coordinates; a box contains (x, y) when
+            x0 <= x < x1 and y0 <= y < y1.
+        frame_size: (H, W); points outside [0, W) x [0, H) are never looked up.
+    """
+
+    def __init__(self, boxes: torch.Tensor, frame_size: tuple[int, int]):
+        H, W = frame_size
+        b = boxes.float().reshape(-1, 4)
+        self.boxes = b
+        N = b.shape[0]
+        w = (b[:, 2] - b[:, 0]).clamp(min=0)
+        h = (b[:, 3] - b[:, 1]).clamp(min=0)
+        nonempty = (w > 0) & (h > 0)
+        side = torch.minimum(w, h)[nonempty]
+        cs = float(side.median()) if side.numel() else float(max(H, W))
+        self.cs = cs = max(cs, 1.0)
+        self.ncx, self.ncy = ncx, ncy = max(1, math.ceil(W / cs)), max(1, math.ceil(H / cs))
+        cx0 = torch.floor(b[:, 0] / cs).clamp(0, ncx - 1).long()
+        cy0 = torch.floor(b[:, 1] / cs).clamp(0, ncy - 1).long()
+        cx1 = (torch.ceil(b[:, 2] / cs) - 1).clamp(0, ncx - 1).long()
+        cy1 = (torch.ceil(b[:, 3] / cs) - 1).clamp(0, ncy - 1).long()
+        sx = (cx1 - cx0 + 1).clamp(min=1)
+        sy = (cy1 - cy0 + 1).clamp(min=1)
+        mx, my = (int(sx.max()), int(sy.max())) if N else (1, 1)
+        ox = torch.arange(mx)[None, None, :]
+        oy = torch.arange(my)[None, :, None]
+        ok = nonempty[:, None, None] & (ox < sx[:, None, None]) & (oy < sy[:, None, None])   # [N,my,mx]
+        cell = (cy0[:, None, None] + oy) * ncx + (cx0[:, None, None] + ox)
+        box = torch.arange(N)[:, None, None].expand_as(cell)
+        cell, box = cell[ok], box[ok]
+        order = torch.argsort(cell * max(N, 1) + box)          # by cell, then box index
+        cell, box = cell[order], box[order]
+        ncell = ncx * ncy
+        counts = torch.bincount(cell, minlength=ncell)
+        start = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(cell.numel()) - start[cell]
+        self.cmax = cmax = max(int(counts.max()) if counts.numel() else 0, 1)
+        table = torch.full((ncell, cmax), -1, dtype=torch.long)
+        table[cell, rank] = box
+        self.table = table
+
+    def find(self, xy: torch.Tensor) -> torch.Tensor:
+        """long [M]: the first box containing each edge-coordinate point [M, 2]; -1 if none."""
+        if xy.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.long)
+        cx = torch.floor(xy[:, 0] / self.cs).clamp(0, self.ncx - 1).long()
+        cy = torch.floor(xy[:, 1] / self.cs).clamp(0, self.ncy - 1).long()
+        cand = self.table[cy * self.ncx + cx]                   # [M,cmax], ascending, -1 padded
+        bb = self.boxes[cand.clamp(min=0)]                      # [M,cmax,4]
+        x = xy[:, 0:1]
+        y = xy[:, 1:2]
+        inside = (cand >= 0) & (x >= bb[..., 0]) & (x < bb[..., 2]) & (y >= bb[..., 1]) & (y < bb[..., 3])
+        first = inside.to(torch.uint8).argmax(1)  # the first True: the lowest box index
         hit = inside.any(1)
-        first = inside.to(torch.uint8).argmax(1)  # argmax returns the first maximal index
-        out.append(torch.where(hit, first, torch.full_like(first, -1)))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+        return torch.where(hit, cand.gather(1, first[:, None]).squeeze(1), torch.full_like(first, -1))
 
 
 # --------------------------------------------------------------------------- public API
+def _same_for_all_frames(b: torch.Tensor) -> bool:
+    return b.shape[0] == 1 or b.stride(0) == 0 or bool((b == b[:1]).all())
+
+
+def _match_core(scene: "Scene", pairs: torch.Tensor, src_boxes: torch.Tensor, tgt_boxes: torch.Tensor,
+                depth_tol: float) -> list[PatchMatches]:
+    """Batched GT matches for ``pairs`` long [P, 2] with per-frame boxes [F, Ns, 4] / [F, Nt, 4]."""
+    F = scene.num_frames
+    H, W = scene.size
+    P = pairs.shape[0]
+    Ns = src_boxes.shape[1]
+    ii, jj = pairs[:, 0], pairs[:, 1]
+    used_i = torch.unique(ii)
+    used_j = torch.unique(jj)
+    depth = scene.depth.float()
+    # source side, once per source frame: centre depth, world point, patch depth
+    c_edge = box_centres(src_boxes[used_i]) + 0.5                       # [Fi,Ns,2]
+    u = torch.floor(c_edge[..., 0] + EDGE_EPS)
+    v = torch.floor(c_edge[..., 1] + EDGE_EPS)
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    pix = v.clamp(0, H - 1).long() * W + u.clamp(0, W - 1).long()
+    d_src = torch.gather(depth[used_i].reshape(-1, H * W), 1, pix)
+    d_src = torch.where(inside, d_src, torch.zeros_like(d_src))
+    x_cam = unproject(c_edge - 0.5, d_src, scene.K[used_i].float())    # [Fi,Ns,3]
+    c2w = scene.cam_to_world.double()
+    x_w = transform(c2w[used_i], x_cam.double())                        # world, float64
+    med_src = box_median_depth(depth[used_i], src_boxes[used_i].contiguous())  # [Fi,Ns]
+    slot_i = torch.full((F,), -1, dtype=torch.long)
+    slot_i[used_i] = torch.arange(used_i.numel())
+    si = slot_i[ii]
+    # project every pair's source points into its target camera
+    w2c = torch.linalg.inv(c2w[jj])                                     # [P,4,4]
+    x_j = transform(w2c, x_w[si]).float()                                # [P,Ns,3]
+    uv_j, z_j = project(x_j, scene.K[jj].float())
+    e_j = uv_j + 0.5 + EDGE_EPS
+    uj = torch.floor(e_j[..., 0])
+    vj = torch.floor(e_j[..., 1])
+    in_j = (uj >= 0) & (uj < W) & (vj >= 0) & (vj < H)
+    pj = vj.clamp(0, H - 1).long() * W + uj.clamp(0, W - 1).long()
+    dj = depth.reshape(-1)[jj[:, None] * (H * W) + pj]                   # [P,Ns], no [P,H*W] copy
+    keep = (d_src[si] > 0) & in_j & (z_j > 0) & (dj > 0) & ((z_j - dj).abs() <= depth_tol * dj)
+    pk, nk = torch.nonzero(keep, as_tuple=True)                          # pair-major order
+    pts = e_j[pk, nk]
+    # target token: first box containing the point (one spatial index per distinct box list)
+    tgt = torch.full((pk.numel(),), -1, dtype=torch.long)
+    if _same_for_all_frames(tgt_boxes):
+        tgt = BoxIndex(tgt_boxes[0], (H, W)).find(pts)
+    else:
+        jk = jj[pk]
+        for f in used_j.tolist():
+            sel = torch.nonzero(jk == f).squeeze(1)
+            tgt[sel] = BoxIndex(tgt_boxes[f], (H, W)).find(pts[sel])
+    ok = tgt >= 0
+    pk, nk, tgt = pk[ok], nk[ok], tgt[ok]
+    slot_j = torch.full((F,), -1, dtype=torch.long)
+    if tgt_boxes is src_boxes:  # same boxes: reuse the source frames' medians where possible
+        med_all = torch.zeros(F, Ns)
+        med_all[used_i] = med_src
+        todo = used_j[slot_i[used_j] < 0]
+        if todo.numel():
+            med_all[todo] = box_median_depth(depth[todo], src_boxes[todo].contiguous())
+        med_tgt, slot_j = med_all, torch.arange(F)
+    else:
+        med_tgt = box_median_depth(depth[used_j], tgt_boxes[used_j].contiguous())  # [Fj,Nt]
+        slot_j[used_j] = torch.arange(used_j.numel())
+    src_xy = (c_edge - 0.5)[si[pk], nk]
+    tgt_xy = uv_j[pk, nk]
+    src_depth = med_src[si[pk], nk]
+    tgt_depth = med_tgt[slot_j[jj[pk]], tgt]
+    proj = z_j[pk, nk]
+    counts = torch.bincount(pk, minlength=P).tolist()
+    parts = [t.split(counts) for t in (nk, tgt, src_xy, tgt_xy, src_depth, tgt_depth, proj)]
+    return [PatchMatches(src=a, tgt=b, src_xy=c, tgt_xy=d, src_depth=e, tgt_depth=f, proj_depth=g, n_src=Ns)
+            for a, b, c, d, e, f, g in zip(*parts)]
+
+
+def _check_frames(scene: "Scene", pairs: torch.Tensor) -> torch.Tensor:
+    F = scene.num_frames
+    if pairs.numel() and (int(pairs.min()) < -F or int(pairs.max()) >= F):
+        bad = pairs[(pairs < -F) | (pairs >= F)][0]
+        raise IndexError(f"frame {int(bad)} out of range for a scene of {F} frames")
+    return pairs % F if F else pairs
+
+
 def patch_matches(scene: "Scene", i: int, j: int, grid: Any, depth_tol: float = DEPTH_TOL) -> PatchMatches:
     """Ground-truth matches from the tokens of frame ``i`` to the tokens of frame ``j``.
 
@@ -229,35 +368,35 @@ def patch_matches(scene: "Scene", i: int, j: int, grid: Any, depth_tol: float = 
             (default :data:`DEPTH_TOL` = 0.05).
     Returns:
         :class:`PatchMatches` (M matches, M <= number of source boxes), ordered by source index.
+        Identical to the corresponding element of :func:`patch_matches_many`.
     """
-    bi, bj = _pair_boxes(grid, scene, i, j)
+    pairs = _check_frames(scene, torch.tensor([[int(i), int(j)]], dtype=torch.long))
+    bi, bj = _pair_boxes(grid, scene, int(pairs[0, 0]), int(pairs[0, 1]))
     F = scene.num_frames
-    for name, f in (("i", i), ("j", j)):
-        if not -F <= f < F:
-            raise IndexError(f"{name}={f} out of range for a scene of {F} frames")
-    H, W = scene.size
-    depth_i = scene.depth[i].float()
-    depth_j = scene.depth[j].float()
-    c_edge = box_centres(bi) + 0.5                           # [Ns,2] edge coords
-    d_src, _ = _sample_nearest(depth_i, c_edge)              # depth at the centre pixel
-    valid = d_src > 0
-    src = torch.nonzero(valid).squeeze(1)
-    uv = c_edge[src] - 0.5
-    x_i = unproject(uv, d_src[src], scene.K[i].float())
-    T = relative_pose(scene.cam_to_world[i].double(), scene.cam_to_world[j].double())
-    x_j = transform(T, x_i.double()).float()
-    uv_j, z_j = project(x_j, scene.K[j].float())
-    e_j = uv_j + 0.5
-    dj, inside = _sample_nearest(depth_j, e_j)
-    keep = inside & (z_j > 0) & (dj > 0) & ((z_j - dj).abs() <= depth_tol * dj)
-    tgt = _in_boxes_first(e_j[keep] + EDGE_EPS, bj)
-    k2 = tgt >= 0
-    idx = torch.nonzero(keep).squeeze(1)[k2]
-    src_m, tgt_m = src[idx], tgt[k2]
-    return PatchMatches(
-        src=src_m, tgt=tgt_m, src_xy=uv[idx], tgt_xy=uv_j[idx],
-        src_depth=box_median_depth(depth_i, bi[src_m]), tgt_depth=box_median_depth(depth_j, bj[tgt_m]),
-        proj_depth=z_j[idx], n_src=int(bi.shape[0]))
+    return _match_core(scene, pairs, bi[None].expand(F, -1, 4), bj[None].expand(F, -1, 4), depth_tol)[0]
+
+
+def patch_matches_many(scene: "Scene", pairs: Any, grid: Any, depth_tol: float = DEPTH_TOL) -> list[PatchMatches]:
+    """:func:`patch_matches` for many frame pairs at once (the fast path for probes and training).
+
+    Per-frame work (centre depths, world points, patch-depth medians, the box index) is done once
+    per frame, and the projection of all pairs is one batched computation.
+
+    Args:
+        scene: the scene.
+        pairs: long [P, 2] or a list of (i, j).
+        grid: a TokenGrid, ``(rows, cols)``, or boxes [N,4] / [rows,cols,4] / [F,rows,cols,4]
+            (the same box list for source and target; use :func:`patch_matches` for a pair of lists).
+        depth_tol: as in :func:`patch_matches`.
+    Returns:
+        One :class:`PatchMatches` per pair, in order.
+    """
+    pt = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2)
+    pt = _check_frames(scene, pt)
+    if isinstance(grid, torch.Tensor) and grid.ndim == 2:
+        grid = grid[None]  # [N,4] -> one row of N boxes
+    boxes, _ = _frames_boxes(grid, scene)
+    return _match_core(scene, pt, boxes, boxes, depth_tol)
 
 
 def token_world_points(scene: "Scene", grid: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,13 +25,17 @@ def _check(x: torch.Tensor, name: str, last: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected shape [{want}], got {list(x.shape)}")
 
 
-def _align(cam: torch.Tensor, n_cam_dims: int, pts_lead: int) -> torch.Tensor:
-    """View ``cam`` [*C, a, b] as [*C, 1, ..., 1, a, b] so that it broadcasts against points
-    whose leading dims (``pts_lead`` of them, excluding the coordinate dim) start with *C."""
-    lead = cam.ndim - n_cam_dims
-    if lead > pts_lead:
-        raise ValueError(f"camera tensor has {lead} leading dims but the points only {pts_lead}")
-    return cam.reshape(cam.shape[:lead] + (1,) * (pts_lead - lead) + cam.shape[lead:])
+def _apply(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``M @ x`` for matrices M [*C, a, b] and points x [*C, ..., b] -> [*C, ..., a].
+
+    The points between *C and the coordinate axis are flattened into one axis so that this is a
+    single batched matmul over *C (not one tiny 3x3 product per point)."""
+    lead = M.ndim - 2
+    if lead > x.ndim - 1:
+        raise ValueError(f"camera tensor has {lead} leading dims but the points only {x.ndim - 1}")
+    xs = x.reshape(x.shape[:lead] + (-1, x.shape[-1]))
+    y = xs @ M.transpose(-1, -2)
+    return y.reshape(x.shape[:-1] + (M.shape[-2],))
 
 
 def unproject(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -49,9 +53,9 @@ def unproject(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.T
     if tuple(depth.shape) != tuple(uv.shape[:-1]):
         raise ValueError(f"depth: expected shape {list(uv.shape[:-1])} (uv without its last dim), "
                          f"got {list(depth.shape)}")
-    Kinv = _align(torch.linalg.inv(K.to(torch.float64)).to(uv.dtype), 2, uv.ndim - 1)
+    Kinv = torch.linalg.inv(K.to(torch.float64)).to(uv.dtype)
     ones = torch.ones_like(uv[..., :1])
-    rays = (Kinv @ torch.cat([uv, ones], -1).unsqueeze(-1)).squeeze(-1)  # [*, 3], z == 1
+    rays = _apply(Kinv, torch.cat([uv, ones], -1))  # [*, 3], z == 1
     return rays * depth.unsqueeze(-1)
 
 
@@ -66,10 +70,10 @@ def transform(T: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
     """
     _check(T, "T", (4, 4))
     _check(xyz, "xyz", (3,))
-    Ta = _align(T.to(xyz.dtype), 2, xyz.ndim - 1)
-    R = Ta[..., :3, :3]
-    t = Ta[..., :3, 3]
-    return (R @ xyz.unsqueeze(-1)).squeeze(-1) + t
+    T = T.to(xyz.dtype)
+    y = _apply(T[..., :3, :3], xyz)
+    t = T[..., :3, 3]
+    return y + t.reshape(t.shape[:-1] + (1,) * (xyz.ndim - 1 - (T.ndim - 2)) + (3,))
 
 
 def project(xyz_cam: torch.Tensor, K: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +89,7 @@ def project(xyz_cam: torch.Tensor, K: torch.Tensor, eps: float = 1e-8) -> tuple[
     """
     _check(xyz_cam, "xyz_cam", (3,))
     _check(K, "K", (3, 3))
-    Ka = _align(K.to(xyz_cam.dtype), 2, xyz_cam.ndim - 1)
-    p = (Ka @ xyz_cam.unsqueeze(-1)).squeeze(-1)
+    p = _apply(K.to(xyz_cam.dtype), xyz_cam)
     z = xyz_cam[..., 2]
     w = p[..., 2]
     w = torch.where(w.abs() < eps, torch.full_like(w, eps) * torch.where(w < 0, -1.0, 1.0), w)
