@@ -602,3 +602,18 @@ def test_report_on_real_probe_runs(tmp_path):
     with pytest.raises(DataError, match="gaps") as e:
         load_runs([runs[0], other])
     assert str(e.value).startswith(str(other))
+
+
+@pytest.mark.parametrize("peak,off", [(0.2, True), (0.9, False)])
+def test_paper_line_off_scale_is_said_in_the_legend(peak, off):
+    """Low measured accuracies keep a readable axis; the paper's 70% line then says 'off scale'."""
+    from gaspprobe.reporting.plots import accuracy_vs_layer_figure
+
+    corr = pd.DataFrame({"model": ["a"] * 3, "layer_index": [None, 0, 1],
+                         "accuracy": [0.1, peak, peak / 2]})
+    fig = accuracy_vs_layer_figure(corr, {"a": "#0173b2"}, chance={"a": 1 / 64})
+    labels = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert ("paper: GASP peak > 70% (off scale, above)" in labels) is off
+    assert any(t.startswith("paper: GASP peak > 70%") for t in labels)
+    top = fig.axes[0].get_ylim()[1]
+    assert top == pytest.approx(100 if not off else 1.15 * 100 * peak)

@@ -114,10 +114,14 @@ def _is_text(cell: str) -> bool:
         return True
 
 
+def _text_columns(t: Table) -> list[bool]:
+    """A column whose cells are all words (not numbers) is left-aligned, header included."""
+    return [i > 0 and bool(t.rows) and all(_is_text(str(r[i])) or str(r[i]).strip() in ("", "–")
+                                           for r in t.rows) for i in range(len(t.columns))]
+
+
 def table_html(t: Table) -> str:
-    # A column whose cells are all words (not numbers) is left-aligned, header included.
-    text_col = [i > 0 and bool(t.rows) and all(_is_text(str(r[i])) or str(r[i]).strip() in ("", "–")
-                                               for r in t.rows) for i in range(len(t.columns))]
+    text_col = _text_columns(t)
     head = "".join(("<th class=\"text\">" if text_col[i] else "<th>") + f"{_e(c)}</th>"
                    for i, c in enumerate(t.columns))
     body = []
@@ -210,7 +214,9 @@ def _md_cell(s: Any) -> str:
 def table_markdown(t: Table) -> str:
     lines = [f"### {t.title}", ""] if t.title else []
     lines.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
-    lines.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(t.columns))) + "|")
+    text_col = _text_columns(t)
+    lines.append("|" + "|".join(":---" if i == 0 or text_col[i] else "---:"
+                                for i in range(len(t.columns))) + "|")
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
     if t.note:
         lines += ["", f"*{t.note}*"]
