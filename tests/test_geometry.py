@@ -236,3 +236,40 @@ def test_token_world_points_and_patch_depth():
     assert torch.allclose(xyz[1, ..., 0][valid[1]], ex[valid[1]].float() + 1.0, atol=1e-5)  # camera moved +1 m
     pd = patch_depth(s, (8, 8))
     assert pd.shape == (2, 8, 8) and pd[0, 0, 0] == 0 and torch.all(pd[:, 1:, :] == dist)
+
+
+def test_box_index_matches_naive_first_containing_box():
+    from gaspprobe.scenes import BoxIndex
+
+    g = torch.Generator().manual_seed(7)
+    # overlapping boxes of mixed sizes, some fractional, one empty, one huge
+    xy0 = torch.rand(200, 2, generator=g) * torch.tensor([100.0, 80.0])
+    wh = torch.rand(200, 2, generator=g) * 25 + 0.3
+    boxes = torch.cat([xy0, xy0 + wh], 1)
+    boxes[5] = torch.tensor([10.0, 10.0, 10.0, 20.0])      # empty
+    boxes[150] = torch.tensor([0.0, 0.0, 100.0, 80.0])     # covers everything: wins where nothing earlier does
+    pts = torch.rand(3000, 2, generator=g) * torch.tensor([100.0, 80.0])
+    pts[:10] = boxes[:10, :2]                               # exactly on left/top edges (inclusive)
+    got = BoxIndex(boxes, (80, 100)).find(pts)
+    inside = ((pts[:, None, 0] >= boxes[None, :, 0]) & (pts[:, None, 0] < boxes[None, :, 2])
+              & (pts[:, None, 1] >= boxes[None, :, 1]) & (pts[:, None, 1] < boxes[None, :, 3]))
+    exp = [int(torch.nonzero(r)[0]) if r.any() else -1 for r in inside]
+    assert got.tolist() == exp
+
+
+def test_patch_matches_many_equals_single_calls():
+    from gaspprobe.scenes import generate_scene, patch_matches_many
+
+    s = generate_scene(9, frames=4, size=64)
+    grid = TokenGrid.regular(4, 5, 7, (64, 64))
+    grid.boxes[2] += 1.5  # frame 2's boxes are shifted: per-frame box lists
+    pairs = [(0, 1), (1, 0), (0, 3), (2, 1), (1, 2), (3, 3)]
+    many = patch_matches_many(s, pairs, grid)
+    for (i, j), m in zip(pairs, many):
+        one = patch_matches(s, i, j, grid)
+        for f in ("src", "tgt", "src_xy", "tgt_xy", "src_depth", "tgt_depth", "proj_depth"):
+            assert torch.equal(getattr(m, f), getattr(one, f)), (i, j, f)
+        assert m.n_src == one.n_src == 35
+    assert len(many[-1]) > 0 and torch.equal(many[-1].src, many[-1].tgt)  # a frame with itself
+    with pytest.raises(IndexError):
+        patch_matches_many(s, [(0, 4)], (4, 4))
