@@ -317,6 +317,8 @@ def test_headline_numbers_match_hand_computed_values(built):
     assert head.loc["base", "Chance (%)"] == "1.6"          # 1/64
     assert head.loc["base", "Robustness (%)"] == "50.0"
     assert head.loc["gasp", "Robustness (%)"] == "90.0"
+    assert head.loc["base", "Conf. ρ"] == "+0.10"
+    assert "base: 2 scenes, 8 frame pairs, 640 matches" in md
     assert head.loc["base", "synthetic_vsi overall"] == "27.5"
     assert head.loc["gasp", "synthetic_allangles overall"] == "44.6"   # (48.2+41)/2
     delta = _md_table(md, "Base -> GASP deltas").iloc[0]

@@ -227,7 +227,10 @@ def _probe_rows(run: Run, name: str):
         att_peak = max(att)
     summary = dict(model=name, mode=main_mode, peak_layer=peak_layer, peak=peak, layer_mean=layer_mean,
                    vision=hidden_r0.get("vision", math.nan), chance=chance, attention_peak=att_peak,
-                   robustness=_num(s.get("robustness")), n_pairs=s.get("n_pairs"),
+                   robustness=_num(s.get("robustness")),
+                   conf_rho=_num((s.get("confidence_spearman") or {}).get(str(peak_layer)))
+                   if isinstance(s.get("confidence_spearman"), dict) else math.nan,
+                   n_pairs=s.get("n_pairs"),
                    n_matches=s.get("n_matches"), n_scenes=s.get("n_scenes"))
     gaps = []
     by_gap = s.get("accuracy_by_gap")
@@ -291,7 +294,8 @@ def collect(runset: RunSet) -> ReportData:
     return ReportData(
         corr=pd.DataFrame(corr, columns=["model", "mode", "r", "layer", "layer_index", "accuracy"]),
         probe=pd.DataFrame(probe, columns=["model", "mode", "peak_layer", "peak", "layer_mean", "vision",
-                                           "chance", "attention_peak", "robustness", "n_pairs",
+                                           "chance", "attention_peak", "robustness", "conf_rho",
+                                           "n_pairs",
                                            "n_matches", "n_scenes"]),
         gaps=pd.DataFrame(gaps, columns=["model", "gap", "accuracy"]),
         depth=pd.DataFrame(depth, columns=["model", "layer", "layer_index", "absrel", "delta1"]),
@@ -316,6 +320,16 @@ def _pts(v: Any) -> str:
     return f"{f:.1f}" if math.isfinite(f) else DASH
 
 
+def _int(v: Any) -> str:
+    f = _num(v)
+    return str(int(f)) if math.isfinite(f) else DASH
+
+
+def _rho(v: Any) -> str:
+    f = _num(v)
+    return f"{f:+.2f}" if math.isfinite(f) else DASH
+
+
 def _delta(a: Any, b: Any, scale: float = 1.0) -> str:
     fa, fb = _num(a), _num(b)
     if not (math.isfinite(fa) and math.isfinite(fb)):
@@ -335,7 +349,7 @@ def headline_tables(data: ReportData, runset: RunSet) -> tuple[Table, Table | No
     if len(data.probe):
         cols += ["Peak corr. r=0 (%)", "Peak layer", "Layer mean (%)", "Vision (%)", "Chance (%)"]
         cols += ["Peak q·k (%)"] if has_att else []
-        cols += ["Robustness (%)"]
+        cols += ["Robustness (%)", "Conf. ρ"]
     cols += [f"{b} overall" for b in benches]
     rows = []
     for n in names:
@@ -343,12 +357,12 @@ def headline_tables(data: ReportData, runset: RunSet) -> tuple[Table, Table | No
         if len(data.probe):
             p = pr.get(n)
             if p is None:
-                row += [DASH] * (6 + has_att)
+                row += [DASH] * (7 + has_att)
             else:
                 row += [_pct(p.peak), str(p.peak_layer) if p.peak_layer is not None else DASH,
                         _pct(p.layer_mean), _pct(p.vision), _pct(p.chance)]
                 row += [_pct(p.attention_peak)] if has_att else []
-                row += [_pct(p.robustness)]
+                row += [_pct(p.robustness), _rho(p.conf_rho)]
         row += [_pts(ov.get((n, b))) for b in benches]
         rows.append(row)
     modes = sorted(set(data.probe["mode"].dropna())) if len(data.probe) else []
@@ -359,7 +373,11 @@ def headline_tables(data: ReportData, runset: RunSet) -> tuple[Table, Table | No
                       "probe's scenes (peak over LLM layers; layer mean over LLM layers; vision = "
                       "the projector output). Robustness: mean over gaps g > g_min of "
                       "acc(g)/acc(g_min) at the peak layer. Benchmark overall: the benchmark's "
-                      "official aggregate, x100.")
+                      "official aggregate, x100. Conf. ρ: Spearman correlation between match "
+                      "confidence and correctness at the peak layer. Probe data: "
+                 + "; ".join(f"{r.model}: {_int(r.n_scenes)} scenes, {_int(r.n_pairs)} frame pairs, "
+                             f"{_int(r.n_matches)} matches" for r in data.probe.itertuples()) + "."
+                 if len(data.probe) else "")
     if not runset.pairs:
         return head, None
     dcols = ["Base -> GASP"]
