@@ -23,7 +23,8 @@ Models: a model string goes to :func:`gaspprobe.models.load` (adapter with
 (answers from the ground truth; must score 100), ``baseline:frequency`` (the most frequent answer
 of each question type) and ``baseline:random`` (a seeded uniform option; no answer for numbers).
 
-Sharding: under ``accelerate launch --num_processes N`` each process takes a contiguous share of
+Sharding: under ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun --nproc_per_node N``,
+which also works on CPU) each process takes a contiguous share of
 the unfinished samples (``PartialState.split_between_processes``) and writes
 ``predictions.rank{r}.jsonl``; the main process gathers them by id into ``predictions.jsonl`` and
 writes the tables. A failed sample (missing or unreadable video/image) is recorded with its
@@ -102,7 +103,11 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int) -> tuple[An
         return models.load(model), model
     if not hasattr(model, "generate"):
         raise GaspError(f"model must be a name/path or an adapter with .generate(), got {type(model).__name__}")
-    return model, str(getattr(model, "name", None) or getattr(model, "model_id", None) or type(model).__name__)
+    return model, _object_name(model)
+
+
+def _object_name(model: Any) -> str:
+    return str(getattr(model, "name", None) or getattr(model, "model_id", None) or type(model).__name__)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -258,9 +263,11 @@ def _check_config(out: Path, config: dict) -> dict | None:
 def _dist_state():
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    st = PartialState()
+    # without CUDA, accelerate only forms a (gloo) process group when asked for cpu explicitly
+    st = PartialState(cpu=not torch.cuda.is_available())
     return st if st.num_processes > 1 else None
 
 
@@ -297,7 +304,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
     if batch_size < 1:
         raise GaspError(f"batch_size: expected >= 1, got {batch_size}")
     model_str = model if isinstance(model, str) else None
-    config = {"model": model_str or "<object>", "benchmark": card.name, "card_version": card.version,
+    config = {"model": model_str or _object_name(model), "benchmark": card.name, "card_version": card.version,
               "data": str(data), "video_root": None if video_root is None else str(video_root),
               "image_root": None if image_root is None else str(image_root), "frames": k, "limit": limit,
               "prompt_variant": variant, "parser": parser_name,
@@ -310,8 +317,6 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
 
     samples = _load(card, data, video_root, image_root, variant, limit)
     mdl, model_name = _resolve_model(model, samples, seed)
-    if model_str is None:
-        config["model"] = model_name
     manifest_extra = {"model": model_name, "benchmark": card.name, "card_version": card.version,
                       "options": {"batch_size": batch_size}}
     if is_main:
@@ -332,7 +337,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
 
     parse = _parser(card, parser_name)
     mnt = int(max_new_tokens or card.max_new_tokens)
-    _generate_all(mdl, todo, card, parse, my_path, k, batch_size, mnt, progress and is_main, done)
+    _generate_all(mdl, todo, card, parse, my_path, k, batch_size, mnt, progress and is_main, done,
+                  None if state is None else state.process_index)
 
     if state is not None:
         state.wait_for_everyone()
@@ -356,7 +362,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
 
 
 def _generate_all(mdl, todo: list[Sample], card: BenchmarkCard, parse: Callable, path: Path, k: int | None,
-                  batch_size: int, max_new_tokens: int, show: bool, done: dict) -> None:
+                  batch_size: int, max_new_tokens: int, show: bool, done: dict, rank: int | None = None) -> None:
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -393,6 +399,8 @@ def _generate_all(mdl, todo: list[Sample], card: BenchmarkCard, parse: Callable,
                     raise GaspError(f"model returned {len(raws)} answers for {len(ok)} prompts")
             for (s, _, extra), raw in zip(ok, raws):
                 parsed, sc = score_sample(s, str(raw), parse, card)
+                if rank is not None:
+                    extra = {**extra, "process": rank}
                 app.write(_record(s, str(raw), parsed, sc, None, extra))
                 scores.append(sc)
             prog.update(task, advance=len(ok), score=f"{100 * sum(scores) / len(scores):.1f}")
