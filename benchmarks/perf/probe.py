@@ -1,7 +1,7 @@
 """Speed of the probe's own work, measured (not a test).
 
 1. ``overhead``: on each tiny model family, the probe's own work per scene (ground truth:
-   ``patch_matches`` for every sampled pair + ``patch_depth``; NN matching of every layer; the
+   ``patch_matches_many`` for all sampled pairs + ``patch_depth``; NN matching of every layer; the
    depth probe's ridge statistics) as a fraction of the model's forward time for the same clip
    (target <= 0.10). Forward time = consuming ``adapter.capture`` with no work per layer (hidden
    and attention mode separately); probe work is timed on the captured features with the same
@@ -42,7 +42,7 @@ def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, s
     from gaspprobe.probing.recipe import Recipe
     from gaspprobe.probing.run import attention_scale
     from gaspprobe.probing.temporal import sample_pairs
-    from gaspprobe.scenes import generate_scene, patch_depth, patch_matches
+    from gaspprobe.scenes import generate_scene, patch_depth, patch_matches_many
 
     ad = tiny_adapter(arch)
     sc = scene if scene is not None else generate_scene(0, frames=frames, size=size)
@@ -59,7 +59,7 @@ def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, s
     t_fwd = {m: _median(lambda m=m: forward(m), repeats) for m in ("hidden", "attention")}
 
     def gt():
-        ms = [patch_matches(sc, i, j, grid, depth_tol=rcp.depth_tol) for i, j, _ in pairs]
+        ms = patch_matches_many(sc, pt, grid, depth_tol=rcp.depth_tol)
         return ms, patch_depth(sc, grid)
 
     t_gt = _median(gt, repeats)

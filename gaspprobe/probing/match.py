@@ -15,8 +15,9 @@ confidence of a match is its softmax probability over frame ``j``'s tokens,
 model's own logits. :func:`spearman` correlates confidence with correctness (ties get average
 ranks, so a binary variable is handled exactly as ``scipy.stats.spearmanr`` does).
 
-One matrix product per target frame (``[m, D] @ [D, T]``), chunked to bound memory; nothing loops
-over tokens in Python.
+One batched product over target frames (matches grouped and padded per target frame), or, when
+that block would be large, one ``[m, D] @ [D, T]`` product per target frame in bounded chunks;
+nothing loops over tokens in Python.
 """
 
 from __future__ import annotations
@@ -93,11 +94,28 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
     s_frame = pairs[pair_of, 0]
     t_frame = pairs[pair_of, 1]
     q = src[s_frame, s_idx]  # [M, D]
+    T = tgt.shape[1]
+    counts = torch.bincount(t_frame, minlength=tgt.shape[0])
+    m_max = int(counts.max())
+    if tgt.shape[0] * m_max * T <= max_elements:
+        # one batched product: matches grouped by target frame, padded to [F, m_max, D]
+        order = torch.argsort(t_frame, stable=True)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(M) - starts[t_frame[order]]
+        qp = q.new_zeros(tgt.shape[0], m_max, q.shape[1])
+        qp[t_frame[order], slot] = q[order]
+        logits = torch.bmm(qp, tgt.transpose(1, 2))[t_frame[order], slot] * logit_scale  # [M, T]
+        best, arg = logits.max(dim=1)
+        pred = torch.empty(M, dtype=torch.long)
+        conf = torch.empty(M)
+        pred[order] = arg
+        # max softmax prob = 1 / sum_k exp((l_k - l_max) / T), stable for any scale
+        conf[order] = 1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)
+        return Matches(pred=pred, gt=gt, pair=pair_of, conf=conf)
     pred = torch.empty(M, dtype=torch.long)
     conf = torch.empty(M)
-    T = tgt.shape[1]
     step = max(1, max_elements // max(T, 1))
-    for j in torch.unique(t_frame).tolist():  # one matmul per target frame
+    for j in torch.nonzero(counts).squeeze(1).tolist():  # large: one matmul per target frame
         rows = torch.nonzero(t_frame == j).squeeze(1)
         kj = tgt[j]  # [T, D]
         for a in range(0, rows.numel(), step):
@@ -105,7 +123,6 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
             logits = (q[r] @ kj.T) * logit_scale  # [m, T]
             best, arg = logits.max(dim=1)
             pred[r] = arg
-            # max softmax prob = 1 / sum_k exp((l_k - l_max) / T), stable for any scale
             conf[r] = 1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)
     return Matches(pred=pred, gt=gt, pair=pair_of, conf=conf)
 

@@ -2,7 +2,7 @@
 
 For each scene (in order): take the clip (its first ``frames_per_clip`` frames), get the model's
 token grid, sample frame pairs per gap (:mod:`~gaspprobe.probing.temporal`), compute the GT patch
-matches for each pair (:func:`gaspprobe.scenes.patch_matches`) and each token's patch depth, then
+matches for all pairs (:func:`gaspprobe.scenes.patch_matches_many`) and each token's patch depth, then
 run ONE forward pass per feature mode and, as each layer's capture arrives, match every GT source
 token against all of the target frame's tokens (:mod:`~gaspprobe.probing.match`), accumulate hit
 counts per gap and tolerance, confidences for the Spearman correlation, and the depth probe's
@@ -263,7 +263,7 @@ def _progress(enabled: bool, total: int):
 
 
 def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, weights, scale) -> None:
-    from gaspprobe.scenes import patch_depth, patch_matches
+    from gaspprobe.scenes import patch_depth, patch_matches_many
 
     F = min(scene.num_frames, rcp.frames_per_clip)
     clip = scene if F == scene.num_frames else scene.subset(list(range(F)))
@@ -275,7 +275,8 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
     gaps = acc.gaps
     pair_t = torch.tensor([[i, j] for i, j, _ in pairs], dtype=torch.long).reshape(-1, 2)
     gap_idx = torch.tensor([gaps.index(g) for _, _, g in pairs], dtype=torch.long)
-    gts = [patch_matches(clip, i, j, grid, depth_tol=rcp.depth_tol) for i, j, _ in pairs]
+    # all pairs at once: per-frame work (centre depths, world points, box index) is shared
+    gts = patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol) if pairs else []
     src_idx = [m.src.long() for m in gts]
     tgt_idx = [m.tgt.long() for m in gts]
     G = len(gaps)
