@@ -38,7 +38,7 @@ class World:
     room: float [3] (Lx, Ly, Lz) metres. kind: long [O] (BOX, CYLINDER, SPHERE).
     center: float [O, 3]. half: float [O, 3] half extents (cylinder: r, r, h/2; sphere: r, r, r).
     yaw: float [O] radians about +z. color_a/color_b: float [S, 3] in [0, 1].
-    offset: float [S, 3] per-surface texture offsets in metres (large and random, so every surface
+    offset: float [S, 3] per-surface texture offsets in metres (random, several metres, so every surface
     sees different phases of the same sinusoids). freq: float [3, Kt] (radians per metre; column k
     is the wave vector of sinusoid k). amp: float [Kt, 2] (two noise channels: brightness, colour
     mix). light: float [2, 3] unit directions towards lights.
@@ -101,14 +101,14 @@ def _object_rects(world: World, K: torch.Tensor, c2w: torch.Tensor, H: int, W: i
     return out
 
 
-def _hit_t(kind: int, o: torch.Tensor, d: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+def _hit_t(kind: int, o: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, dz: torch.Tensor,
+           half: torch.Tensor) -> torch.Tensor:
     """Ray parameter of the first hit (inf if none) for rays o + t d in the primitive's local frame.
 
-    o: [3] local origin; d: [N, 3] local directions; half: [3]. The camera is outside every
-    primitive (the generator guarantees it), so the entry point is the visible hit.
+    o: [3] local origin; dx, dy, dz: [N] local direction components; half: [3]. The camera is
+    outside every primitive (the generator guarantees it), so the entry point is the visible hit.
     """
     inf = torch.tensor(float("inf"))
-    dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
     ox, oy, oz = float(o[0]), float(o[1]), float(o[2])
     hx, hy, hz = float(half[0]), float(half[1]), float(half[2])
     if kind == BOX:
@@ -180,93 +180,110 @@ def _render_one(world: World, K: torch.Tensor, c2w: torch.Tensor, H: int, W: int
     v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     yc = (v - cy) / fy
     xc = (u - cx - skew * yc) / fx
-    # world directions, camera z component 1: d = R [xc, yc, 1]
-    dirs = torch.stack([R[0, 0] * xc + R[0, 1] * yc + R[0, 2],
-                        R[1, 0] * xc + R[1, 1] * yc + R[1, 2],
-                        R[2, 0] * xc + R[2, 1] * yc + R[2, 2]], -1)  # [H,W,3]
+    # world directions with camera z component 1: d = R [xc, yc, 1]; kept as three contiguous
+    # [H, W] planes (structure of arrays: elementwise ops over a trailing axis of 3 are slow)
+    Rl = R.tolist()
+    dirs = [xc * Rl[a][0] + yc * Rl[a][1] + Rl[a][2] for a in range(3)]
 
     # room interior: exit distance along each axis, nearest axis wins
-    L = world.room
+    L = world.room.tolist()
+    o3 = org.tolist()
     tax = []
     for a in range(3):
-        da = dirs[..., a]
-        far = torch.where(da > 0, (float(L[a]) - float(org[a])) / da, (0.0 - float(org[a])) / da)
+        da = dirs[a]
+        far = torch.where(da > 0, (L[a] - o3[a]) / da, (0.0 - o3[a]) / da)
         tax.append(torch.where(da == 0, torch.full_like(da, float("inf")), far))
-    tstack = torch.stack(tax, 0)
-    t, axis = tstack.min(0)
-    far_side = torch.gather(dirs, 2, axis[..., None]).squeeze(-1) > 0
+    t, axis = torch.stack(tax, 0).min(0)
+    far_side = torch.gather(torch.stack(dirs, 0), 0, axis[None])[0] > 0
     sid = (O + 2 * axis + far_side.long())  # room surface ids
     # objects, each only over its screen rectangle
     rects = _object_rects(world, K, c2w, H, W)
+    yaws = world.yaw.tolist()
     for o in range(O):
         rc = rects[o]
         if rc is None:
             continue
         u0, v0, u1, v1 = rc
-        d = dirs[v0:v1, u0:u1].reshape(-1, 3)
-        cy_, sy_ = math.cos(float(world.yaw[o])), math.sin(float(world.yaw[o]))
+        dx, dy, dz = (dirs[a][v0:v1, u0:u1].reshape(-1) for a in range(3))
+        cy_, sy_ = math.cos(yaws[o]), math.sin(yaws[o])
         # local frame: rotate by -yaw about z after moving the origin to the centre
         rel = org - world.center[o]
         ol = torch.stack([cy_ * rel[0] + sy_ * rel[1], -sy_ * rel[0] + cy_ * rel[1], rel[2]])
-        dl = torch.stack([cy_ * d[:, 0] + sy_ * d[:, 1], -sy_ * d[:, 0] + cy_ * d[:, 1], d[:, 2]], -1)
-        th = _hit_t(int(world.kind[o]), ol, dl, world.half[o]).reshape(v1 - v0, u1 - u0)
+        dxl = cy_ * dx + sy_ * dy
+        dyl = -sy_ * dx + cy_ * dy
+        th = _hit_t(int(world.kind[o]), ol, dxl, dyl, dz, world.half[o]).reshape(v1 - v0, u1 - u0)
         tsub = t[v0:v1, u0:u1]
         closer = th < tsub
         t[v0:v1, u0:u1] = torch.where(closer, th, tsub)
         sid[v0:v1, u0:u1] = torch.where(closer, torch.full_like(th, o, dtype=torch.long), sid[v0:v1, u0:u1])
 
-    rgb = _shade(world, org, dirs, t, sid, fx)
+    rgb = _shade(world, org, [d.reshape(-1) for d in dirs], t, sid, fx)
     inst = torch.where(sid < O, sid, torch.full_like(sid, -1)).to(torch.int16)
     return rgb, t.contiguous(), inst
 
 
-def _shade(world: World, org: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, sid: torch.Tensor,
+def _shade(world: World, org: torch.Tensor, d: list[torch.Tensor], t: torch.Tensor, sid: torch.Tensor,
            fx: float) -> torch.Tensor:
-    """Texture + Lambert shading for every pixel's final hit -> uint8 [H, W, 3]."""
+    """Texture + Lambert shading for every pixel's final hit -> uint8 [H, W, 3].
+
+    d: the three world ray-direction components, each [P] (P = H*W). Vectors are kept as
+    structure-of-arrays ([P] per component): every op runs along one contiguous axis."""
     H, W = t.shape
     O = world.n_objects
-    d = dirs.reshape(-1, 3)
+    S = O + 6
     tt = t.reshape(-1)
     s = sid.reshape(-1)
-    p = torch.addcmul(org, d, tt[:, None])          # world hit points [P,3]
-    # room surfaces: fixed inward normals, texture anchored to world coordinates
-    n_table = torch.zeros(O + 6, 3)
+    o3 = org.tolist()
+    p = [d[a] * tt + o3[a] for a in range(3)]       # world hit points
+    # per-surface table, gathered once: room normal (objects: filled below), texture offset, colours
+    tab = torch.zeros(12, S)
     for f in range(6):
-        n_table[O + f, f // 2] = -1.0 if f % 2 else 1.0
-    n = n_table[s]
-    tex_p = p.clone()
+        tab[f // 2, O + f] = -1.0 if f % 2 else 1.0  # room normals point into the room
+    tab[3:6] = world.offset.T
+    tab[6:9] = world.color_a.T
+    tab[9:12] = world.color_b.T
+    g = torch.index_select(tab, 1, s)               # [12,P]
+    n = [g[0].clone(), g[1].clone(), g[2].clone()]
+    tex = [p[a].clone() for a in range(3)]           # room: texture anchored to world coordinates
     # objects: local coordinates and normals, computed only on each object's own pixels
     # (a loop over objects, each step batched over that object's pixels)
+    yaws = world.yaw.tolist()
     for o in range(O):
         idx = torch.nonzero(s == o).squeeze(1)
         if idx.numel() == 0:
             continue
-        c, si = math.cos(float(world.yaw[o])), math.sin(float(world.yaw[o]))
-        rel = p[idx] - world.center[o]
-        pl = torch.stack([c * rel[:, 0] + si * rel[:, 1], -si * rel[:, 0] + c * rel[:, 1], rel[:, 2]], -1)
-        q = pl / world.half[o]
+        c, si = math.cos(yaws[o]), math.sin(yaws[o])
+        cx_, cy_, cz_ = world.center[o].tolist()
+        hx, hy, hz = world.half[o].tolist()
+        rx, ry, rz = p[0][idx] - cx_, p[1][idx] - cy_, p[2][idx] - cz_
+        lx, ly = c * rx + si * ry, -si * rx + c * ry
+        qx, qy, qz = lx / hx, ly / hy, rz / hz
         kind = int(world.kind[o])
+        zero = torch.zeros_like(qx)
         if kind == BOX:  # the face whose slab the point is on
-            face = q.abs().argmax(-1, keepdim=True)
-            nl = torch.zeros_like(q).scatter_(1, face, torch.sign(torch.gather(q, 1, face)))
+            a = torch.stack([qx.abs(), qy.abs(), qz.abs()], 0).argmax(0)
+            nx = torch.where(a == 0, torch.sign(qx), zero)
+            ny = torch.where(a == 1, torch.sign(qy), zero)
+            nz = torch.where(a == 2, torch.sign(qz), zero)
         elif kind == CYLINDER:  # side (radial) or cap (+-z)
-            on_cap = (q[:, 2].abs() >= 1 - 1e-3)[:, None]
-            nl = torch.where(on_cap, torch.stack([0 * q[:, 0], 0 * q[:, 0], torch.sign(q[:, 2])], -1),
-                             torch.stack([q[:, 0], q[:, 1], 0 * q[:, 0]], -1))
+            cap = qz.abs() >= 1 - 1e-3
+            nx = torch.where(cap, zero, qx)
+            ny = torch.where(cap, zero, qy)
+            nz = torch.where(cap, torch.sign(qz), zero)
         else:  # sphere: radial
-            nl = q
-        nw = torch.stack([c * nl[:, 0] - si * nl[:, 1], si * nl[:, 0] + c * nl[:, 1], nl[:, 2]], -1)
-        n[idx] = nw / nw.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-        tex_p[idx] = pl
+            nx, ny, nz = qx, qy, qz
+        wx, wy = c * nx - si * ny, si * nx + c * ny  # back to world: rotate by +yaw
+        inv = torch.rsqrt((wx * wx + wy * wy + nz * nz).clamp(min=1e-18))
+        n[0][idx], n[1][idx], n[2][idx] = wx * inv, wy * inv, nz * inv
+        tex[0][idx], tex[1][idx], tex[2][idx] = lx, ly, rz
 
     # texture: sum of 3D sinusoids anchored to the surface, faded where they would alias.
-    # Laid out [Kt, P] so every elementwise op runs along the contiguous pixel axis (the
-    # [P, Kt] layout broadcasts over a short inner axis and is several times slower on CPU).
+    # Laid out [Kt, P] so every elementwise op runs along the contiguous pixel axis.
     fr = world.freq                                # [3,Kt] rad/m, sinusoids sorted coarse -> fine
-    q = (tex_p + world.offset[s]).T.contiguous()   # [3,P]
+    q = torch.stack([tex[a] + g[3 + a] for a in range(3)], 0)  # [3,P]
     cyc = fr.norm(dim=0) / (2 * math.pi)           # cycles per metre [Kt]
-    dn = d.norm(dim=-1)
-    cos_inc = ((d * n).sum(-1).abs() / dn).clamp(min=0.25)
+    dn = torch.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    cos_inc = ((d[0] * n[0] + d[1] * n[1] + d[2] * n[2]).abs() / dn).clamp(min=0.25)
     foot = tt * dn / (fx * cos_inc)                # metres per pixel on the surface (approx.)
     # fade from full amplitude at 4 px per cycle to zero at 2 px per cycle (Nyquist); sinusoids
     # that are zero at every pixel are skipped, those that are 1 everywhere are not multiplied
@@ -277,12 +294,16 @@ def _shade(world: World, org: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor,
     if k_used > k_full:
         att = torch.outer(cyc[k_full:k_used] * -4.0, foot).add_(2.0).clamp_(0, 1)
         wave[k_full:k_used].mul_(att)
-    noise = (world.amp[:k_used].T @ wave).T        # [P,2]
-    bright = noise[:, 0].clamp(-1.5, 1.5).mul_(0.25 / 1.5).add_(0.75)
-    mix = torch.sigmoid(2.5 * noise[:, 1])
-    ca = world.color_a[s]
-    albedo = torch.addcmul(ca, world.color_b[s] - ca, mix[:, None])
-    l0, l1 = world.light[0], world.light[1]
-    shade = (n @ l0).clamp_(min=0).mul_(0.45).add_((n @ l1).clamp_(min=0).mul_(0.25)).add_(0.45)
-    c = (albedo * (bright * shade)[:, None]).clamp_(0, 1)
-    return c.mul_(255).add_(0.5).to(torch.uint8).reshape(H, W, 3)
+    noise = world.amp[:k_used].T.contiguous() @ wave  # [2,P]
+    bright = noise[0].clamp(-1.5, 1.5).mul_(0.25 / 1.5).add_(0.75)
+    mix = torch.sigmoid(2.5 * noise[1])
+    l0, l1 = world.light[0].tolist(), world.light[1].tolist()
+    sh0 = (n[0] * l0[0] + n[1] * l0[1] + n[2] * l0[2]).clamp_(min=0)
+    sh1 = (n[0] * l1[0] + n[1] * l1[1] + n[2] * l1[2]).clamp_(min=0)
+    k = (sh0.mul_(0.45).add_(sh1.mul_(0.25)).add_(0.45)).mul_(bright).mul_(255.0)
+    out = torch.empty(H * W, 3, dtype=torch.uint8)
+    for a in range(3):
+        ca, cb = g[6 + a], g[9 + a]
+        albedo = torch.addcmul(ca, cb - ca, mix)
+        out[:, a] = albedo.mul_(k).clamp_(0, 255).add_(0.5).to(torch.uint8)
+    return out.reshape(H, W, 3)

@@ -69,7 +69,9 @@ def _texture(rng: np.random.Generator, n_surfaces: int) -> tuple[torch.Tensor, .
     freq = dirs * (2 * math.pi / lam)[:, None]
     amp = rng.normal(size=(N_TEX, 2)) * (lam / lam.max())[:, None] ** 0.35
     amp /= np.sqrt((amp ** 2).sum(0, keepdims=True) / 2)
-    offset = rng.uniform(-100.0, 100.0, size=(n_surfaces, 3))
+    # +-5 m shifts every wave by many periods (distinct phases per surface) while keeping sin()
+    # arguments below ~3e3 rad: larger arguments take a slower range reduction (3x the time)
+    offset = rng.uniform(-5.0, 5.0, size=(n_surfaces, 3))
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     return t(freq.T.copy()), t(amp), t(offset)
 
