@@ -619,3 +619,22 @@ def test_paper_line_off_scale_is_said_in_the_legend(peak, off):
     assert any(t.startswith("paper: GASP peak > 70%") for t in labels)
     top = fig.axes[0].get_ylim()[1]
     assert top == pytest.approx(100 if not off else 1.15 * 100 * peak)
+
+
+def test_two_gasp_models_of_one_base(tmp_path):
+    """An ablation: two train runs from one base; each GASP model pairs with that base."""
+    from gaspprobe.reporting.report import report
+
+    for t in ("t1", "t2"):
+        (tmp_path / t / "model").mkdir(parents=True)
+        write_train(tmp_path / t, "org/base", tmp_path / t / "model")
+    write_probe(tmp_path / "pb", "org/base", BASE_ACC, BASE_GAP)
+    write_probe(tmp_path / "p1", str(tmp_path / "t1" / "model"), GASP_ACC, GASP_GAP)
+    write_probe(tmp_path / "p2", str(tmp_path / "t2" / "model"),
+                {**GASP_ACC, "llm.2": 0.5}, GASP_GAP)
+    md = report(tmp_path, tmp_path / "out").with_name("report.md").read_text()
+    head = _md_table(md, "Headline").set_index("Model")
+    assert list(head.index) == ["org/base", "GASP(org/base)", "GASP(org/base) #2"]
+    d = _md_table(md, "Base -> GASP deltas").set_index("Base -> GASP")["Δ peak corr."]
+    assert d.to_dict() == {"org/base -> GASP(org/base)": "+40.0",
+                           "org/base -> GASP(org/base) #2": "+28.0"}   # 60 - 32

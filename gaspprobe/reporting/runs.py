@@ -326,10 +326,14 @@ def load_runs(paths: str | Path | Iterable[str | Path], *, allow_mismatch: bool 
 def _check_duplicates(runs: list[Run]) -> None:
     seen: dict[tuple, Run] = {}
     for r in runs:
-        key = (r.kind, r.model_key, r.benchmark)
+        # Several train runs may start from one base (an ablation); they differ by their output.
+        key = (r.kind, r.output_key or str(r.path.resolve())) if r.kind == "train" \
+            else (r.kind, r.model_key, r.benchmark)
         if key in seen:
             what = f"{r.kind} run" + (f" of {r.benchmark}" if r.benchmark else "")
-            raise DataError(f"a second {what} for model {r.model!r} (the first is {seen[key].path}); "
+            whom = f"producing {r.manifest.get('output_model')!r}" if r.kind == "train" \
+                else f"for model {r.model!r}"
+            raise DataError(f"a second {what} {whom} (the first is {seen[key].path}); "
                             "give one per model", path=r.path)
         seen[key] = r
 
