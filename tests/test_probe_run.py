@@ -268,3 +268,19 @@ def test_oracles_on_the_hand_scene():
     assert xyz.summary["attention"]["peak_accuracy"] == 1.0
     assert xyz.summary["robustness"] == pytest.approx(1.0)
     assert not math.isnan(xyz.summary["chance"])
+
+
+def test_layer_subset_and_unknown_layer():
+    ad = FakeAdapter(half_right_features, num_layers=1)
+    res = probe(ad, [plane_scene()], None, gaps=[1], layers=["llm.0"], depth_probe=False)
+    assert res.summary["layers"] == ["llm.0"] and res.summary["attention"]["layers"] == ["llm.0"]
+    assert res.summary["peak_accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match=r"layers: unknown \['llm.7'\].*known: vision, llm.0"):
+        probe(ad, [plane_scene()], None, layers=["llm.7"])
+
+
+def test_front_door_api_is_the_runner(tmp_path):
+    import gaspprobe
+
+    res = gaspprobe.probe("oracle:xyz:8x8", [plane_scene()], "quick", gaps=[1])
+    assert res.summary["peak_accuracy"] == 1.0 and res.recipe.frames_per_clip == 8

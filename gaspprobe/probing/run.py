@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from gaspprobe import io
-from gaspprobe.errors import DataError, ModelError
+from gaspprobe.errors import ConfigError, DataError, ModelError
 from gaspprobe.probing.depth import RidgeStats, depth_scores, predict_depth, valid_tokens
 from gaspprobe.probing.match import chance_within, hits_within, match_tokens, spearman
 from gaspprobe.probing.recipe import Recipe, load_recipe
@@ -190,6 +190,11 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     if out is not None:
         io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
                                                 scenes=scenes_desc, status="running"))
+    if rcp.layers is not None:
+        known = list(adapter.layer_names())
+        bad = [l for l in rcp.layers if l not in known]
+        if bad or not rcp.layers:
+            raise ConfigError(f"layers: unknown {bad or rcp.layers} for {model_str}; known: {', '.join(known)}")
     acc = _Acc(rcp)
     n_sc = len(scene_list)
     do_depth = rcp.depth_probe and "hidden" in rcp.modes and n_sc >= 2
@@ -293,7 +298,12 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
         adapter.set_scene(clip)
     for mode in rcp.modes:
         first = True
-        for cap in adapter.capture(clip.rgb, mode=mode, layers=rcp.layers, per_frame=rcp.per_frame):
+        layers = rcp.layers
+        if mode == "attention" and layers is not None:
+            layers = [l for l in layers if l != "vision"]  # the projector output has no attention
+            if not layers:
+                continue
+        for cap in adapter.capture(clip.rgb, mode=mode, layers=layers, per_frame=rcp.per_frame):
             if first:
                 _check_grid(adapter, grid)
                 first = False
