@@ -93,7 +93,7 @@ def report(runs: Any, out: str | Path, *, title: str | None = None, allow_mismat
         DataError: bad or incompatible runs (one line naming the folder), or an ``out`` that is
             an unrelated non-empty folder.
     """
-    out = Path(out)
+    out = Path(out).resolve()  # "." or "x/.." have no usable name to rename
     runset = load_runs(runs, allow_mismatch=allow_mismatch)
     _check_out(out, runset)
     formats = tuple(dict.fromkeys(("png",) + tuple(formats)))
