@@ -251,3 +251,20 @@ def test_make_scenes_manifest_and_rerun_is_noop(tmp_path):
     # another config in the same folder regenerates every scene
     make_scenes(out, n_scenes=2, frames=3, size=24, seed=4)
     assert all(s.num_frames == 3 for s in load_scenes(out))
+
+
+def test_jpg_colour_and_3x3_intrinsics_are_read(tmp_path, tiny):
+    p = save_scene(tiny, tmp_path / "s", color_format="jpg")
+    assert sorted(x.name for x in (p / "color").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
+    K = tiny.K[0].double().numpy()
+    (p / "intrinsic" / "intrinsic_color.txt").write_text("\n".join(" ".join(f"{v:.9g}" for v in r) for r in K) + "\n")
+    s2 = load_scene(p)
+    assert torch.equal(s2.K, tiny.K)
+    assert (s2.rgb.float() - tiny.rgb.float()).abs().mean() < 8  # lossy, but the same image
+
+
+def test_check_reports_frames_without_depth(tmp_path, tiny):
+    p = save_scene(tiny, tmp_path / "s")
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(p / "depth" / "2.png")
+    probs = check_scene(p)
+    assert len(probs) == 1 and "no valid depth" in probs[0] and "depth" in probs[0]

@@ -5,7 +5,8 @@ Layout of one scene folder (as written by ScanNet's ``SensReader/python/reader.p
     color/<i>.jpg|png        8-bit RGB, unpadded frame index i
     depth/<i>.png            16-bit depth in millimetres, 0 = invalid
     pose/<i>.txt             4x4 camera-to-world (OpenCV camera axes), 4 lines of 4 numbers
-    intrinsic/intrinsic_color.txt   4x4, K in the top-left 3x3 (integer pixel centres)
+    intrinsic/intrinsic_color.txt   4x4, K in the top-left 3x3 (integer pixel centres); a plain
+                                    3x3 file is accepted too
     intrinsic/intrinsic_depth.txt   4x4 (written for completeness; see below)
     objects.json             optional: {"objects": [Object3D.to_json()...], "room": {...}}
     instance/<i>.png         optional (synthetic scenes): 16-bit object-id map, 0 = none, id + 1
@@ -79,6 +80,13 @@ def read_matrix(path: Path, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
         got = f"{len(vals)} rows of {sorted({len(r) for r in vals})} values"
         raise DataError(f"expected a {shape[0]}x{shape[1]} matrix, got {got}", path=path)
     return np.asarray(vals, dtype=np.float64)
+
+
+def _rows(path: Path) -> int:
+    try:
+        return len([r for r in path.read_text(encoding="utf-8").strip().splitlines() if r.strip()])
+    except (OSError, UnicodeDecodeError):
+        return -1
 
 
 def _open_image(path: Path):
@@ -162,7 +170,11 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
             extra = sorted(set(got) - set(colors))
             what = (f"missing frame {miss[0]}" if miss else f"extra frame {extra[0]}")
             raise DataError(f"{len(got)} files but color/ has {len(colors)} ({what})", path=root / name)
-    kc = read_matrix(root / "intrinsic" / "intrinsic_color.txt")
+    kpath = root / "intrinsic" / "intrinsic_color.txt"
+    try:
+        kc = read_matrix(kpath)
+    except DataError:
+        kc = read_matrix(kpath, (3, 3)) if kpath.exists() and _rows(kpath) == 3 else read_matrix(kpath)
     K = kc[:3, :3].astype(np.float32)
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise DataError("intrinsics are not finite and positive", path=root / "intrinsic" / "intrinsic_color.txt")
