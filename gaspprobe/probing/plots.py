@@ -52,6 +52,9 @@ def plot_accuracy_vs_layer(summary: dict, path: "str | Path") -> Path:
                        label=f"{mode} vision (r=0)")
     if summary.get("chance") is not None:
         ax.axhline(summary["chance"], color="grey", ls="-.", lw=1, label="chance (r=0)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("LLM layer")
     ax.set_ylabel("correspondence accuracy")
     ax.set_ylim(0, 1.02)
@@ -81,6 +84,9 @@ def plot_accuracy_vs_gap(summary: dict, path: "str | Path") -> Path:
         ax.plot(gaps, [_num(bg[str(g)]) for g in gaps], marker="o", label=lab)
     if summary.get("chance") is not None:
         ax.axhline(summary["chance"], color="grey", ls="-.", lw=1, label="chance")
+    all_gaps = sorted({int(g) for _, b in blocks for g in (b.get("accuracy_by_gap") or {})})
+    if all_gaps:
+        ax.set_xticks(all_gaps)
     ax.set_xlabel("frame gap")
     ax.set_ylabel("accuracy (r=0)")
     ax.set_ylim(0, 1.02)
