@@ -158,15 +158,35 @@ def object_pixels(scene) -> "np.ndarray":
         inst = torch.as_tensor(scene.instance).long().reshape(F, -1)
         idt = torch.tensor(ids, dtype=torch.long)
         return (inst[:, None, :] == idt[None, :, None]).sum(-1).numpy()
-    from gaspprobe.scenes.geometry import invert_pose, project, transform
-
-    c = torch.tensor([o.center for o in scene.objects], dtype=torch.float32).reshape(-1, 3)
-    w2c = invert_pose(scene.cam_to_world)  # [F, 4, 4]
-    pc = transform(w2c[:, None], c[None])  # [F, O, 3]
-    uv, z = project(pc, scene.K[:, None])
+    c = torch.tensor([o.center for o in scene.objects], dtype=torch.float64).reshape(-1, 3)
+    pc = cam_points(scene.cam_to_world, c)  # [F, O, 3]
+    uv = pixel_coords(pc, scene.K)
+    z = pc[..., 2]
     H, W = scene.size
     ok = (z > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] < H - 0.5)
     return ok.long().numpy() * MIN_PIXELS
+
+
+def cam_points(cam_to_world, points):
+    """World points [O, 3] in each camera's frame (OpenCV axes): float64 [F, O, 3].
+    cam_to_world [F, 4, 4] is rigid, so world -> camera is R^T (p - t)."""
+    import torch
+
+    T = torch.as_tensor(cam_to_world, dtype=torch.float64)
+    R, t = T[:, :3, :3], T[:, :3, 3]
+    return torch.einsum("fji,foj->foi", R, torch.as_tensor(points, dtype=torch.float64)[None] - t[:, None])
+
+
+def pixel_coords(pc, K):
+    """Pixel coordinates (u, v) (integer pixel centres) of camera points pc [F, O, 3] with K [F, 3, 3]:
+    float64 [F, O, 2] (meaningless where z <= 0)."""
+    import torch
+
+    K = torch.as_tensor(K, dtype=torch.float64)
+    z = pc[..., 2].clamp_min(1e-9)
+    u = K[:, None, 0, 0] * pc[..., 0] / z + K[:, None, 0, 2]
+    v = K[:, None, 1, 1] * pc[..., 1] / z + K[:, None, 1, 2]
+    return torch.stack([u, v], -1)
 
 
 # --------------------------------------------------------------------------- VSI questions
@@ -318,8 +338,6 @@ def allangles_questions(scene, view_idx: Sequence[int], rng: np.random.Generator
     ``view_idx``) and a local ``pair_idx`` (None for unpaired)."""
     import torch
 
-    from gaspprobe.scenes.geometry import invert_pose, project, transform
-
     objs = list(scene.objects)
     V = len(view_idx)
     if not objs or V < 2:
@@ -332,8 +350,8 @@ def allangles_questions(scene, view_idx: Sequence[int], rng: np.random.Generator
     c2w = scene.cam_to_world[vi].double()
     cam = c2w[:, :3, 3].numpy()  # [V, 3]
     centers = torch.tensor([o.center for o in objs], dtype=torch.float64)
-    pc = transform(invert_pose(c2w)[:, None], centers[None])  # [V, O, 3]
-    uv, _ = project(pc, scene.K[vi].double()[:, None])
+    pc = cam_points(c2w, centers)  # [V, O, 3]
+    uv = pixel_coords(pc, scene.K[vi])
     W = scene.size[1]
     u = uv[..., 0].numpy() / max(W - 1, 1)  # [V, O] in [0, 1] when inside
     cands: dict[str, list[list[dict]]] = {}
