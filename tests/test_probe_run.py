@@ -217,7 +217,7 @@ def test_rerun_is_cached_and_mismatch_is_an_error(tmp_path):
     assert r2.cached and ad.calls == 2
     assert r2.summary == r1.summary
     pd.testing.assert_frame_equal(r2.table, r1.table)
-    with pytest.raises(DataError, match="different model, scenes or recipe"):
+    with pytest.raises(DataError, match="different model, scenes, dtype or recipe"):
         probe(ad, sc, "quick", out=out, seed=1)
     r3 = probe(ad, sc, "quick", out=out, seed=1, overwrite=True)
     assert not r3.cached and ad.calls == 4

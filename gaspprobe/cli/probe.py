@@ -110,6 +110,8 @@ def register(app: typer.Typer) -> None:
         depth_train_fraction: Optional[float] = typer.Option(None, help="fraction of scenes to fit the depth probe"),
         seed: Optional[int] = typer.Option(None, help="pair-sampling seed"),
         overwrite: bool = typer.Option(False, help="replace a complete run made with other settings"),
+        device: str = typer.Option("cpu", help="device to load the model on (cpu, cuda, cuda:1, ...)"),
+        dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
         threads: Optional[int] = typer.Option(1, help="torch CPU threads (1 is fastest on a busy box)"),
     ) -> None:
         """Per-layer multi-view correspondence accuracy, temporal robustness and depth probe."""
@@ -124,7 +126,8 @@ def register(app: typer.Typer) -> None:
             conf_temperature=conf_temperature, layers=_strs(layers), per_frame=per_frame,
             depth_probe=depth_probe, ridge_lambda=ridge_lambda,
             depth_train_fraction=depth_train_fraction, seed=seed)
-        res = probe(model, scenes, recipe, out=out, progress=True, overwrite=overwrite, **overrides)
+        res = probe(model, scenes, recipe, out=out, progress=True, overwrite=overwrite, device=device,
+                    dtype=dtype, **overrides)
         if res.cached:
             console.print(f"[dim]{out}: complete run with the same model, scenes and recipe; not recomputed[/]")
         print_summary(res.summary)

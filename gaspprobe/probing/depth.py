@@ -27,6 +27,7 @@ class RidgeStats:
     cancellation that large constant feature components (common in LLM residual streams) would
     cause when centring; the fitted weights are unchanged by the shift. Products are float64 for
     D <= 1024; wider features multiply in float32 (about 2x faster) and accumulate in float64.
+    The statistics live on the device of the first batch (a GPU when the model runs on one).
     """
 
     def __init__(self, dim: int):
@@ -34,21 +35,28 @@ class RidgeStats:
         self.n = 0
         self.shift: torch.Tensor | None = None
         self.gram_dtype = torch.float64 if self.dim <= 1024 else torch.float32
-        self.sx = torch.zeros(dim, dtype=torch.float64)
         self.sy = 0.0
-        self.xtx = torch.zeros(dim, dim, dtype=torch.float64)
-        self.xty = torch.zeros(dim, dtype=torch.float64)
+        self.sx = self.xtx = self.xty = None
+
+    def _alloc(self, device) -> None:
+        kw = dict(dtype=torch.float64, device=device)
+        self.sx = torch.zeros(self.dim, **kw)
+        self.xtx = torch.zeros(self.dim, self.dim, **kw)
+        self.xty = torch.zeros(self.dim, **kw)
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add samples ``x`` float [N, D] with targets ``y`` float [N]."""
         x = x.reshape(-1, self.dim).double()
-        y = y.reshape(-1).double()
+        y = y.reshape(-1).double().to(x.device)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x/y: expected the same number of rows, got {x.shape[0]} and {y.shape[0]}")
         if x.shape[0] == 0:
             return
         if self.shift is None:
+            self._alloc(x.device)
             self.shift = x.mean(0)
+        x = x.to(self.shift.device)
+        y = y.to(self.shift.device)
         x = x - self.shift
         self.n += int(x.shape[0])
         self.sx += x.sum(0)
@@ -67,7 +75,8 @@ class RidgeStats:
         sxy = self.xty - self.n * mx * my
         scale = float(torch.diagonal(sxx).mean().clamp_min(0.0))
         reg = lam * scale if scale > 0 else lam
-        a = sxx + (reg if reg > 0 else 1e-12 * max(scale, 1.0)) * torch.eye(self.dim, dtype=torch.float64)
+        a = sxx + (reg if reg > 0 else 1e-12 * max(scale, 1.0)) * torch.eye(
+            self.dim, dtype=torch.float64, device=sxx.device)
         try:
             w = torch.linalg.solve(a, sxy)
         except RuntimeError:  # singular even with the tiny jitter (e.g. lam=0 and constant features)
@@ -100,13 +109,13 @@ def depth_scores(pred: torch.Tensor, gt: torch.Tensor) -> DepthScore:
 
 def predict_depth(feats: torch.Tensor, w: torch.Tensor, b: float) -> torch.Tensor:
     """Depth in metres from features ``feats`` [..., D]: exp(w . x + b), shape [...]."""
-    return torch.exp(feats.double() @ w + b)
+    return torch.exp(feats.double() @ w.to(feats.device) + b)
 
 
 def valid_tokens(feats: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flatten ``feats`` [F, rows, cols, D] and ``depth`` [F, rows, cols] to the tokens with valid
     (> 0) depth: (x [N, D], depth [N])."""
     x = feats.reshape(-1, feats.shape[-1])
-    d = depth.reshape(-1)
+    d = depth.reshape(-1).to(x.device)
     ok = d > 0
     return x[ok], d[ok]

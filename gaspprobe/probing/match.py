@@ -72,7 +72,7 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
     if src_feats.ndim != 3 or tgt_feats.ndim != 3 or src_feats.shape[:2] != tgt_feats.shape[:2]:
         raise ValueError(f"src_feats/tgt_feats: expected matching [F,T,D], got "
                          f"{tuple(src_feats.shape)} and {tuple(tgt_feats.shape)}")
-    pairs = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2)
+    pairs = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2).cpu()
     if len(src_idx) != pairs.shape[0] or len(tgt_idx) != pairs.shape[0]:
         raise ValueError("src_idx/tgt_idx: expected one index tensor per pair")
     src = src_feats.float()
@@ -89,11 +89,12 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
     if M == 0:
         return empty
     pair_of = torch.repeat_interleave(torch.arange(pairs.shape[0]), sizes)
-    s_idx = torch.cat([s.long().reshape(-1) for s in src_idx])
-    gt = torch.cat([t.long().reshape(-1) for t in tgt_idx])
+    s_idx = torch.cat([s.long().reshape(-1).cpu() for s in src_idx])
+    gt = torch.cat([t.long().reshape(-1).cpu() for t in tgt_idx])
     s_frame = pairs[pair_of, 0]
     t_frame = pairs[pair_of, 1]
-    q = src[s_frame, s_idx]  # [M, D]
+    dev = src.device  # compute where the features are (a GPU for a model on one); results on CPU
+    q = src[s_frame.to(dev), s_idx.to(dev)]  # [M, D]
     T = tgt.shape[1]
     counts = torch.bincount(t_frame, minlength=tgt.shape[0])
     m_max = int(counts.max())
@@ -102,15 +103,16 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
         order = torch.argsort(t_frame, stable=True)
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(M) - starts[t_frame[order]]
+        fo, so, oo = t_frame[order].to(dev), slot.to(dev), order.to(dev)
         qp = q.new_zeros(tgt.shape[0], m_max, q.shape[1])
-        qp[t_frame[order], slot] = q[order]
-        logits = torch.bmm(qp, tgt.transpose(1, 2))[t_frame[order], slot] * logit_scale  # [M, T]
+        qp[fo, so] = q[oo]
+        logits = torch.bmm(qp, tgt.transpose(1, 2))[fo, so] * logit_scale  # [M, T]
         best, arg = logits.max(dim=1)
         pred = torch.empty(M, dtype=torch.long)
         conf = torch.empty(M)
-        pred[order] = arg
+        pred[order] = arg.cpu()
         # max softmax prob = 1 / sum_k exp((l_k - l_max) / T), stable for any scale
-        conf[order] = 1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)
+        conf[order] = (1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)).float().cpu()
         return Matches(pred=pred, gt=gt, pair=pair_of, conf=conf)
     pred = torch.empty(M, dtype=torch.long)
     conf = torch.empty(M)
@@ -120,10 +122,10 @@ def match_tokens(src_feats: torch.Tensor, tgt_feats: torch.Tensor, pairs: torch.
         kj = tgt[j]  # [T, D]
         for a in range(0, rows.numel(), step):
             r = rows[a:a + step]
-            logits = (q[r] @ kj.T) * logit_scale  # [m, T]
+            logits = (q[r.to(dev)] @ kj.T) * logit_scale  # [m, T]
             best, arg = logits.max(dim=1)
-            pred[r] = arg
-            conf[r] = 1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)
+            pred[r] = arg.cpu()
+            conf[r] = (1.0 / torch.exp((logits - best[:, None]) / temperature).sum(dim=1)).float().cpu()
     return Matches(pred=pred, gt=gt, pair=pair_of, conf=conf)
 
 

@@ -60,7 +60,7 @@ class ProbeResult:
 
 
 # --------------------------------------------------------------------------- resolving inputs
-def resolve_model(model: Any, recipe: Recipe) -> tuple[Any, str]:
+def resolve_model(model: Any, recipe: Recipe, *, device: str = "cpu", dtype: str = "auto") -> tuple[Any, str]:
     """(adapter, model string for the tables) from a hub id / dir / ``oracle:...`` / adapter."""
     if isinstance(model, (str, Path)):
         s = str(model)
@@ -70,7 +70,7 @@ def resolve_model(model: Any, recipe: Recipe) -> tuple[Any, str]:
             return make_oracle(s, seed=recipe.seed), s
         from gaspprobe import models
 
-        return models.load(s), s
+        return models.load(s, dtype=dtype, device=device), s
     if not hasattr(model, "capture") or not hasattr(model, "token_grid"):
         raise ModelError(f"model: expected a model id, a folder, 'oracle:xyz'/'oracle:random' or a "
                          f"loaded adapter, got {type(model).__name__}")
@@ -157,7 +157,7 @@ def _nan_if_zero(num: float, n: int) -> float:
 # --------------------------------------------------------------------------- the runner
 def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, *,
           out: "str | Path | None" = None, progress: bool = False, overwrite: bool = False,
-          **overrides: Any) -> ProbeResult:
+          device: str = "cpu", dtype: str = "auto", **overrides: Any) -> ProbeResult:
     """Probe ``model`` on ``scenes`` layer by layer.
 
     Args:
@@ -172,6 +172,9 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
         progress: show a rich progress bar over scenes.
         overwrite: replace a complete run in ``out`` made with a different model/scenes/recipe
             (otherwise that is an error).
+        device, dtype: where and in which precision a model given by name is loaded
+            (:func:`gaspprobe.models.load`); matching and the depth statistics run on the device
+            of the captured features. Recorded in the manifest, not part of the recipe.
         **overrides: recipe keys (e.g. ``gaps=[1, 4]``, ``modes=["hidden"]``).
 
     Returns:
@@ -183,13 +186,14 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     scene_list, scenes_desc = resolve_scenes(scenes)
     if out is not None:
         out = Path(out)
-        cached = _cached(out, rcp, model_str, scenes_desc, overwrite)
+        cached = _cached(out, rcp, model_str, scenes_desc, overwrite, dtype)
         if cached is not None:
             return cached
-    adapter, model_str = resolve_model(model, rcp)
+    adapter, model_str = resolve_model(model, rcp, device=device, dtype=dtype)
     if out is not None:
         io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
-                                                scenes=scenes_desc, status="running"))
+                                                scenes=scenes_desc, status="running",
+                                                device=device, dtype=dtype))
     if rcp.layers is not None:
         known = list(adapter.layer_names())
         bad = [l for l in rcp.layers if l not in known]
@@ -230,11 +234,12 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
 
         res.figures = write_figures(summary, out)
         io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
-                                                scenes=scenes_desc, status="complete"))
+                                                scenes=scenes_desc, status="complete",
+                                                device=device, dtype=dtype))
     return res
 
 
-def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite: bool):
+def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite: bool, dtype: str):
     if not (out / io.MANIFEST).exists():
         return None
     m = io.read_manifest(out)
@@ -243,7 +248,7 @@ def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite:
             raise DataError(f"holds a {m.get('kind')!r} run, not a probe run; choose another --out", path=out)
         return None  # an unfinished probe run is recomputed from scratch
     same = (io.is_complete(out, kind="probe", config=rcp) and m.get("model") == model_str
-            and m.get("scenes") == io.json.loads(io.to_json(scenes_desc)))
+            and m.get("scenes") == io.json.loads(io.to_json(scenes_desc)) and m.get("dtype", "auto") == dtype)
     if same:
         table = io.read_table(out / "probe.parquet")
         table["gap"] = table["gap"].astype("Int64")
@@ -251,7 +256,7 @@ def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite:
         figs = [p for p in (out / "accuracy_vs_layer.png", out / "accuracy_vs_gap.png") if p.exists()]
         return ProbeResult(table=table, summary=summary, recipe=rcp, out=out, cached=True, figures=figs)
     if not overwrite:
-        raise DataError("already holds a complete probe run with a different model, scenes or recipe; "
+        raise DataError("already holds a complete probe run with a different model, scenes, dtype or recipe; "
                         "choose another --out or pass --overwrite", path=out)
     return None
 
