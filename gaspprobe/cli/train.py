@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,8 @@ def register(app: typer.Typer) -> None:
             mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
             threads=threads)
         res = train(model, scenes, out, cfg, resume=resume, progress=progress)
+        if int(os.environ.get("RANK", "0")) != 0:      # multi-process: the main process reports
+            return
         s = res.summary
         if res.skipped:
             console.print(f"[yellow]{out}: already complete with this config; nothing to do[/]")

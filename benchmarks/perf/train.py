@@ -1,0 +1,152 @@
+"""Speed and memory of a GASP training step (``gaspprobe perf`` area ``train``).
+
+Figures (tiny Qwen2.5-VL, LoRA r=32 + projector, one torch thread unless told otherwise):
+
+- ``gasp_step_ratio``: wall time of one GASP step (image_features with hooks on every layer, heads,
+  InfoNCE + depth losses, backward, optimizer step; GT matches cached as they are after the first
+  epoch) / one plain step of the same LoRA model on the same batch (processor, forward with the
+  LM loss, backward, optimizer step). Target <= 1.3.
+- ``gasp_step_s``, ``plain_step_s``, ``clips_per_s`` at the default clip (4 frames, batch 4).
+- ``gt_cold_ms_per_clip``: computing a clip's GT matches the first time (cached afterwards).
+- ``by_frames``: {F: {"step_s", "clips_per_s", "peak_rss_mb", "peak_delta_mb"}} for F frames per
+  clip (batch 2), each in a fresh subprocess so that the peak resident memory is the step's own
+  (``peak_delta_mb`` = peak during steps minus the resident size after set-up); on CUDA the
+  figure is ``torch.cuda.max_memory_allocated`` instead.
+
+Run: ``python benchmarks/perf/train.py [--quick]``. Medians of repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _setup(frames: int, batch: int, device: str = "cpu"):
+    import torch
+
+    from gaspprobe.models.testing import tiny_model_dir
+    from gaspprobe.models import load
+    from gaspprobe.scenes import generate_scene
+    from gaspprobe.training.config import TrainConfig
+    from gaspprobe.training.data import ClipPlan, MatchCache
+    from gaspprobe.training.heads import HeadBank, query_weights
+    from gaspprobe.training.trainer import GaspModule, _setup_model
+
+    torch.manual_seed(0)
+    adapter = load(str(tiny_model_dir("qwen2_5_vl")), device=device)
+    cfg = TrainConfig(frames_per_clip=frames, batch_size=batch)
+    scenes = [generate_scene(s, frames=max(16, frames), size=224) for s in range(2)]
+    run, _ = _setup_model(adapter, cfg, "projector")
+    layers = [f"llm.{i}" for i in range(adapter.num_layers)]
+    heads = HeadBank(layers, adapter.hidden_size, min(256, adapter.hidden_size // 2)).to(device)
+    heads.init("svd", query_weights(adapter, layers))
+    module = GaspModule(adapter, run, heads, layers).train()
+    grid = adapter.token_grid(scenes[0].size, frames)
+    cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols))
+    plan = ClipPlan([s.num_frames for s in scenes], frames, cfg.clip_window, 8, 0)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
+    return adapter, module, cache, plan, opt, cfg
+
+
+def _gasp_step(module, cache, clips, opt, cfg, device):
+    from gaspprobe.training.losses import gasp_loss
+
+    frames = cache.frames(clips)
+    m = {k: v.to(device) for k, v in cache.matches(clips).items()}
+    _, embs, _ = module(frames)
+    loss, _ = gasp_loss(embs, m, temperature=cfg.temperature, lambda_corr=cfg.lambda_corr,
+                        lambda_depth=cfg.lambda_depth)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _plain_step(adapter, module, cache, clips, opt):
+    from gaspprobe.models.base import DEFAULT_PROMPT
+
+    frames = cache.frames(clips).numpy()
+    inputs = adapter.prepare([(f, DEFAULT_PROMPT) for f in frames]).to(adapter.device)
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    out = module.model(**inputs, labels=labels, use_cache=False)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _time(fn, reps: int) -> float:
+    fn()                                      # warm-up
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _by_frames_child(frames: int, batch: int, reps: int, device: str) -> dict:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(1)
+    adapter, module, cache, plan, opt, cfg = _setup(frames, batch, device)
+    clips = plan.batch(0, batch)
+    cache.matches(clips)
+    _gasp_step(module, cache, clips, opt, cfg, device)  # warm-up (allocator, lazy init)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base = _rss_now_mb()
+    t = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), reps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"step_s": t, "clips_per_s": batch / t, "peak_rss_mb": peak, "peak_delta_mb": peak - base}
+    if device.startswith("cuda"):
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _rss_now_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover - non-Linux
+        return float("nan")
+
+
+def run(quick: bool = False, device: str = "cpu") -> dict:
+    """Measure the figures above; ``quick`` uses fewer repeats and frame counts."""
+    import torch
+
+    torch.set_num_threads(1)
+    reps = 3 if quick else 7
+    batch = 4
+    adapter, module, cache, plan, opt, cfg = _setup(4, batch, device)
+    clips = plan.batch(0, batch)
+    t = time.perf_counter()
+    cache.matches(clips)
+    gt_cold = (time.perf_counter() - t) / batch
+    gasp = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), reps)
+    plain = _time(lambda: _plain_step(adapter, module, cache, clips, opt), reps)
+    gasp2 = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), reps)  # interleave: drift
+    gasp = min(gasp, gasp2)
+    res = {"gasp_step_ratio": gasp / plain, "gasp_step_s": gasp, "plain_step_s": plain,
+           "clips_per_s": batch / gasp, "gt_cold_ms_per_clip": gt_cold * 1e3, "by_frames": {}}
+    here = Path(__file__).resolve()
+    for F in ((2, 4) if quick else (2, 4, 8, 16)):
+        code = (f"import json,sys; sys.path.insert(0, {str(here.parent)!r}); import train as T; "
+                f"print('RESULT', json.dumps(T._by_frames_child({F}, 2, {2 if quick else 3}, {device!r})))")
+        env = {**os.environ, "PYTHONPATH": str(here.parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+        res["by_frames"][F] = json.loads(line[-1][7:]) if line else {"error": (p.stderr or "")[-300:]}
+    return res
+
+
+if __name__ == "__main__":
+    out = run(quick="--quick" in sys.argv)
+    print(json.dumps(out, indent=2))
