@@ -96,9 +96,13 @@ def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, s
 
 
 def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, layers: int = 28,
-         repeats: int = 3) -> dict:
-    """A 7B-width matching step, timed per layer and per scene (x ``layers``)."""
+         repeats: int = 3, device: str = "cpu") -> dict:
+    """A 7B-width matching step, timed per layer and per scene (x ``layers``) on ``device``."""
     import torch
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     from gaspprobe.probing.depth import RidgeStats
     from gaspprobe.probing.match import match_tokens
@@ -106,18 +110,27 @@ def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, laye
 
     g = torch.Generator().manual_seed(0)
     T = rows * cols
-    feats = torch.randn(frames, rows, cols, D, generator=g)
+    feats = torch.randn(frames, rows, cols, D, generator=g).to(device)
     pairs = sample_pairs(frames, [1, 2, 4, 8, 16, 24], 4, seed=0)
     pt = torch.tensor([[i, j] for i, j, _ in pairs])
     src = [torch.nonzero(torch.rand(T, generator=g) < 0.6).squeeze(1) for _ in pairs]
     tgt = [torch.randint(0, T, (s.numel(),), generator=g) for s in src]
-    y = torch.rand(frames * T, generator=g) + 1.0
+    y = (torch.rand(frames * T, generator=g) + 1.0).to(device)
 
-    t_match = _median(lambda: match_tokens(feats, feats, pt, src, tgt, cosine=True), repeats)
+    def m():
+        match_tokens(feats, feats, pt, src, tgt, cosine=True)
+        sync()
+
     st = RidgeStats(D)
-    t_ridge = _median(lambda: st.update(feats.reshape(-1, D), y), max(1, repeats - 1))
+
+    def r():
+        st.update(feats.reshape(-1, D), y)
+        sync()
+
+    t_match = _median(m, repeats)
+    t_ridge = _median(r, max(1, repeats - 1))
     return {
-        "D": D, "frames": frames, "tokens_per_frame": T, "pairs": len(pairs),
+        "device": device, "D": D, "frames": frames, "tokens_per_frame": T, "pairs": len(pairs),
         "matches": sum(int(s.numel()) for s in src), "layers": layers,
         "match_per_layer_s": t_match, "match_per_scene_s": t_match * layers,
         "depth_stats_per_layer_s": t_ridge, "depth_stats_per_scene_s": t_ridge * layers,
@@ -142,6 +155,8 @@ def run(quick: bool = False) -> dict:
         except Exception as e:  # a family whose tiny build is unavailable here: say so, don't hide it
             out["overhead"][a] = {"error": f"{type(e).__name__}: {e}"}
     out["wide"] = wide(repeats=2 if quick else 3, layers=28)
+    if torch.cuda.is_available():
+        out["wide_cuda"] = wide(repeats=5, layers=28, device="cuda")
     return out
 
 
@@ -157,8 +172,12 @@ def _print(res: dict) -> None:
               f"{r['match_depth_hidden_s'] * 1e3:.1f} ms, match att {r['match_attention_s'] * 1e3:.1f} ms | "
               f"ratio hidden {r['overhead_hidden']:.3f}, attention {r['overhead_attention']:.3f}, "
               f"both {r['overhead_both']:.3f}")
-    w = res["wide"]
-    print(f"7B-width step: D={w['D']}, {w['frames']} frames x {w['tokens_per_frame']} tokens, {w['pairs']} pairs, "
+    for w in [res["wide"]] + ([res["wide_cuda"]] if "wide_cuda" in res else []):
+        _print_wide(w)
+
+
+def _print_wide(w: dict) -> None:
+    print(f"7B-width step on {w['device']}: D={w['D']}, {w['frames']} frames x {w['tokens_per_frame']} tokens, {w['pairs']} pairs, "
           f"{w['matches']} matches: matching {w['match_per_layer_s'] * 1e3:.1f} ms/layer = "
           f"{w['match_per_scene_s']:.2f} s/scene ({w['layers']} layers); depth stats "
           f"{w['depth_stats_per_layer_s'] * 1e3:.0f} ms/layer = {w['depth_stats_per_scene_s']:.1f} s/scene")
