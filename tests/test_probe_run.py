@@ -284,3 +284,17 @@ def test_front_door_api_is_the_runner(tmp_path):
 
     res = gaspprobe.probe("oracle:xyz:8x8", [plane_scene()], "quick", gaps=[1])
     assert res.summary["peak_accuracy"] == 1.0 and res.recipe.frames_per_clip == 8
+
+
+def test_scene_folder_description_tracks_regeneration(tmp_path):
+    from gaspprobe.probing.run import describe_scenes
+    from gaspprobe.scenes import make_scenes
+
+    make_scenes(tmp_path / "s", n_scenes=1, frames=2, size=32, seed=0)
+    a = describe_scenes(tmp_path / "s")
+    assert a["path"] == str((tmp_path / "s").resolve()) and a["manifest"]["config"]["seed"] == 0
+    m = io.read_json(tmp_path / "s" / "manifest.json")
+    m["created"] = "2099-01-01T00:00:00Z"  # a regenerated set
+    io.atomic_write_json(tmp_path / "s" / "manifest.json", m)
+    assert describe_scenes(tmp_path / "s") != a
+    assert describe_scenes([plane_scene("x"), plane_scene("y")]) == ["x", "y"]

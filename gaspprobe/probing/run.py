@@ -77,29 +77,53 @@ def resolve_model(model: Any, recipe: Recipe, *, device: str = "cpu", dtype: str
     return model, str(getattr(model, "model_id", type(model).__name__))
 
 
-def resolve_scenes(scenes: Any) -> tuple[list, Any]:
-    """(list of Scene, a JSON description for the manifest) from a folder, a Scene or a list."""
+def describe_scenes(scenes: Any) -> Any:
+    """What the manifest records about ``scenes`` (cheap: a folder is not loaded): for a folder,
+    its resolved path plus its scenes manifest (config and creation time, so a regenerated set is
+    a different set) or, without one, its sorted entries; for Scene objects, their names."""
+    from gaspprobe.scenes.types import Scene
+
+    if isinstance(scenes, (str, Path)):
+        p = Path(scenes)
+        desc: dict = {"path": str(p.resolve())}
+        m = p / io.MANIFEST
+        if m.is_file():
+            try:
+                sm = io.read_json(m)
+                desc["manifest"] = {k: sm.get(k) for k in ("kind", "config", "created", "scenes")}
+            except DataError:
+                pass
+        elif p.is_dir():
+            desc["entries"] = sorted(e.name for e in p.iterdir() if not e.name.startswith("."))
+        return desc
+    if isinstance(scenes, Scene):
+        return [scenes.name]
+    try:
+        return [s.name for s in scenes]
+    except (TypeError, AttributeError):
+        return None
+
+
+def resolve_scenes(scenes: Any) -> list:
+    """The list of Scene from a folder (or folder of scene folders), a Scene or a list."""
     from gaspprobe.scenes.types import Scene
 
     if isinstance(scenes, (str, Path)):
         from gaspprobe.scenes import load_scenes
 
         lst = load_scenes(scenes)
-        desc: Any = str(Path(scenes).resolve())
     elif isinstance(scenes, Scene):
         lst = [scenes]
-        desc = [scenes.name]
     else:
         lst = list(scenes)
         if not all(isinstance(s, Scene) for s in lst):
             raise DataError("scenes: expected a folder, a Scene or a list of Scene")
-        desc = [s.name for s in lst]
     if not lst:
         raise DataError("no scenes to probe", path=scenes if isinstance(scenes, (str, Path)) else None)
     names = [s.name for s in lst]
     if len(set(names)) != len(names):
         raise DataError(f"scenes: names must be unique, got {names}")
-    return lst, desc
+    return lst
 
 
 def attention_scale(adapter: Any) -> float:
@@ -183,12 +207,13 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     rcp = load_recipe(recipe, **overrides)
     model_str = str(model) if isinstance(model, (str, Path)) else str(
         getattr(model, "model_id", type(model).__name__))
-    scene_list, scenes_desc = resolve_scenes(scenes)
-    if out is not None:
+    scenes_desc = describe_scenes(scenes)
+    if out is not None:  # a complete identical run is returned before loading scenes or model
         out = Path(out)
         cached = _cached(out, rcp, model_str, scenes_desc, overwrite, dtype)
         if cached is not None:
             return cached
+    scene_list = resolve_scenes(scenes)
     adapter, model_str = resolve_model(model, rcp, device=device, dtype=dtype)
     if out is not None:
         io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
