@@ -92,7 +92,7 @@ class _Special:
         return ""
 
 
-def _resolve_model(model: Any, samples: Sequence[Sample], seed: int) -> tuple[Any, str]:
+def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str = "cpu") -> tuple[Any, str]:
     if isinstance(model, str):
         if model in SPECIAL_MODELS:
             return _Special(model, samples, seed), model
@@ -100,7 +100,7 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int) -> tuple[An
             raise GaspError(f"unknown special model {model!r}; supported: {', '.join(SPECIAL_MODELS)}")
         from gaspprobe import models
 
-        return models.load(model), model
+        return models.load(model, device=device), model
     if not hasattr(model, "generate"):
         raise GaspError(f"model must be a name/path or an adapter with .generate(), got {type(model).__name__}")
     return model, _object_name(model)
@@ -274,7 +274,8 @@ def _dist_state():
 def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_root: str | Path | None = None,
         image_root: str | Path | None = None, frames: int | None = None, limit: int | None = None,
         batch_size: int = 1, prompt_variant: str | None = None, parser: str | None = None,
-        max_new_tokens: int | None = None, seed: int = 0, progress: bool = True) -> BenchResult:
+        max_new_tokens: int | None = None, seed: int = 0, progress: bool = True,
+        device: str | None = None) -> BenchResult:
     """Run ``model`` on ``benchmark`` (card name or YAML path) over ``data`` into run folder ``out``.
 
     Args:
@@ -289,6 +290,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         max_new_tokens: default the card's (16).
         seed: for ``baseline:random``.
         progress: show a rich progress bar with the running score.
+        device: where a model given by name is loaded (default: the shard's device under
+            accelerate/torchrun, else "cuda" when available, else "cpu"); not part of the config.
     Returns:
         :class:`BenchResult` with the run folder and its summary.
     """
@@ -316,21 +319,25 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         return BenchResult(out, io.read_json(out / SUMMARY))  # nothing left to do
 
     samples = _load(card, data, video_root, image_root, variant, limit)
-    mdl, model_name = _resolve_model(model, samples, seed)
+    if device is None:  # each shard on its own accelerator; a single process on cuda:0 if there is one
+        import torch
+
+        device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    mdl, model_name = _resolve_model(model, samples, seed, device)
     manifest_extra = {"model": model_name, "benchmark": card.name, "card_version": card.version,
                       "options": {"batch_size": batch_size}}
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        io.write_manifest(out, io.make_manifest("bench", config, seed=seed, status="running", **manifest_extra))
-    if state is not None:
-        state.wait_for_everyone()
-
     pred_path = out / PREDICTIONS
+    # every process must see the same finished set: read it before the barrier, i.e. before any
+    # process can start appending new records
     done = _latest(io.read_jsonl(pred_path) + [r for p in sorted(out.glob("predictions.rank*.jsonl"))
                                                  for r in io.read_jsonl(p)])
     todo = [s for s in samples if s.id not in done or done[s.id].get("failed")]
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        io.write_manifest(out, io.make_manifest("bench", config, seed=seed, status="running", **manifest_extra))
     my_path = pred_path
     if state is not None:
+        state.wait_for_everyone()
         with state.split_between_processes(todo) as mine:
             todo = list(mine)
         my_path = out / f"predictions.rank{state.process_index}.jsonl"

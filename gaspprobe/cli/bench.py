@@ -13,8 +13,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _print_summary(s: dict, run_dir: Path) -> None:
+    import os
+
     from rich.table import Table
 
+    if os.environ.get("RANK", "0") != "0":  # sharded run: only the main process prints
+        return
     t = Table(title=f"{s['benchmark']} (card v{s['card_version']}) - {s['model']}", show_header=True)
     t.add_column("task")
     t.add_column("score", justify="right")
@@ -42,6 +46,7 @@ def run_cmd(
     prompt_variant: Optional[str] = typer.Option(None, "--prompt-variant", help="Named non-default prompt."),
     parser: Optional[str] = typer.Option(None, "--parser", help="Named non-default parser."),
     seed: int = typer.Option(0, "--seed", help="Seed (baseline:random)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
 ) -> None:
     """Run a model on a benchmark: predictions.jsonl, scores.parquet, summary.json, manifest.json."""
@@ -49,7 +54,8 @@ def run_cmd(
     from gaspprobe.api import bench
 
     r = bench(model, benchmark, data, out, video_root=video_root, image_root=image_root, frames=frames,
-              limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed)
+              limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed,
+              device=device)
     _print_summary(r.summary, r.run_dir)
 
 
