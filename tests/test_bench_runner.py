@@ -340,3 +340,21 @@ def test_two_process_sharding_gathers_by_id(tmp_path):
     assert not list(out.glob("predictions.rank*.jsonl"))
     single = run("baseline:random", "allangles", AA, tmp_path / "single", progress=False)
     assert io.read_json(out / "summary.json")["overall"] == pytest.approx(single.overall)
+
+
+def test_judge_hook_is_off_by_default_and_recorded_when_used(tmp_path):
+    answers = {s.prompt: "I would say the second one" for s in _samples("allangles", AA)}
+    off = run(FakeAdapter(answers), "allangles", AA, tmp_path / "off", progress=False)
+    assert off.summary["judge"] is None and off.summary["parse_failures"] == 11 and off.overall == 0.0
+    seen = []
+
+    def judge(raw, sample):
+        seen.append(raw)
+        return "B" if "second" in raw else None
+
+    on = run(FakeAdapter(answers), "allangles", AA, tmp_path / "on", judge=judge, progress=False)
+    assert len(seen) == 11 and on.summary["parse_failures"] == 0
+    assert on.summary["judge"].endswith("judge")
+    assert io.read_manifest(tmp_path / "on")["config"]["judge"] == on.summary["judge"]
+    expected = 100 * sum(s.target == "B" for s in _samples("allangles", AA)) / 11
+    assert on.overall == pytest.approx(expected)

@@ -33,6 +33,7 @@ reason, scores 0 and the run goes on; the summary counts them.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -125,6 +126,40 @@ def _record(sample: Sample, raw: str | None, parsed: Any, score: float, failed: 
     return {"id": sample.id, "question_type": sample.question_type, "task": sample.task,
             "prompt": sample.prompt, "raw": raw, "parsed": parsed, "target": sample.target,
             "score": score, "failed": failed, **(extra or {})}
+
+
+def _resolve_judge(judge: Any) -> tuple[Callable | None, str | None]:
+    """An optional answer extractor used only when the rule parser finds no answer (the paper's
+    LLM judge for All-Angles is such a hook). ``judge`` is None (off, the default), a callable
+    ``judge(raw, sample) -> letter | None`` or an importable ``"module:function"`` name."""
+    if judge is None:
+        return None, None
+    if isinstance(judge, str):
+        import importlib
+
+        mod, _, attr = judge.partition(":")
+        try:
+            fn = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError, ValueError):
+            raise GaspError(f"judge: cannot import {judge!r} (expected 'module:function')") from None
+        return fn, judge
+    if not callable(judge):
+        raise GaspError(f"judge: expected a callable or 'module:function', got {type(judge).__name__}")
+    return judge, f"{getattr(judge, '__module__', '?')}:{getattr(judge, '__qualname__', type(judge).__name__)}"
+
+
+def _with_judge(parse: Callable, judge: Callable | None) -> Callable:
+    if judge is None:
+        return parse
+
+    def parse_or_judge(raw: str, sample: Sample):
+        got = parse(raw, sample)
+        if got is None and sample.kind == "mca":
+            j = judge(raw, sample)
+            got = j if isinstance(j, str) and j in sample.options else None
+        return got
+
+    return parse_or_judge
 
 
 def _latest(records: Sequence[dict]) -> dict[str, dict]:
@@ -251,7 +286,7 @@ def _check_config(out: Path, config: dict) -> dict | None:
         return None
     m = io.read_manifest(out, kind="bench")
     old = m.get("config") or {}
-    new = io.json.loads(io.to_json(io._finite(config)))
+    new = json.loads(io.to_json(config))  # the manifest's JSON round trip (tuples -> lists ...)
     if old != new:
         diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         k = diff[0] if diff else "?"
@@ -275,7 +310,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         image_root: str | Path | None = None, frames: int | None = None, limit: int | None = None,
         batch_size: int = 1, prompt_variant: str | None = None, parser: str | None = None,
         max_new_tokens: int | None = None, seed: int = 0, progress: bool = True,
-        device: str | None = None) -> BenchResult:
+        device: str | None = None, judge: Any = None) -> BenchResult:
     """Run ``model`` on ``benchmark`` (card name or YAML path) over ``data`` into run folder ``out``.
 
     Args:
@@ -292,6 +327,9 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         progress: show a rich progress bar with the running score.
         device: where a model given by name is loaded (default: the shard's device under
             accelerate/torchrun, else "cuda" when available, else "cpu"); not part of the config.
+        judge: optional answer extractor for multiple-choice outputs the rule parser cannot read
+            (callable ``judge(raw, sample) -> letter | None`` or ``"module:function"``); off by
+            default, recorded in the config and the summary when used.
     Returns:
         :class:`BenchResult` with the run folder and its summary.
     """
@@ -306,12 +344,13 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         k = None
     if batch_size < 1:
         raise GaspError(f"batch_size: expected >= 1, got {batch_size}")
+    judge_fn, judge_name = _resolve_judge(judge)
     model_str = model if isinstance(model, str) else None
     config = {"model": model_str or _object_name(model), "benchmark": card.name, "card_version": card.version,
               "data": str(data), "video_root": None if video_root is None else str(video_root),
               "image_root": None if image_root is None else str(image_root), "frames": k, "limit": limit,
               "prompt_variant": variant, "parser": parser_name,
-              "max_new_tokens": int(max_new_tokens or card.max_new_tokens), "seed": seed}
+              "max_new_tokens": int(max_new_tokens or card.max_new_tokens), "seed": seed, "judge": judge_name}
     state = _dist_state()
     is_main = state is None or state.is_main_process
     existing = _check_config(out, config)
@@ -342,7 +381,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             todo = list(mine)
         my_path = out / f"predictions.rank{state.process_index}.jsonl"
 
-    parse = _parser(card, parser_name)
+    parse = _with_judge(_parser(card, parser_name), judge_fn)
     mnt = int(max_new_tokens or card.max_new_tokens)
     _generate_all(mdl, todo, card, parse, my_path, k, batch_size, mnt, progress and is_main, done,
                   None if state is None else state.process_index)
@@ -359,7 +398,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
                 p.unlink()
         latest = _latest(io.read_jsonl(pred_path))
         meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
-                "data": str(data), "judge": None, "seconds": round(time.perf_counter() - t0, 3)}
+                "data": str(data), "judge": judge_name, "seconds": round(time.perf_counter() - t0, 3)}
         summary = _finalize(out, card, samples, latest, model_name, meta)
         io.write_manifest(out, io.make_manifest("bench", config, seed=seed, status="complete", **manifest_extra))
     if state is not None:
@@ -491,7 +530,7 @@ def score(benchmark: str, data: str | Path, predictions: str | Path, out: str | 
     config = {"mode": "score", "model": model_name, "benchmark": card.name, "card_version": card.version,
               "data": str(data), "predictions": str(predictions), "prompt_variant": variant, "parser": parser_name}
     out.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(out / PREDICTIONS, "".join(io.json.dumps(io._finite(r)) + "\n" for r in records))
+    io.atomic_write_text(out / PREDICTIONS, "".join(json.dumps(r) + "\n" for r in records))
     meta = {"frames": None, "prompt_variant": variant, "parser": parser_name, "data": str(data),
             "predictions": str(predictions), "judge": None}
     summary = _finalize(out, card, [s for s in samples if s.id in raws], _latest(records), model_name, meta)

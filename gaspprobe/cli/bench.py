@@ -46,6 +46,8 @@ def run_cmd(
     prompt_variant: Optional[str] = typer.Option(None, "--prompt-variant", help="Named non-default prompt."),
     parser: Optional[str] = typer.Option(None, "--parser", help="Named non-default parser."),
     seed: int = typer.Option(0, "--seed", help="Seed (baseline:random)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Optional answer extractor 'module:function' "
+                                        "for unparsed multiple-choice outputs (off: official rules only)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
 ) -> None:
@@ -55,7 +57,7 @@ def run_cmd(
 
     r = bench(model, benchmark, data, out, video_root=video_root, image_root=image_root, frames=frames,
               limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed,
-              device=device)
+              device=device, judge=judge)
     _print_summary(r.summary, r.run_dir)
 
 
