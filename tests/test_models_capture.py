@@ -192,3 +192,27 @@ def test_bad_inputs_are_one_line_errors():
         list(ad.capture(frames(1, 64, 64), mode="keys"))
     with pytest.raises(DataError, match=r"\[B,F,H,W,3\]"):
         ad.image_features(frames(2, 64, 64))
+
+
+def test_nested_captures_and_consumer_errors_do_not_hang():
+    ad = tiny_adapter("qwen2_5_vl")
+    fr = frames(2, 112, 112)
+    outer = []
+    for cap in ad.capture(fr, layers=["vision", "llm.0"]):
+        inner = [c.name for c in ad.capture(fr, layers=["llm.1"])]  # a second capture while the first is paused
+        assert inner == ["llm.1"]
+        outer.append(cap.name)
+    assert outer == ["vision", "llm.0"]
+    # attention mode nested in attention mode: each capture gets its own layers' q/k, then the
+    # model's attention implementation is restored once both are done
+    cfg = ad.decoder_layers()[0].self_attn.config
+    orig = cfg._attn_implementation
+    ref = {c.name: c.query for c in ad.capture(fr, mode="attention", layers=["llm.2"])}
+    for cap in ad.capture(fr, mode="attention", layers=["llm.0"]):
+        inner = {c.name: c.query for c in ad.capture(fr, mode="attention", layers=["llm.2"])}
+        assert list(inner) == ["llm.2"] and torch.equal(inner["llm.2"], ref["llm.2"])
+    assert cfg._attn_implementation == orig
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        for cap in ad.capture(fr):
+            raise RuntimeError("consumer failed")
+    assert [c.name for c in ad.capture(fr, layers=["llm.3"])] == ["llm.3"]  # the model is usable afterwards

@@ -118,7 +118,11 @@ class _QKRecorder:
         self.emit = emit
 
 
-_ACTIVE_QK: dict[int, _QKRecorder] = {}  # id(attention config) -> recorder (one capture per model at a time)
+# (id(attention config), thread id) -> recorder. Hooks and recorders act only in the thread whose
+# forward installed them, so nested or concurrent captures on one model never see each other's layers.
+_ACTIVE_QK: dict[tuple[int, int], _QKRecorder] = {}
+_QK_USERS: dict[int, list] = {}  # id(attention config) -> [active captures, original implementation]
+_QK_LOCK = threading.Lock()
 
 
 def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -130,7 +134,7 @@ def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropo
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    rec = _ACTIVE_QK.get(id(module.config))
+    rec = _ACTIVE_QK.get((id(module.config), threading.get_ident()))
     if rec is not None and id(module) in rec.modules:
         B, H, S, dh = query.shape
         idx = rec.idx.to(query.device)
@@ -158,6 +162,39 @@ def _register_qk() -> None:
     AttentionInterface.register(_QK_IMPL, _qk_attention)
     AttentionMaskInterface.register(_QK_IMPL, sdpa_mask)
     _QK_REGISTERED = True
+
+
+class _WorkerPool:
+    """Long-lived daemon threads that run capture forwards.
+
+    A fresh thread per capture would pay per-thread set-up every time (CUDA/cuBLAS handles,
+    the OpenMP team), which is milliseconds against a tiny model's forward; idle workers are reused.
+    A capture started while another is being consumed (nested loops) gets another worker.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.Queue] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.Queue()
+            threading.Thread(target=self._loop, args=(jobs,), name="gaspprobe-capture", daemon=True).start()
+        jobs.put(fn)
+
+    def _loop(self, jobs: queue.Queue) -> None:
+        while True:
+            fn = jobs.get()
+            try:
+                fn()
+            finally:
+                with self._lock:
+                    self._idle.append(jobs)
+
+
+_POOL = _WorkerPool()
 
 
 class BaseAdapter:
@@ -294,6 +331,7 @@ class BaseAdapter:
         last = names[-1]
         handles: list[Any] = []
         rows = torch.arange(idx.shape[0])[:, None]
+        owner = threading.get_ident()  # the hooks fire for every forward of the model: act only on ours
 
         def gather(hs: torch.Tensor) -> torch.Tensor:
             return hs[rows.to(hs.device), idx.to(hs.device)]  # [B, N, D]
@@ -301,6 +339,8 @@ class BaseAdapter:
         if mode == "hidden":
             if "vision" in names:
                 def pre(mod, args, kwargs):
+                    if threading.get_ident() != owner:
+                        return None
                     hs = args[0] if args else kwargs["hidden_states"]
                     emit("vision", gather(hs), None)
                     if last == "vision":
@@ -312,6 +352,8 @@ class BaseAdapter:
                 i = int(name.split(".")[1])
 
                 def post(mod, args, out, name=name):
+                    if threading.get_ident() != owner:
+                        return None
                     hs = out[0] if isinstance(out, tuple) else out
                     emit(name, gather(hs), None)
                     if name == last:
@@ -329,18 +371,27 @@ class BaseAdapter:
             if f"llm.{i}" == last:
                 raise _StopForward
 
-        if id(attn_cfg) in _ACTIVE_QK:
-            raise ModelError("an attention-mode capture is already running on this model")
-        orig = attn_cfg._attn_implementation
-        _ACTIVE_QK[id(attn_cfg)] = _QKRecorder(mods, idx, emit_qk)
-        attn_cfg._attn_implementation = _QK_IMPL
+        key = (id(attn_cfg), owner)
+        with _QK_LOCK:
+            _ACTIVE_QK[key] = _QKRecorder(mods, idx, emit_qk)
+            users = _QK_USERS.setdefault(id(attn_cfg), [0, attn_cfg._attn_implementation])
+            users[0] += 1
+            attn_cfg._attn_implementation = _QK_IMPL
 
         def undo() -> None:
-            attn_cfg._attn_implementation = orig
-            _ACTIVE_QK.pop(id(attn_cfg), None)
+            with _QK_LOCK:
+                _ACTIVE_QK.pop(key, None)
+                users[0] -= 1
+                if users[0] == 0:  # the last attention capture on this model restores its implementation
+                    attn_cfg._attn_implementation = users[1]
+                    _QK_USERS.pop(id(attn_cfg), None)
         return undo
 
-    def _prepare_capture(self, frames: Any, per_frame: bool, prompt: str | None):
+    def prepare_capture(self, frames: Any, *, per_frame: bool = False, prompt: str | None = None):
+        """Processor inputs, grid and image-token positions (``idx`` long [B, N]) of a capture.
+
+        Pass the result as ``run_layers(..., prepared=...)`` to run several captures (or time the
+        forward alone) without re-running the processor."""
         arr = as_frames(frames)
         prompt = DEFAULT_PROMPT if prompt is None else prompt
         F, H, W = arr.shape[:3]
@@ -358,7 +409,7 @@ class BaseAdapter:
 
     def run_layers(self, frames: Any, callback: Callable[[LayerCapture], None], *,
                    mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
-                   per_frame: bool = False, prompt: str | None = None) -> TokenGrid:
+                   per_frame: bool = False, prompt: str | None = None, prepared: Any = None) -> TokenGrid:
         """One forward pass; ``callback(LayerCapture)`` is called inside the hooks, layer by layer.
 
         Args:
@@ -370,11 +421,14 @@ class BaseAdapter:
             layers: subset of :meth:`layer_names` (default: all; attention mode: all ``llm.*``).
             per_frame: feed each frame alone (a batch of F one-image samples, still one pass).
             prompt: text after the images (default :data:`DEFAULT_PROMPT`).
+            prepared: the result of :meth:`prepare_capture` (then ``frames``, ``per_frame`` and
+                ``prompt`` are not used).
         Returns:
             the :class:`TokenGrid` of this pass (also ``self.last_grid``).
         """
         names = self._resolve_layers(layers, mode)
-        inputs, grid, idx = self._prepare_capture(frames, per_frame, prompt)
+        inputs, grid, idx = prepared if prepared is not None else self.prepare_capture(
+            frames, per_frame=per_frame, prompt=prompt)
         self.last_grid = grid
         F, R, C = grid.shape
 
@@ -398,7 +452,7 @@ class BaseAdapter:
         return grid
 
     def capture(self, frames: Any, *, mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
-                per_frame: bool = False, prompt: str | None = None) -> Iterator[LayerCapture]:
+                per_frame: bool = False, prompt: str | None = None, prepared: Any = None) -> Iterator[LayerCapture]:
         """Generator over :meth:`run_layers`: yields one :class:`LayerCapture` per layer, in order.
 
         A worker thread runs the forward and waits inside each layer's hook until the consumer
@@ -409,6 +463,7 @@ class BaseAdapter:
         items: queue.Queue = queue.Queue()
         resume = threading.Semaphore(0)
         abort = threading.Event()
+        finished = threading.Event()
         done = object()
         n_threads = torch.get_num_threads()
 
@@ -419,15 +474,18 @@ class BaseAdapter:
                 raise _StopForward
 
         def work() -> None:
-            torch.set_num_threads(n_threads)
+            if torch.get_num_threads() != n_threads:
+                torch.set_num_threads(n_threads)
             try:
-                self.run_layers(frames, callback, mode=mode, layers=layers, per_frame=per_frame, prompt=prompt)
+                self.run_layers(frames, callback, mode=mode, layers=layers, per_frame=per_frame, prompt=prompt,
+                                prepared=prepared)
                 items.put(done)
             except BaseException as e:  # handed to the consumer's thread
                 items.put(_Failure(e))
+            finally:
+                finished.set()
 
-        worker = threading.Thread(target=work, name="gaspprobe-capture", daemon=True)
-        worker.start()
+        _POOL.submit(work)
         try:
             while True:
                 item = items.get()
@@ -439,10 +497,10 @@ class BaseAdapter:
                 del item
                 resume.release()
         finally:
-            if worker.is_alive():
+            if not finished.is_set():  # the consumer stopped early: unblock the hook, let it stop the forward
                 abort.set()
                 resume.release()
-                worker.join()
+                finished.wait()
 
     # ------------------------------------------------------------------ training
     def image_features(self, frames_batch: Any, layers: Sequence[str] | None = None, *,

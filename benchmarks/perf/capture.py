@@ -1,0 +1,201 @@
+"""Capture speed and memory: streamed per-layer capture vs the bare forward pass, per tiny family.
+
+    python benchmarks/perf/capture.py [--quick] [--device cuda]
+
+``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). Figures, all ratios or
+rates measured in this one run (median of repeats after warm-up, one torch thread on CPU):
+
+* ``overhead_ratio``: worst family's ``capture / bare`` wall time, where *bare* is
+  ``model(**inputs, use_cache=False, logits_to_keep=1)`` (the cheapest complete forward) and
+  *capture* is ``list``-ing :meth:`capture` with every layer (vision + all LLM layers), each layer
+  dropped by the consumer; both on the same prepared inputs (the processor is timed separately,
+  ``processor_ms``). Target <= 1.05-1.10.
+* ``api_overhead_ratio``: the same with the processor included on both sides (``capture(frames)``
+  vs ``prepare + forward``).
+* ``run_layers_ratio``: the callback form (no worker thread).
+* memory (CUDA only: ``torch.cuda.max_memory_allocated`` is exact; on CPU there is no reliable
+  per-tensor peak, see ``memory_note``): ``peak_extra_bytes`` = capture peak - bare peak, against
+  ``layer_bytes`` = one layer's image-token features; ``hidden_states_extra_bytes`` for the naive
+  ``output_hidden_states=True`` forward, for reference.
+* scaling: ``per_layer_ms`` (capture time when stopping after k layers, k = 1..L) and the ratio at
+  F = 2, 4, 8, 16 frames.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median_ms(fn, device: str, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def _paired_ms(fa, fb, device: str, repeats: int, warmup: int = 2) -> tuple[float, float]:
+    """Medians of ``fa`` and ``fb`` timed alternately (a, b, a, b, ...), so that load from other
+    processes hits both alike."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, ts in ((fa, ta), (fb, tb)):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ta), 1e3 * statistics.median(tb)
+
+
+def _bare(ad, inputs):
+    import torch
+
+    with torch.inference_mode():
+        try:
+            return ad.model(**inputs, use_cache=False, logits_to_keep=1)
+        except TypeError:  # pragma: no cover - a family without logits_to_keep
+            return ad.model(**inputs, use_cache=False)
+
+
+def _consume(it) -> int:
+    n = 0
+    for cap in it:
+        n += cap.feats.shape[0] if cap.feats is not None else cap.query.shape[0]
+        del cap  # drop each layer before asking for the next
+    return n
+
+
+def _frames(F: int, size: int = 448, seed: int = 0) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, 256, (F, size, size, 3), dtype=np.uint8)
+
+
+def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
+    import torch
+
+    from gaspprobe.models import load
+    from gaspprobe.models.testing import tiny_model_dir
+
+    ad = load(tiny_model_dir(arch), dtype="float32", device=device)
+    reps = 5 if quick else 15
+    F = 8
+    fr = _frames(F)
+    prepared = ad.prepare_capture(fr)
+    inputs, grid, _ = prepared
+    out: dict[str, Any] = {"frames": F, "tokens_per_frame": grid.tokens_per_frame,
+                           "seq_len": int(inputs["input_ids"].shape[1]), "layers": ad.num_layers}
+    bare, cap = _paired_ms(lambda: _bare(ad, inputs), lambda: _consume(ad.capture(None, prepared=prepared)),
+                           device, reps)
+    bare2, cb = _paired_ms(lambda: _bare(ad, inputs), lambda: ad.run_layers(None, lambda c: None, prepared=prepared),
+                           device, reps)
+    proc = _median_ms(lambda: ad.prepare_capture(fr), device, reps)
+    api_bare, api_cap = _paired_ms(lambda: _bare(ad, ad.prepare_capture(fr)[0]), lambda: _consume(ad.capture(fr)),
+                                   device, reps)
+    out.update(bare_ms=bare, capture_ms=cap, run_layers_ms=cb, processor_ms=proc,
+               overhead_ratio=cap / bare, run_layers_ratio=cb / bare2, api_overhead_ratio=api_cap / api_bare)
+    # scaling with the number of layers captured (early stop after layer k)
+    names = ad.layer_names()
+    out["per_layer_ms"] = [round(_median_ms(lambda k=k: _consume(ad.capture(None, prepared=prepared, layers=names[:k])),
+                                            device, max(3, reps // 3)), 3) for k in range(1, len(names) + 1)]
+    # scaling with frames
+    scale = {}
+    for Fk in ((2, 8) if quick else (2, 4, 8, 16)):
+        p = ad.prepare_capture(_frames(Fk, seed=Fk))
+        b, c = _paired_ms(lambda: _bare(ad, p[0]), lambda: _consume(ad.capture(None, prepared=p)), device,
+                          max(3, reps // 2))
+        scale[str(Fk)] = {"bare_ms": round(b, 3), "capture_ms": round(c, 3), "ratio": round(c / b, 4)}
+    out["frames_scaling"] = scale
+    # memory
+    D = ad.hidden_size
+    out["layer_bytes"] = F * grid.tokens_per_frame * D * 4
+    if device.startswith("cuda"):
+        def peak(fn) -> int:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - base
+
+        def hidden_states():
+            with torch.inference_mode():
+                ad.model(**inputs, use_cache=False, logits_to_keep=1, output_hidden_states=True)
+
+        pb = peak(lambda: _bare(ad, inputs))
+        pc = peak(lambda: _consume(ad.capture(None, prepared=prepared)))
+        pr = peak(lambda: ad.run_layers(None, lambda c: None, prepared=prepared))
+        ph = peak(hidden_states)
+        out.update(bare_peak_bytes=pb, capture_peak_bytes=pc, run_layers_peak_bytes=pr, hidden_states_peak_bytes=ph,
+                   peak_extra_bytes=pc - pb, run_layers_extra_bytes=pr - pb, hidden_states_extra_bytes=ph - pb,
+                   peak_extra_layers=(pc - pb) / out["layer_bytes"])
+    return out
+
+
+def run(quick: bool = False, device: str = "cpu") -> dict:
+    """Measure every registered family's tiny model; returns the figures (see module docstring)."""
+    import torch
+
+    from gaspprobe.models import supported
+
+    if not device.startswith("cuda"):
+        torch.set_num_threads(1)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    fams = {arch: _family(arch, device, quick) for arch in supported()}
+    res: dict[str, Any] = {
+        "overhead_ratio": max(f["overhead_ratio"] for f in fams.values()),
+        "api_overhead_ratio": max(f["api_overhead_ratio"] for f in fams.values()),
+        "run_layers_ratio": max(f["run_layers_ratio"] for f in fams.values()),
+        "families": fams,
+    }
+    if device.startswith("cuda"):
+        res["peak_extra_layers"] = max(f["peak_extra_layers"] for f in fams.values())
+    else:
+        res["memory_note"] = ("CPU: no exact peak of torch allocations; run with --device cuda for "
+                              "max_memory_allocated figures")
+    return res
+
+
+def _print(res: dict) -> None:
+    fams = res["families"]
+    print(f"{'family':17s} {'F':>3s} {'tok/f':>5s} {'bare ms':>8s} {'capt ms':>8s} {'ratio':>6s} {'cb':>6s} "
+          f"{'api':>6s} {'proc ms':>8s}  per-layer ms (vision, llm.0..)")
+    for arch, f in fams.items():
+        print(f"{arch:17s} {f['frames']:3d} {f['tokens_per_frame']:5d} {f['bare_ms']:8.2f} {f['capture_ms']:8.2f} "
+              f"{f['overhead_ratio']:6.3f} {f['run_layers_ratio']:6.3f} {f['api_overhead_ratio']:6.3f} "
+              f"{f['processor_ms']:8.2f}  {f['per_layer_ms']}")
+    print("frames scaling (capture/bare):", {a: {k: v["ratio"] for k, v in f["frames_scaling"].items()}
+                                             for a, f in fams.items()})
+    if "peak_extra_layers" in res:
+        for arch, f in fams.items():
+            print(f"{arch:17s} peak bare {f['bare_peak_bytes']/2**20:8.2f} MiB, capture +{f['peak_extra_bytes']/2**10:8.1f} KiB "
+                  f"(callback +{f['run_layers_extra_bytes']/2**10:.1f} KiB), one layer {f['layer_bytes']/2**10:.1f} KiB, "
+                  f"output_hidden_states +{f['hidden_states_extra_bytes']/2**10:.1f} KiB")
+    print({k: v for k, v in res.items() if k != "families"})
+
+
+if __name__ == "__main__":
+    dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+    _print(run(quick="--quick" in sys.argv, device=dev))
