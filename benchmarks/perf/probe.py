@@ -1,17 +1,31 @@
-"""Speed of the probe's own work, measured (not a test).
+"""Speed and memory of the probe, measured (not a test).
 
-1. ``overhead``: on each tiny model family, the probe's own work per scene (ground truth:
-   ``patch_matches_many`` for all sampled pairs + ``patch_depth``; NN matching of every layer; the
-   depth probe's ridge statistics) as a fraction of the model's forward time for the same clip
-   (target <= 0.10). Forward time = consuming ``adapter.capture`` with no work per layer (hidden
-   and attention mode separately); probe work is timed on the captured features with the same
-   functions the runner calls. Median of repeats after a warm-up, one torch thread.
-2. ``wide``: a 7B-width matching step: D = 3584, 8 frames x 256 tokens (16x16), 28 layers, the
-   default recipe's pairs for an 8-frame clip (gaps 1, 2, 4; 4 pairs each, both directions), with
-   ~60% of the source tokens visible; matching per layer and per scene (x 28 layers), and the
-   depth probe's statistics update per layer (float32 products for D > 1024).
+    python benchmarks/perf/probe.py [--quick] [--device cuda]
 
-Run: ``python benchmarks/perf/probe.py [--quick]``; ``run(quick=False) -> dict``.
+``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). One 8-frame 448x448
+rendered room per tiny model family, the default recipe's pairs for that clip (gaps 1, 2, 4; 4
+pairs each, both directions: 24 pairs). Median of repeats after a warm-up, one torch thread on CPU.
+
+Top-level figures (worst family):
+
+* ``own_work_fraction``: the probe's own work with the default recipe (ground truth:
+  ``patch_matches_many`` + ``patch_depth``, computed once per scene; NN matching of every layer in
+  both modes; the depth probe's ridge statistics) / the two forward passes it rides on (consuming
+  ``adapter.capture`` in hidden and in attention mode, no work per layer). Target <= 0.10.
+* ``overhead_ratio``: wall time of ``probe()`` on the scene (hidden mode, no depth probe) / the bare
+  forward it needs (``prepare_capture`` + ``model(**inputs, use_cache=False, logits_to_keep=1)``).
+* ``naive_speed_ratio``: a naive probe (``output_hidden_states=True``, all layers held, then a
+  Python loop over layers and pairs, each a cosine NN by matrix product; same GT) / ``probe()``
+  with the same work (hidden mode, no depth).
+* ``naive_memory_ratio``: feature memory the naive probe holds (every layer's hidden states of the
+  whole sequence) / what the probe holds at once (one layer's image-token features + its largest
+  similarity block). On CUDA also the measured ``torch.cuda.max_memory_allocated`` above the
+  weights (``naive_peak_extra_bytes``, ``probe_peak_extra_bytes``); on CPU there is no reliable
+  per-tensor peak, so the ratio is computed from the tensors' sizes.
+
+``wide`` (and ``wide_cuda`` when a GPU is there): a 7B-width matching step, D = 3584, 8 frames x
+256 tokens (16x16), 24 pairs, ~60% of source tokens visible: matching and depth statistics per
+layer and per scene (x 28 layers).
 """
 
 from __future__ import annotations
@@ -21,48 +35,69 @@ import sys
 import time
 
 
-def _median(fn, repeats: int, warmup: int = 1) -> float:
+def _sync(device: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median(fn, repeats: int, warmup: int = 1, device: str = "cpu") -> float:
     for _ in range(warmup):
         fn()
+    _sync(device)
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        _sync(device)
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
 
-def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, scene=None) -> dict:
-    """Probe work / forward time on the tiny ``arch`` model for one ``frames``-frame clip."""
+def _bare(ad, inputs):
     import torch
 
-    from gaspprobe.models.testing import tiny_adapter
+    with torch.inference_mode():
+        try:
+            return ad.model(**inputs, use_cache=False, logits_to_keep=1)
+        except TypeError:  # a family without logits_to_keep
+            return ad.model(**inputs, use_cache=False)
+
+
+def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, scene=None,
+             device: str = "cpu") -> dict:
+    """All per-family figures for one ``frames``-frame clip on the tiny ``arch`` model."""
+    import torch
+
+    from gaspprobe.models import load
+    from gaspprobe.models.testing import tiny_adapter, tiny_model_dir
     from gaspprobe.probing.depth import RidgeStats, valid_tokens
     from gaspprobe.probing.match import match_tokens
     from gaspprobe.probing.recipe import Recipe
-    from gaspprobe.probing.run import attention_scale
+    from gaspprobe.probing.run import attention_scale, probe
     from gaspprobe.probing.temporal import sample_pairs
     from gaspprobe.scenes import generate_scene, patch_depth, patch_matches_many
 
-    ad = tiny_adapter(arch)
+    ad = tiny_adapter(arch) if device == "cpu" else load(tiny_model_dir(arch), device=device, dtype="float32")
     sc = scene if scene is not None else generate_scene(0, frames=frames, size=size)
     rcp = Recipe(frames_per_clip=frames)
     F = sc.num_frames
     grid = ad.token_grid(sc.size, F)
     pairs = sample_pairs(F, rcp.gaps, rcp.pairs_per_gap, seed=0)
     pt = torch.tensor([[i, j] for i, j, _ in pairs])
+    med = lambda fn, r=repeats: _median(fn, r, device=device)  # noqa: E731
 
     def forward(mode):
         for cap in ad.capture(sc.rgb, mode=mode):
             del cap
 
-    t_fwd = {m: _median(lambda m=m: forward(m), repeats) for m in ("hidden", "attention")}
+    t_fwd = {m: med(lambda m=m: forward(m)) for m in ("hidden", "attention")}
 
     def gt():
-        ms = patch_matches_many(sc, pt, grid, depth_tol=rcp.depth_tol)
-        return ms, patch_depth(sc, grid)
+        return patch_matches_many(sc, pt, grid, depth_tol=rcp.depth_tol), patch_depth(sc, grid)
 
-    t_gt = _median(gt, repeats)
+    t_gt = med(gt)
     ms, depth = gt()
     src, tgt = [m.src for m in ms], [m.tgt for m in ms]
     hid = [c.feats.float() for c in ad.capture(sc.rgb, mode="hidden")]
@@ -80,29 +115,72 @@ def overhead(arch: str, *, frames: int = 8, size: int = 448, repeats: int = 3, s
         for q, k in att:
             match_tokens(q, k, pt, src, tgt, cosine=False, logit_scale=scale)
 
-    t_mh = _median(match_hidden, repeats)
-    t_ma = _median(match_att, repeats)
-    n_matches = sum(int(s.numel()) for s in src)
-    return {
-        "arch": arch, "frames": F, "tokens_per_frame": grid.tokens_per_frame, "layers": len(hid),
-        "pairs": len(pairs), "matches": n_matches,
+    t_mh = med(match_hidden)
+    t_ma = med(match_att)
+
+    # end to end: probe() vs the bare forward it needs, and vs a naive probe
+    light = Recipe(frames_per_clip=frames, modes=["hidden"], depth_probe=False)
+    prepared = ad.prepare_capture(sc.rgb)
+    inputs, pgrid, idx = prepared
+    t_bare = med(lambda: _bare(ad, ad.prepare_capture(sc.rgb)[0]))
+    t_probe = med(lambda: probe(ad, [sc], light), max(2, repeats - 1))
+
+    def naive():
+        ms_, _ = gt()
+        inp = ad.prepare_capture(sc.rgb)[0]
+        with torch.inference_mode():
+            try:
+                out = ad.model(**inp, use_cache=False, logits_to_keep=1, output_hidden_states=True)
+            except TypeError:
+                out = ad.model(**inp, use_cache=False, output_hidden_states=True)
+        hs = out.hidden_states
+        pos = idx[0].to(hs[0].device)
+        held = sum(h.numel() * h.element_size() for h in hs)
+        for h in hs:  # every layer, every pair, one at a time
+            f = torch.nn.functional.normalize(h[0, pos].float(), dim=-1).reshape(F, -1, h.shape[-1])
+            for (i, j), m in zip(pt.tolist(), ms_):
+                (f[i][m.src.to(f.device)] @ f[j].T).argmax(1).cpu()
+        return held
+
+    t_naive = med(naive, max(2, repeats - 1))
+    naive_held = naive()
+    D = hid[0].shape[-1]
+    T = grid.tokens_per_frame
+    m_max = max(int(torch.bincount(pt[:, 1].repeat_interleave(torch.tensor([len(s) for s in src])),
+                                   minlength=F).max()), 1)
+    probe_held = F * T * D * 4 + F * m_max * T * 4
+    out = {
+        "arch": arch, "frames": F, "tokens_per_frame": T, "layers": len(hid), "pairs": len(pairs),
+        "matches": sum(int(s.numel()) for s in src),
         "forward_hidden_s": t_fwd["hidden"], "forward_attention_s": t_fwd["attention"],
         "gt_s": t_gt, "match_depth_hidden_s": t_mh, "match_attention_s": t_ma,
         # the runner computes GT once per scene and shares it between the modes
-        "overhead_hidden": (t_gt + t_mh) / t_fwd["hidden"],
-        "overhead_attention": t_ma / t_fwd["attention"],
-        "overhead_both": (t_gt + t_mh + t_ma) / (t_fwd["hidden"] + t_fwd["attention"]),
+        "own_work_fraction": (t_gt + t_mh + t_ma) / (t_fwd["hidden"] + t_fwd["attention"]),
+        "own_work_fraction_without_gt": (t_mh + t_ma) / (t_fwd["hidden"] + t_fwd["attention"]),
+        "bare_forward_s": t_bare, "probe_s": t_probe, "overhead_ratio": t_probe / t_bare,
+        "naive_s": t_naive, "naive_speed_ratio": t_naive / t_probe,
+        "naive_held_bytes": naive_held, "probe_held_bytes": probe_held,
+        "naive_memory_ratio": naive_held / probe_held,
     }
+    if device.startswith("cuda"):
+        def peak(fn) -> int:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - base
+
+        pn, pp = peak(naive), peak(lambda: probe(ad, [sc], light))
+        out.update(naive_peak_extra_bytes=pn, probe_peak_extra_bytes=pp, naive_memory_ratio=pn / max(pp, 1))
+    return out
 
 
 def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, layers: int = 28,
          repeats: int = 3, device: str = "cpu") -> dict:
     """A 7B-width matching step, timed per layer and per scene (x ``layers``) on ``device``."""
     import torch
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
 
     from gaspprobe.probing.depth import RidgeStats
     from gaspprobe.probing.match import match_tokens
@@ -116,19 +194,9 @@ def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, laye
     src = [torch.nonzero(torch.rand(T, generator=g) < 0.6).squeeze(1) for _ in pairs]
     tgt = [torch.randint(0, T, (s.numel(),), generator=g) for s in src]
     y = (torch.rand(frames * T, generator=g) + 1.0).to(device)
-
-    def m():
-        match_tokens(feats, feats, pt, src, tgt, cosine=True)
-        sync()
-
     st = RidgeStats(D)
-
-    def r():
-        st.update(feats.reshape(-1, D), y)
-        sync()
-
-    t_match = _median(m, repeats)
-    t_ridge = _median(r, max(1, repeats - 1))
+    t_match = _median(lambda: match_tokens(feats, feats, pt, src, tgt, cosine=True), repeats, device=device)
+    t_ridge = _median(lambda: st.update(feats.reshape(-1, D), y), max(1, repeats - 1), device=device)
     return {
         "device": device, "D": D, "frames": frames, "tokens_per_frame": T, "pairs": len(pairs),
         "matches": sum(int(s.numel()) for s in src), "layers": layers,
@@ -137,8 +205,8 @@ def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, laye
     }
 
 
-def run(quick: bool = False) -> dict:
-    """All figures: ``{"overhead": {arch: {...}}, "wide": {...}}`` (seconds and ratios)."""
+def run(quick: bool = False, device: str = "cpu") -> dict:
+    """All figures: worst-family ratios at the top, ``families`` {arch: {...}}, ``wide``."""
     import torch
 
     torch.set_num_threads(1)
@@ -148,21 +216,37 @@ def run(quick: bool = False) -> dict:
     archs = supported()
     if quick:
         archs = [a for a in archs if a == "qwen2_5_vl"] or archs[:1]
-    out = {"overhead": {}, "wide": None, "threads": torch.get_num_threads()}
+    fams: dict = {}
     for a in archs:
         try:
-            out["overhead"][a] = overhead(a, repeats=reps)
+            fams[a] = overhead(a, repeats=reps, device=device)
         except Exception as e:  # a family whose tiny build is unavailable here: say so, don't hide it
-            out["overhead"][a] = {"error": f"{type(e).__name__}: {e}"}
+            fams[a] = {"error": f"{type(e).__name__}: {e}"}
+    ok = [f for f in fams.values() if "error" not in f]
+    out: dict = {"threads": torch.get_num_threads(), "device": device}
+    if ok:
+        out["own_work_fraction"] = max(f["own_work_fraction"] for f in ok)
+        out["own_work_fraction_without_gt"] = max(f["own_work_fraction_without_gt"] for f in ok)
+        out["overhead_ratio"] = max(f["overhead_ratio"] for f in ok)
+        out["naive_speed_ratio"] = min(f["naive_speed_ratio"] for f in ok)
+        out["naive_memory_ratio"] = min(f["naive_memory_ratio"] for f in ok)
+    out["families"] = fams
     out["wide"] = wide(repeats=2 if quick else 3, layers=28)
     if torch.cuda.is_available():
         out["wide_cuda"] = wide(repeats=5, layers=28, device="cuda")
     return out
 
 
+def _print_wide(w: dict) -> None:
+    print(f"7B-width step on {w['device']}: D={w['D']}, {w['frames']} frames x {w['tokens_per_frame']} tokens, "
+          f"{w['pairs']} pairs, {w['matches']} matches: matching {w['match_per_layer_s'] * 1e3:.1f} ms/layer = "
+          f"{w['match_per_scene_s']:.2f} s/scene ({w['layers']} layers); depth stats "
+          f"{w['depth_stats_per_layer_s'] * 1e3:.0f} ms/layer = {w['depth_stats_per_scene_s']:.1f} s/scene")
+
+
 def _print(res: dict) -> None:
-    print(f"probe overhead on tiny models (threads={res['threads']}); target <= 0.10 of forward time")
-    for a, r in res["overhead"].items():
+    print(f"probe on tiny models (device={res['device']}, threads={res['threads']})")
+    for a, r in res["families"].items():
         if "error" in r:
             print(f"  {a:16s} unavailable: {r['error']}")
             continue
@@ -170,18 +254,18 @@ def _print(res: dict) -> None:
               f"matches={r['matches']} | fwd hidden {r['forward_hidden_s'] * 1e3:.1f} ms, attention "
               f"{r['forward_attention_s'] * 1e3:.1f} ms | GT {r['gt_s'] * 1e3:.1f} ms, match+depth "
               f"{r['match_depth_hidden_s'] * 1e3:.1f} ms, match att {r['match_attention_s'] * 1e3:.1f} ms | "
-              f"ratio hidden {r['overhead_hidden']:.3f}, attention {r['overhead_attention']:.3f}, "
-              f"both {r['overhead_both']:.3f}")
-    for w in [res["wide"]] + ([res["wide_cuda"]] if "wide_cuda" in res else []):
-        _print_wide(w)
-
-
-def _print_wide(w: dict) -> None:
-    print(f"7B-width step on {w['device']}: D={w['D']}, {w['frames']} frames x {w['tokens_per_frame']} tokens, {w['pairs']} pairs, "
-          f"{w['matches']} matches: matching {w['match_per_layer_s'] * 1e3:.1f} ms/layer = "
-          f"{w['match_per_scene_s']:.2f} s/scene ({w['layers']} layers); depth stats "
-          f"{w['depth_stats_per_layer_s'] * 1e3:.0f} ms/layer = {w['depth_stats_per_scene_s']:.1f} s/scene")
+              f"own work {r['own_work_fraction']:.3f} ({r['own_work_fraction_without_gt']:.3f} without GT) | "
+              f"probe/bare {r['overhead_ratio']:.2f} | naive/probe time {r['naive_speed_ratio']:.2f}, "
+              f"memory {r['naive_memory_ratio']:.1f}")
+    for k in ("own_work_fraction", "own_work_fraction_without_gt", "overhead_ratio", "naive_speed_ratio",
+              "naive_memory_ratio"):
+        if k in res:
+            print(f"  worst family {k}: {res[k]:.3f}")
+    for k in ("wide", "wide_cuda"):
+        if k in res:
+            _print_wide(res[k])
 
 
 if __name__ == "__main__":
-    _print(run(quick="--quick" in sys.argv))
+    dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+    _print(run(quick="--quick" in sys.argv, device=dev))

@@ -302,27 +302,31 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
 
     F = min(scene.num_frames, rcp.frames_per_clip)
     clip = scene if F == scene.num_frames else scene.subset(list(range(F)))
-    grid = adapter.token_grid(clip.size, F)
-    rows, cols = grid.rows, grid.cols
     seed = (rcp.seed * 1000003) ^ zlib.crc32(scene.name.encode())
     pairs = sample_pairs(F, rcp.gaps, rcp.pairs_per_gap, seed=seed, both_directions=rcp.both_directions)
     acc.n_pairs += len(pairs)
     gaps = acc.gaps
+    G = len(gaps)
     pair_t = torch.tensor([[i, j] for i, j, _ in pairs], dtype=torch.long).reshape(-1, 2)
     gap_idx = torch.tensor([gaps.index(g) for _, _, g in pairs], dtype=torch.long)
-    # all pairs at once: per-frame work (centre depths, world points, box index) is shared
-    gts = patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol) if pairs else []
-    src_idx = [m.src.long() for m in gts]
-    tgt_idx = [m.tgt.long() for m in gts]
-    G = len(gaps)
-    sizes = torch.tensor([int(s.numel()) for s in src_idx], dtype=torch.long)
-    per_match_gap = torch.repeat_interleave(gap_idx, sizes) if len(pairs) else torch.zeros(0, dtype=torch.long)
-    acc.gt_n[scene.name] = torch.bincount(per_match_gap, minlength=G)
-    gt_all = torch.cat(tgt_idx) if tgt_idx else torch.zeros(0, dtype=torch.long)
-    for r in rcp.tolerances:
-        ch = chance_within(gt_all, rows, cols, r).double()
-        acc.chance[(scene.name, r)] = torch.zeros(G, dtype=torch.float64).index_add_(0, per_match_gap, ch)
-    depth = patch_depth(clip, grid) if depth_role else None
+    st: dict = {}
+
+    def setup(grid) -> None:
+        """GT for all pairs on the forward pass's own grid (read from the first capture, so the
+        processor does not run twice), chance, and patch depth for the depth probe."""
+        st["grid"] = grid
+        # all pairs at once: per-frame work (centre depths, world points, box index) is shared
+        gts = patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol) if pairs else []
+        st["src"] = [m.src.long() for m in gts]
+        st["tgt"] = [m.tgt.long() for m in gts]
+        sizes = torch.tensor([int(x.numel()) for x in st["src"]], dtype=torch.long)
+        per_match_gap = torch.repeat_interleave(gap_idx, sizes) if pairs else torch.zeros(0, dtype=torch.long)
+        acc.gt_n[scene.name] = torch.bincount(per_match_gap, minlength=G)
+        gt_all = torch.cat(st["tgt"]) if st["tgt"] else torch.zeros(0, dtype=torch.long)
+        for r in rcp.tolerances:
+            ch = chance_within(gt_all, grid.rows, grid.cols, r).double()
+            acc.chance[(scene.name, r)] = torch.zeros(G, dtype=torch.float64).index_add_(0, per_match_gap, ch)
+        st["depth"] = patch_depth(clip, grid) if depth_role else None
 
     if hasattr(adapter, "set_scene"):
         adapter.set_scene(clip)
@@ -335,8 +339,14 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                 continue
         for cap in adapter.capture(clip.rgb, mode=mode, layers=layers, per_frame=rcp.per_frame):
             if first:
-                _check_grid(adapter, grid)
+                lg = getattr(adapter, "last_grid", None)
+                if "grid" not in st:
+                    setup(lg if lg is not None else adapter.token_grid(clip.size, F))
+                elif lg is not None:
+                    _check_grid(adapter, st["grid"])  # every mode must see the same tokens
                 first = False
+            grid, src_idx, tgt_idx, depth = st["grid"], st["src"], st["tgt"], st["depth"]
+            rows, cols = grid.rows, grid.cols
             if mode == "hidden":
                 if cap.feats is None:
                     raise ModelError(f"{cap.name}: hidden-mode capture has no feats")
@@ -371,6 +381,8 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                                  temperature=1.0)
             acc.add_layer(mode, scene.name, cap.name, m, gap_idx, cols)
             del cap
+    if "grid" not in st:  # no layer came back (nothing to probe): still record the scene's GT
+        setup(adapter.token_grid(clip.size, F))
 
 
 def _check_grid(adapter, grid) -> None:
@@ -460,18 +472,31 @@ def _table(acc: _Acc, model_str: str, scene_names: list[str]):
     return df
 
 
-def _pooled(table, metric: str, layer=None, gap=None):
-    t = table[(table.metric == metric) & table.scene.isna()]
-    t = t[t.layer.isna()] if layer is None else t[t.layer == layer]
-    t = t[t.gap.isna()] if gap is None else t[t.gap == gap]
-    if len(t) != 1:
-        return float("nan"), 0
-    return float(t.value.iloc[0]), int(t.n.iloc[0])
+def _pooled_index(table) -> dict:
+    """{(metric, layer, gap): (value, n)} of the rows pooled over scenes (null scene)."""
+    t = table[table.scene.isna()]
+    idx = {}
+    for m, l, g, v, n in zip(t.metric, t.layer, t.gap.astype(object), t.value, t.n):
+        key_l = None if l is None or (isinstance(l, float) and l != l) else l
+        key_g = None if g is None or g is pd_na() or (isinstance(g, float) and g != g) else int(g)
+        idx[(m, key_l, key_g)] = (float(v), int(n))
+    return idx
 
 
-def _mode_block(acc: _Acc, table, mode: str) -> dict:
-    layers = [l for l in acc.layers if (table.metric == f"{mode}/acc_r0").loc[table.layer == l].any()]
-    accuracy = {f"r{r}": {l: _pooled(table, f"{mode}/acc_r{r}", l)[0] for l in layers}
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+def _pooled(idx: dict, metric: str, layer=None, gap=None):
+    """(value, n) pooled over scenes for (metric, layer, gap); (nan, 0) if absent."""
+    return idx.get((metric, layer, None if gap is None else int(gap)), (float("nan"), 0))
+
+
+def _mode_block(acc: _Acc, idx: dict, mode: str) -> dict:
+    layers = [l for l in acc.layers if (f"{mode}/acc_r0", l, None) in idx]
+    accuracy = {f"r{r}": {l: _pooled(idx, f"{mode}/acc_r{r}", l)[0] for l in layers}
                 for r in acc.r.tolerances}
     llm = [l for l in layers if l.startswith("llm.")] or layers
     cands = [(accuracy["r0"][l], -i, l) for i, l in enumerate(llm) if not math.isnan(accuracy["r0"][l])]
@@ -479,7 +504,7 @@ def _mode_block(acc: _Acc, table, mode: str) -> dict:
     by_gap, n_by_gap = {}, {}
     if peak is not None:
         for g in acc.gaps:
-            v, n = _pooled(table, f"{mode}/acc_r0", peak, g)
+            v, n = _pooled(idx, f"{mode}/acc_r0", peak, g)
             if n > 0:  # only the gaps the clips allowed and that had matches
                 by_gap[g], n_by_gap[g] = v, n
     rob, ratios = robustness(by_gap, n_by_gap)
@@ -495,26 +520,27 @@ def _mode_block(acc: _Acc, table, mode: str) -> dict:
         "n_by_gap": {str(g): n for g, n in n_by_gap.items()},
         "robustness": rob,
         "robustness_ratios": {str(g): v for g, v in ratios.items()},
-        "confidence_spearman": {l: _pooled(table, f"{mode}/conf_spearman", l)[0] for l in layers},
+        "confidence_spearman": {l: _pooled(idx, f"{mode}/conf_spearman", l)[0] for l in layers},
     }
 
 
 def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth: bool,
              n_train: int, scene_names: list[str]) -> dict:
     primary = "hidden" if "hidden" in acc.modes_seen else (acc.modes_seen[0] if acc.modes_seen else "hidden")
-    blocks = {m: _mode_block(acc, table, m) for m in acc.modes_seen}
+    idx = _pooled_index(table)  # the summary reads only pooled rows
+    blocks = {m: _mode_block(acc, idx, m) for m in acc.modes_seen}
     main = blocks.get(primary) or {"layers": [], "accuracy": {f"r{r}": {} for r in rcp.tolerances},
                                    "peak_layer": None, "peak_accuracy": float("nan"),
                                    "layer_mean_accuracy": float("nan"), "accuracy_by_gap": {},
                                    "robustness": float("nan"), "confidence_spearman": {}}
-    chance, n_matches = _pooled(table, "chance")
+    chance, n_matches = _pooled(idx, "chance")
     out = {
         "model": model_str,
         "mode": primary,
         "layers": list(acc.layers),
         **{k: v for k, v in main.items() if k != "layers"},
         "chance": chance,
-        **{f"chance_r{r}": _pooled(table, f"chance_r{r}")[0] for r in rcp.tolerances if r > 0},
+        **{f"chance_r{r}": _pooled(idx, f"chance_r{r}")[0] for r in rcp.tolerances if r > 0},
         "depth_probe": {},
         "n_pairs": acc.n_pairs,
         "n_matches": int(sum(int(n.sum()) for n in acc.gt_n.values())),
@@ -524,10 +550,10 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
         "tolerances": list(rcp.tolerances),
     }
     if do_depth:
-        out["depth_probe"] = {l: {"absrel": _pooled(table, "depth/absrel", l)[0],
-                                  "delta1": _pooled(table, "depth/delta1", l)[0],
-                                  "n": _pooled(table, "depth/absrel", l)[1]}
-                              for l in acc.layers if (table.metric == "depth/absrel").loc[table.layer == l].any()}
+        out["depth_probe"] = {l: {"absrel": _pooled(idx, "depth/absrel", l)[0],
+                                  "delta1": _pooled(idx, "depth/delta1", l)[0],
+                                  "n": _pooled(idx, "depth/absrel", l)[1]}
+                              for l in acc.layers if ("depth/absrel", l, None) in idx}
         out["depth_train_scenes"] = scene_names[:n_train]
         out["depth_test_scenes"] = scene_names[n_train:]
     if "attention" in blocks:
