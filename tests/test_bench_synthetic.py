@@ -318,6 +318,8 @@ def test_synthesize_vsibench_layout_and_oracle(tmp_path, gen_scenes):
     fr, idx, n = read_video_frames(tmp_path / "vsi" / "synthetic" / f"{gen_scenes[0].name}.mp4", 16)
     assert n == gen_scenes[0].num_frames and list(idx) == list(range(16))
     assert np.abs(fr.astype(float) - np.asarray(gen_scenes[0].rgb, dtype=float)).mean() < 8  # lossy but same frames
+    few = syn.synthesize(gen_scenes[:1], tmp_path / "few", format="vsibench", frames=5)
+    assert read_video_frames(tmp_path / "few" / "synthetic" / f"{gen_scenes[0].name}.mp4", 5)[2] == 5
     again = syn.synthesize(gen_scenes[:2], tmp_path / "vsi2", format="vsibench", seed=0)
     assert again["n"] == info["n"]
     pd.testing.assert_frame_equal(df, pd.read_parquet(tmp_path / "vsi2" / "test-00000-of-00001.parquet"))

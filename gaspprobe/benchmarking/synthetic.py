@@ -468,7 +468,7 @@ def _load_scenes(scenes) -> list:
 
 
 def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int = 0, per_type: int = 2,
-               views: int = 4, fps: int = 10, min_pixels: int = MIN_PIXELS) -> dict:
+               views: int = 4, fps: int = 10, min_pixels: int = MIN_PIXELS, frames: int | None = None) -> dict:
     """Write a synthetic benchmark about ``scenes`` (a folder or a list of :class:`Scene`) to ``out``.
 
     Args:
@@ -479,12 +479,20 @@ def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int =
         views: All-Angles views per scene (frames spread evenly over the scene's frames).
         fps: VSI video frame rate.
         min_pixels: an object counts as seen in a frame when it covers at least this many pixels.
+        frames: keep only this many evenly spaced frames of each scene (a difficulty knob: fewer
+            frames, sparser views); None keeps all. The number of objects and the camera motion are
+            knobs of the scenes themselves (``gaspprobe scenes make`` / ``generate_scene``).
     Returns:
         ``{"n": questions, "per_type": {type: n}, "path": question file}``.
     """
     if format not in ("vsibench", "allangles"):
         raise DataError(f"format: expected 'vsibench' or 'allangles', got {format!r}")
     sc = _load_scenes(scenes)
+    if frames is not None:
+        if frames < 1:
+            raise DataError(f"frames: expected a positive number, got {frames}")
+        sc = [s.subset(sorted(set(int(i) for i in np.linspace(0, s.num_frames - 1, frames).round())))
+              if s.num_frames > frames else s for s in sc]
     if not sc:
         raise DataError("no scenes to write questions about", path=str(scenes) if isinstance(scenes, (str, Path)) else None)
     out = Path(out)

@@ -178,8 +178,12 @@ def frame_indices(n: int, k: int):
 def read_video_frames(path: str | Path, k: int):
     """Decode ``k`` uniformly sampled RGB frames with PyAV.
 
-    Returns ``(frames, indices, n)``: uint8 array [k, H, W, 3], the int indices [k] and the number
-    of decoded frames n. Raises :class:`DataError` naming the file when it is missing or unreadable.
+    n is the container's frame count (``stream.frames``, what decord's ``len()`` reads from the
+    index); when the container does not say, or fewer frames decode than it says, n is the number
+    of frames that actually decode.
+
+    Returns ``(frames, indices, n)``: uint8 array [k, H, W, 3], the int indices [k] and n. Raises
+    :class:`DataError` naming the file when it is missing or unreadable.
     """
     import av
     import numpy as np
@@ -187,20 +191,39 @@ def read_video_frames(path: str | Path, k: int):
     path = Path(path)
     if not path.is_file():
         raise DataError("video not found", path=path)
+
+    def decode(idx) -> tuple[dict[int, Any], int]:
+        wanted = set(int(i) for i in idx)
+        got: dict[int, Any] = {}
+        count = 0
+        with av.open(str(path)) as c:
+            st = c.streams.video[0]
+            st.thread_type = "AUTO"
+            for i, fr in enumerate(c.decode(st)):
+                count = i + 1
+                if i in wanted:
+                    got[i] = fr.to_ndarray(format="rgb24")
+                if len(idx) and i >= idx[-1]:
+                    break
+        return got, count
+
     try:
-        with av.open(str(path)) as c:  # first pass: count decodable frames exactly
-            n = sum(1 for _ in c.decode(video=0))
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise DataError("no video stream", path=path)
+            n = int(c.streams.video[0].frames or 0)
+        if n <= 0:  # the container does not say: count the frames that decode
+            n = decode([])[1]
         if n == 0:
             raise DataError("video has no decodable frames", path=path)
         idx = frame_indices(n, k)
-        wanted = set(int(i) for i in idx)
-        got: dict[int, Any] = {}
-        with av.open(str(path)) as c:
-            for i, fr in enumerate(c.decode(video=0)):
-                if i in wanted:
-                    got[i] = fr.to_ndarray(format="rgb24")
-                if i >= idx[-1]:
-                    break
+        got, count = decode(idx)
+        if len(got) < len(set(int(i) for i in idx)):  # fewer decodable frames than the index says
+            n = decode([])[1]
+            if n == 0:
+                raise DataError("video has no decodable frames", path=path)
+            idx = frame_indices(n, k)
+            got, _ = decode(idx)
     except DataError:
         raise
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as e:

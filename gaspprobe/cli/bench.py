@@ -87,11 +87,13 @@ def synthesize_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for option shuffling and question sampling."),
     views: int = typer.Option(4, "--views", help="All-Angles: views per scene."),
     fps: int = typer.Option(10, "--fps", help="VSI: video frame rate."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Keep only this many evenly spaced frames per scene."),
+    per_type: int = typer.Option(2, "--per-type", help="Questions per type (VSI) / category (All-Angles) per scene."),
 ) -> None:
     """Write a synthetic benchmark in the exact schema and layout of VSI-Bench or All-Angles Bench."""
     from gaspprobe.benchmarking.synthetic import synthesize
 
-    info = synthesize(scenes, out, format=format, seed=seed, views=views, fps=fps)
+    info = synthesize(scenes, out, format=format, seed=seed, views=views, fps=fps, frames=frames, per_type=per_type)
     console.print(f"{info['n']} questions ({', '.join(f'{k}: {v}' for k, v in info['per_type'].items())}) -> {out}")
 
 
