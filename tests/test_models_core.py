@@ -76,3 +76,21 @@ def test_loaded_model_gives_the_same_logits_as_the_built_one():
     x = ad.prepare([(fr, "hi")])
     with torch.no_grad():
         torch.testing.assert_close(ad.model(**x).logits, rebuilt.eval()(**x).logits)
+
+
+def test_load_without_our_metadata_goes_through_autoprocessor(tmp_path):
+    """A folder without gaspprobe_model.json is loaded like a hub checkpoint: AutoProcessor first
+    (LLaVA: works), else the family's image-only processor (Qwen: its video processor needs torchvision)."""
+    import shutil
+
+    for arch, expect in (("llava", "LlavaProcessor"), ("qwen2_5_vl", None)):
+        d = tmp_path / arch
+        shutil.copytree(tiny_model_dir(arch), d)
+        (d / "gaspprobe_model.json").unlink()
+        ad = load(d)
+        name = type(ad.processor).__name__
+        assert name == (expect or name) and hasattr(ad.processor, "image_processor")
+        ref = tiny_adapter(arch)
+        fr = np.random.RandomState(1).randint(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+        assert torch.equal(ad.prepare([(fr, "hi")])["input_ids"], ref.prepare([(fr, "hi")])["input_ids"])
+        assert ad.token_grid((300, 500), 2).shape == ref.token_grid((300, 500), 2).shape

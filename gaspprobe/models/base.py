@@ -56,6 +56,8 @@ class FamilySpec:
         layers_path: attribute path from the full model to the decoder ``ModuleList``.
         processor_kwargs: the tiny processor's size settings (``(key, value)`` pairs), for inspect.
         notes: layout facts worth knowing (printed by ``gaspprobe model list``).
+        image_only_processor: ``"module:Class"`` of an image-only processor subclass, tried when
+            ``AutoProcessor`` fails (its video processor needs torchvision), or None.
     """
 
     model_type: str
@@ -70,6 +72,7 @@ class FamilySpec:
     layers_path: str = "model.language_model.layers"
     processor_kwargs: tuple[tuple[str, Any], ...] = ()
     notes: str = ""
+    image_only_processor: str | None = None
 
 
 class _StopForward(Exception):

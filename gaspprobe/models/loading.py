@@ -79,17 +79,29 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
-        hf_model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch_dtype)
+        # straight onto the device (no CPU copy of a 7B model first) when it is not the CPU
+        kw = {} if str(device) == "cpu" else {"device_map": str(device)}
+        hf_model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch_dtype, **kw)
     except Exception as e:
         raise ModelError(f"cannot load the model ({_one_line(e)})", path=src) from None
     hf_model = hf_model.to(device).eval()
 
     meta = read_meta(path) if local else None
+    pkw = dict(processor_kwargs or {})
     try:
         if meta and meta.get("processor_class"):
-            processor = _import(meta["processor_class"]).from_pretrained(src, **(processor_kwargs or {}))
+            processor = _import(meta["processor_class"]).from_pretrained(src, **pkw)
         else:
-            processor = AutoProcessor.from_pretrained(src, **(processor_kwargs or {}))
+            try:
+                processor = AutoProcessor.from_pretrained(src, **pkw)
+            except Exception:
+                if not cls.spec.image_only_processor:
+                    raise
+                processor = None
+            # AutoProcessor raises, or silently returns only the tokenizer, when the checkpoint's
+            # video processor cannot be built (it needs torchvision): images only will do
+            if not hasattr(processor, "image_processor") and cls.spec.image_only_processor:
+                processor = _import(cls.spec.image_only_processor).from_pretrained(src, **pkw)
     except Exception as e:
         raise ModelError(f"cannot load the processor ({_one_line(e)})", path=src) from None
     if not hasattr(processor, "image_processor"):

@@ -88,6 +88,7 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         patch_size=14, merge_size=2, image_token="<|image_pad|>",
         processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
         notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
+        image_only_processor="gaspprobe.models.processors:Qwen2_5_VLImageOnlyProcessor",
     )
 
     @classmethod
@@ -125,6 +126,7 @@ class Qwen2VLAdapter(QwenVLAdapter):
         patch_size=14, merge_size=2, image_token="<|image_pad|>",
         processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
         notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
+        image_only_processor="gaspprobe.models.processors:Qwen2VLImageOnlyProcessor",
     )
 
     @classmethod
@@ -161,6 +163,7 @@ class Qwen3VLAdapter(QwenVLAdapter):
         patch_size=16, merge_size=2, image_token="<|image_pad|>",
         processor_kwargs=(("min_pixels", 64 * 64), ("max_pixels", 256 * 256)),
         notes="smart_resize (no crop) to multiples of 32, 2x2 merge, deepstack added in early layers",
+        image_only_processor="gaspprobe.models.processors:Qwen3VLImageOnlyProcessor",
     )
 
     @classmethod
