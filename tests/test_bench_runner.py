@@ -358,3 +358,15 @@ def test_judge_hook_is_off_by_default_and_recorded_when_used(tmp_path):
     assert io.read_manifest(tmp_path / "on")["config"]["judge"] == on.summary["judge"]
     expected = 100 * sum(s.target == "B" for s in _samples("allangles", AA)) / 11
     assert on.overall == pytest.approx(expected)
+
+
+def test_rescore_vlmevalkit_tsv(tmp_path):
+    samples = _samples("allangles", AA)
+    rows = ["index\tprediction"] + [f"{s.id}\tThe answer is {s.target}." for s in samples[:8]]
+    p = tmp_path / "model_All_Angles_Bench.tsv"
+    p.write_text("\n".join(rows) + "\n")
+    rs = score("allangles", AA, p, tmp_path / "re")
+    assert rs.overall == pytest.approx(100.0) and rs.summary["n"] == 8 and rs.summary["n_missing"] == 3
+    (tmp_path / "bad.tsv").write_text("index\tanswer\n0\tA\n")
+    with pytest.raises(DataError, match="prediction"):
+        score("allangles", AA, tmp_path / "bad.tsv", tmp_path / "re2")
