@@ -370,3 +370,17 @@ def test_rescore_vlmevalkit_tsv(tmp_path):
     (tmp_path / "bad.tsv").write_text("index\tanswer\n0\tA\n")
     with pytest.raises(DataError, match="prediction"):
         score("allangles", AA, tmp_path / "bad.tsv", tmp_path / "re2")
+
+
+def test_leftover_shard_files_are_resumed_and_merged(tmp_path):
+    first = FakeAdapter(fail_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        run(first, "allangles", AA, tmp_path, progress=False)
+    # pretend those records came from shard 1 of a crashed sharded run
+    (tmp_path / "predictions.jsonl").rename(tmp_path / "predictions.rank1.jsonl")
+    second = FakeAdapter()
+    r = run(second, "allangles", AA, tmp_path, progress=False)
+    assert second.calls == 11 - 4 and r.summary["n"] == 11 and r.summary["n_missing"] == 0
+    assert not list(tmp_path.glob("predictions.rank*.jsonl"))
+    with pytest.raises(GaspError, match="frames"):
+        run(FakeAdapter(), "vsibench", VSI, tmp_path / "f0", frames=0, progress=False)

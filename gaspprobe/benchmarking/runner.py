@@ -344,6 +344,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         k = None
     if batch_size < 1:
         raise GaspError(f"batch_size: expected >= 1, got {batch_size}")
+    if k is not None and k < 1:
+        raise GaspError(f"frames: expected >= 1, got {k}")
     judge_fn, judge_name = _resolve_judge(judge)
     model_str = model if isinstance(model, str) else None
     config = {"model": model_str or _object_name(model), "benchmark": card.name, "card_version": card.version,
@@ -389,12 +391,13 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
     if state is not None:
         state.wait_for_everyone()
     if is_main:
-        if state is not None:  # gather the shards by id into the one predictions file
+        shards = sorted(out.glob("predictions.rank*.jsonl"))
+        if shards:  # gather the shards (this run's, or a crashed sharded run's) into one file
             with io.JsonlAppender(pred_path) as app:
-                for p in sorted(out.glob("predictions.rank*.jsonl")):
+                for p in shards:
                     for r in io.read_jsonl(p):
                         app.write(r)
-            for p in sorted(out.glob("predictions.rank*.jsonl")):
+            for p in shards:
                 p.unlink()
         latest = _latest(io.read_jsonl(pred_path))
         meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
