@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     from gaspprobe.benchmarking.card import Sample
-
-Parsed = "str | float | None"
 
 
 # --------------------------------------------------------------------------- VSI-Bench official
@@ -51,7 +49,7 @@ def _finite_float(token: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _letter(token: str, letters: "set[str] | Mapping[str, Any]") -> str | None:
+def _letter(token: str, letters: "set[str] | Mapping[str, str]") -> str | None:
     """The option letter ``token`` names under a case-insensitive exact match, else None."""
     up = token.upper()
     return up if up in letters else None
