@@ -247,3 +247,18 @@ def test_oracle_lifts_rank_tokens_by_3d_distance():
     assert (ma.pred == nearest).all()  # exact by construction
     assert (mh.pred == nearest).double().mean() >= 0.99
     assert not torch.isin(mh.pred, torch.arange(4)).any() and not torch.isin(ma.pred, torch.arange(4)).any()
+
+
+def test_attention_scale_from_adapter_or_config():
+    from types import SimpleNamespace as NS
+
+    from gaspprobe.errors import ModelError
+    from gaspprobe.probing.run import attention_scale
+
+    assert attention_scale(NS(attention_scale=0.25)) == 0.25
+    cfg = NS(text_config=NS(num_attention_heads=4, hidden_size=128, head_dim=None))
+    assert attention_scale(NS(model=NS(config=cfg))) == pytest.approx(1 / (4 * math.sqrt(32)))
+    cfg = NS(num_attention_heads=8, hidden_size=256, head_dim=64)  # explicit head_dim wins
+    assert attention_scale(NS(model=NS(config=cfg))) == pytest.approx(1 / (8 * 8))
+    with pytest.raises(ModelError, match="cannot tell the attention scale"):
+        attention_scale(NS(model=NS(config=NS()), model_id="m"))
