@@ -215,15 +215,15 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
             return cached
     scene_list = resolve_scenes(scenes)
     adapter, model_str = resolve_model(model, rcp, device=device, dtype=dtype)
-    if out is not None:
-        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
-                                                scenes=scenes_desc, status="running",
-                                                device=device, dtype=dtype))
     if rcp.layers is not None:
         known = list(adapter.layer_names())
         bad = [l for l in rcp.layers if l not in known]
         if bad or not rcp.layers:
             raise ConfigError(f"layers: unknown {bad or rcp.layers} for {model_str}; known: {', '.join(known)}")
+    if out is not None:
+        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
+                                                scenes=scenes_desc, status="running",
+                                                device=device, dtype=dtype))
     acc = _Acc(rcp)
     n_sc = len(scene_list)
     do_depth = rcp.depth_probe and "hidden" in rcp.modes and n_sc >= 2
