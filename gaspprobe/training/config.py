@@ -81,6 +81,11 @@ class TrainConfig:
     checkpoint_every: int = field(50, help="Steps between checkpoints (safetensors, atomic).")
     keep_checkpoints: int = field(2, help="Checkpoints kept on disk.")
     eval_every: int = field(100, help="Steps between validation evaluations (0 = only at the end).")
+    val_frames: int = field(32, help="Validation feeds each validation scene's first val_frames frames in ONE "
+                                     "forward, as the probe's default recipe does.")
+    val_gaps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 24],
+                                help="Frame gaps compared in validation (the probe's default).")
+    val_pairs_per_gap: int = field(4, help="Frame pairs per gap and validation scene (both directions).")
     log_groups: int = field(4, help="In-batch accuracy is logged for this many contiguous layer groups.")
     threads: int = field(0, help="torch intra-op threads (0 = leave torch's default).")
     time_limit_s: float = field(0.0, help="Stop early after this many seconds of training (0 = off). A time "
@@ -89,7 +94,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "frames_per_clip", "clips_per_scene",
-                    "checkpoint_every", "keep_checkpoints", "log_groups")
+                    "checkpoint_every", "keep_checkpoints", "log_groups", "val_frames", "val_pairs_per_gap")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ConfigError(f"lora_rank: must be >= 1, got {self.lora_rank}")
         if self.head_dim < 0:
             raise ConfigError(f"head_dim: must be >= 0, got {self.head_dim}")
+        if not self.val_gaps or min(self.val_gaps) < 1:
+            raise ConfigError(f"val_gaps: expected gaps >= 1, got {self.val_gaps}")
         for g in self.gt_grids:
             if g < 1:
                 raise ConfigError(f"gt_grids: grid sizes must be >= 1, got {g}")

@@ -327,29 +327,66 @@ def load_checkpoint(path: Path, module: nn.Module, optimizer, scheduler) -> tupl
 
 
 # ----------------------------------------------------------------------------- validation
-@torch.no_grad()
-def validate(module: GaspModule, cache: MatchCache, plan: ClipPlan, n_clips: int, batch_size: int,
-             device) -> dict[str, tuple[float, int]]:
-    """Raw hidden-state r=0 match accuracy per layer (incl. ``vision``) on fixed validation clips.
+def val_pairs(n_frames: int, gaps, pairs_per_gap: int) -> list[tuple[int, int, int]]:
+    """(gap, i, j) frame pairs the validation compares: for each gap g < n_frames, up to
+    ``pairs_per_gap`` start frames i evenly spread over [0, n_frames - g), each in both directions
+    (i, i+g) and (i+g, i), as the probe's default recipe samples them."""
+    out = []
+    for g in gaps:
+        if g >= n_frames:
+            continue
+        starts = sorted({round(k * (n_frames - g - 1) / max(1, pairs_per_gap - 1)) for k in range(pairs_per_gap)}) \
+            if pairs_per_gap > 1 else [0]
+        for i in starts:
+            out += [(g, i, i + g), (g, i + g, i)]
+    return out
 
-    This is the probe's criterion restricted to the clips' frame pairs; it only steers defaults
-    and early checks. The reported headline is measured by ``gaspprobe probe`` on held-out scenes."""
+
+@torch.no_grad()
+def validate(module: GaspModule, cache: MatchCache, cfg: TrainConfig, device) -> dict:
+    """Raw hidden-state r=0 accuracy on the validation scenes, the way the probe measures it.
+
+    Each validation scene goes through ONE forward with its first ``cfg.val_frames`` frames (as
+    ``gaspprobe probe`` does); frame pairs come from :func:`val_pairs`; a source token is correct
+    when the target-frame token of highest cosine similarity is its GT token. Returns
+    ``{"acc": {layer: (acc, n)}, "by_gap": {layer: {gap: (acc, n)}}, "peak_layer", "peak",
+    "robustness"}`` with the peak over LLM layers and robustness = mean over gaps g > g_min of
+    acc(g) / acc(g_min) at the peak layer. This steers defaults only; the reported figures are
+    measured by ``gaspprobe probe`` on held-out scenes."""
     adapter = module._adapter[0]
     was = module.training
     module.eval()
-    hits: dict[str, float] = {}
-    total = 0
-    for k in range(0, n_clips, batch_size):
-        clips = [plan.clip(p) for p in range(k, min(n_clips, k + batch_size))]
-        m = cache.matches(clips)["token"].to(device)
-        feats = adapter.image_features(cache.frames(clips), layers=None, model=module.model)
-        for n, v in feats.items():
-            acc, cnt = match_accuracy(v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]), m)
-            if cnt:
-                hits[n] = hits.get(n, 0.0) + acc * cnt
-        total += m.num_matches
+    hits: dict[tuple[str, int], float] = {}
+    counts: dict[int, int] = {}
+    for s, scene in enumerate(cache.scenes):
+        F = min(scene.num_frames, cfg.val_frames)
+        pairs = val_pairs(F, cfg.val_gaps, cfg.val_pairs_per_gap)
+        if not pairs:
+            continue
+        feats = adapter.image_features(scene.rgb[:F][None], layers=None, model=module.model)
+        for g, i, j in pairs:
+            src, tgt, _ = cache._pair(s, i, j, "token")
+            if src.numel() == 0:
+                continue
+            counts[g] = counts.get(g, 0) + int(src.numel())
+            for n, v in feats.items():
+                f = nn.functional.normalize(v[0].reshape(F, -1, v.shape[-1]).float(), dim=-1)
+                pred = (f[i][src.to(f.device)] @ f[j].T).argmax(-1).cpu()
+                hits[(n, g)] = hits.get((n, g), 0.0) + float((pred == tgt).sum())
     module.train(was)
-    return {n: (h / total, total) for n, h in hits.items()} if total else {}
+    total = sum(counts.values())
+    if not total:
+        return {}
+    layers = list(dict.fromkeys(n for n, _ in hits))
+    acc = {n: (sum(hits.get((n, g), 0.0) for g in counts) / total, total) for n in layers}
+    by_gap = {n: {g: (hits.get((n, g), 0.0) / c, c) for g, c in sorted(counts.items())} for n in layers}
+    llm = [n for n in layers if n != "vision"] or layers
+    peak = max(llm, key=lambda n: acc[n][0])
+    gs = sorted(counts)
+    base = by_gap[peak][gs[0]][0]
+    rob = (sum(by_gap[peak][g][0] for g in gs[1:]) / (len(gs) - 1) / base) if len(gs) > 1 and base > 0 \
+        else float("nan")
+    return {"acc": acc, "by_gap": by_gap, "peak_layer": peak, "peak": acc[peak][0], "robustness": rob}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -360,7 +397,7 @@ def _write_tables(out: Path, records: list[dict], val_rows: list[dict]) -> None:
         io.write_table(pd.DataFrame(records), out / "train_log.parquet")
     if val_rows:
         # an evaluation redone after a resume replaces the earlier row of the same step and layer
-        v = pd.DataFrame(val_rows).drop_duplicates(["step", "layer"], keep="last")
+        v = pd.DataFrame(val_rows).drop_duplicates(["step", "layer", "gap"], keep="last")
         io.write_table(v.reset_index(drop=True), out / "val_log.parquet")
 
 
@@ -385,6 +422,7 @@ def _plot(out: Path, records: list[dict], val_rows: list[dict]) -> None:
         ax.plot(df["step"], df[col].rolling(10, min_periods=1).mean(), label=col[4:], lw=1)
     if val_rows:
         v = pd.DataFrame(val_rows)
+        v = v[(v.gap == 0) & (v.layer != "vision")]
         peak = v.groupby("step")["acc_r0"].max()
         ax.plot(peak.index, peak.values, "ko-", label="val peak (raw)", ms=3)
     ax.set_xlabel("step"), ax.set_ylabel("match accuracy r=0"), ax.set_ylim(0, 1), ax.legend(fontsize=6)
@@ -430,7 +468,7 @@ def _read_result(out: Path, skipped: bool) -> TrainResult:
 # ----------------------------------------------------------------------------- the entry point
 def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resume: bool = False,
           on_step: Callable[[int, dict], None] | None = None, progress: bool = True,
-          val_clips: int = 32, **overrides: Any) -> TrainResult:
+          **overrides: Any) -> TrainResult:
     """Train GASP on ``scenes`` and write the run folder ``out``.
 
     Args:
@@ -443,7 +481,6 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
         resume: continue from the newest checkpoint in ``out`` (exactly; see module docstring).
         on_step: called as ``on_step(step, record)`` after every optimizer step (main process).
         progress: show a rich progress bar with the live losses.
-        val_clips: validation clips drawn from the validation scenes (fixed across evaluations).
         **overrides: TrainConfig fields (e.g. ``steps=100``).
     Returns:
         :class:`TrainResult`. A complete run folder with the same config and model returns the
@@ -532,8 +569,6 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     plan = ClipPlan([s.num_frames for s in train_scenes], cfg.frames_per_clip, cfg.clip_window,
                     cfg.clips_per_scene, cfg.seed)
     val_cache = MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol) if val_scenes else None
-    val_plan = (ClipPlan([s.num_frames for s in val_scenes], cfg.frames_per_clip, cfg.clip_window,
-                         max(1, -(-val_clips // len(val_scenes))), cfg.seed + 12345) if val_scenes else None)
 
     captions = None
     if cfg.lambda_lm > 0:
@@ -578,13 +613,21 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     log = io.JsonlAppender(log_path) if main else None
     vlog = io.JsonlAppender(val_path) if main else None
 
+    last_val: dict = {}
+
     def run_validation(at: int) -> None:
         if val_cache is None:
             return
-        res = validate(inner, val_cache, val_plan, val_clips, cfg.batch_size, device)
-        if main:
-            for n, (a, cnt) in res.items():
-                vlog.write({"step": at, "layer": n, "acc_r0": a, "n": cnt})
+        res = validate(inner, val_cache, cfg, device)
+        if main and res:
+            for n, (a, cnt) in res["acc"].items():
+                vlog.write({"step": at, "layer": n, "gap": 0, "acc_r0": a, "n": cnt})
+                for g, (a2, c2) in res["by_gap"][n].items():
+                    vlog.write({"step": at, "layer": n, "gap": g, "acc_r0": a2, "n": c2})
+            vlog.write({"step": at, "layer": "summary", "gap": -1, "acc_r0": res["peak"], "n": 0,
+                        "peak_layer": res["peak_layer"], "robustness": res["robustness"]})
+            last_val.clear()
+            last_val.update(res)
 
     bar = None
     if progress and main:
@@ -691,15 +734,18 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
         heads_path = inner.heads.save(out / "heads.safetensors",
                                       {"init": cfg.head_init, "svd_k": json.dumps(ks), "base_model": base})
         model_dir = _export_model(out, inner.model, adapter, base, cfg)
-        last_val = {r["layer"]: r["acc_r0"] for r in val_rows if r["step"] == step}
         tail = records[-min(20, len(records)):] if records else []
         summary = {
             "steps": step, "stopped_early": stopped_early, "clips": position * cfg.batch_size * world,
             "train_seconds_this_session": round(train_time, 2),
             "final_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
-            "val_accuracy_r0": last_val,
-            "val_peak_layer": max(last_val, key=last_val.get) if last_val else None,
-            "val_peak_accuracy": max(last_val.values()) if last_val else None,
+            "val_accuracy_r0": {n: a for n, (a, _) in last_val.get("acc", {}).items()},
+            "val_accuracy_by_gap": {str(g): a for g, (a, _) in
+                                    last_val.get("by_gap", {}).get(last_val.get("peak_layer"), {}).items()},
+            "val_peak_layer": last_val.get("peak_layer"),
+            "val_peak_accuracy": last_val.get("peak"),
+            "val_robustness": last_val.get("robustness"),
+            "val_scenes": [sc.name for sc in val_scenes],
             "trainable_parameters": counts, "vision": vision, "layers": layers, "head_dim": e,
             "token_grid": [rows, cols], "processes": world,
         }
