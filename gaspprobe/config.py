@@ -130,7 +130,10 @@ def load_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"unreadable ({type(e).__name__}: not a UTF-8 text file?)", path=path) from None
     try:
         if path.suffix == ".toml":
             import tomllib

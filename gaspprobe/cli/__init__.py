@@ -36,16 +36,43 @@ def _register() -> None:
 _register()
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as ONE stderr line (the default format adds the source line under it)."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text} ({category.__name__})", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning user errors into one line + exit 2."""
+    """Console-script entry point: run the app, turning user errors into one line + exit 2.
+
+    Usage errors (unknown flag, a value of the wrong type) are user errors too: one line naming
+    the flag, exit 2, instead of click's boxed usage text. Warnings print as one line each.
+    """
+    import warnings
+
+    try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+        from typer._click import exceptions as cex
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cex
+
+    warnings.showwarning = _one_line_warning
     try:
-        app(args=argv, prog_name="gaspprobe")
+        code = app(args=argv, prog_name="gaspprobe", standalone_mode=False)
     except GaspError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except cex.NoArgsIsHelpError as e:  # `gaspprobe bench` alone: typer has printed the help already
+        sys.exit(e.exit_code)
+    except cex.ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"error: {where}{' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if type(code) is int else 0)  # typer.Exit(n) comes back as n; a command's return is not a status
 
 
 if __name__ == "__main__":  # pragma: no cover
