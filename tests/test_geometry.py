@@ -273,3 +273,19 @@ def test_patch_matches_many_equals_single_calls():
     assert len(many[-1]) > 0 and torch.equal(many[-1].src, many[-1].tgt)  # a frame with itself
     with pytest.raises(IndexError):
         patch_matches_many(s, [(0, 4)], (4, 4))
+
+
+def test_patch_matches_many_without_patch_depths_keeps_the_matches():
+    """Skipping the per-box medians (the probe's fast path) changes nothing but the depths."""
+    import math
+
+    from gaspprobe.scenes import generate_scene, patch_matches_many
+
+    sc = generate_scene(3, frames=4, size=96)
+    pairs = [(0, 1), (1, 3), (2, 0)]
+    full = patch_matches_many(sc, pairs, (6, 6))
+    fast = patch_matches_many(sc, pairs, (6, 6), patch_depths=False)
+    for a, b in zip(full, fast):
+        assert torch.equal(a.src, b.src) and torch.equal(a.tgt, b.tgt)
+        assert torch.equal(a.proj_depth, b.proj_depth) and torch.equal(a.tgt_xy, b.tgt_xy)
+        assert all(math.isnan(x) for x in b.src_depth.tolist() + b.tgt_depth.tolist())

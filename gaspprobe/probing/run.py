@@ -316,7 +316,8 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
         processor does not run twice), chance, and patch depth for the depth probe."""
         st["grid"] = grid
         # all pairs at once: per-frame work (centre depths, world points, box index) is shared
-        gts = patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol) if pairs else []
+        gts = (patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol, patch_depths=False)
+               if pairs else [])
         st["src"] = [m.src.long() for m in gts]
         st["tgt"] = [m.tgt.long() for m in gts]
         sizes = torch.tensor([int(x.numel()) for x in st["src"]], dtype=torch.long)

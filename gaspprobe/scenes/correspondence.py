@@ -275,8 +275,11 @@ def _same_for_all_frames(b: torch.Tensor) -> bool:
 
 
 def _match_core(scene: "Scene", pairs: torch.Tensor, src_boxes: torch.Tensor, tgt_boxes: torch.Tensor,
-                depth_tol: float) -> list[PatchMatches]:
-    """Batched GT matches for ``pairs`` long [P, 2] with per-frame boxes [F, Ns, 4] / [F, Nt, 4]."""
+                depth_tol: float, patch_depths: bool = True) -> list[PatchMatches]:
+    """Batched GT matches for ``pairs`` long [P, 2] with per-frame boxes [F, Ns, 4] / [F, Nt, 4].
+
+    ``patch_depths=False`` skips the per-box median depths (about half the cost) and fills
+    ``src_depth``/``tgt_depth`` with NaN, for callers (the probe) that never read them."""
     F = scene.num_frames
     H, W = scene.size
     P = pairs.shape[0]
@@ -296,7 +299,8 @@ def _match_core(scene: "Scene", pairs: torch.Tensor, src_boxes: torch.Tensor, tg
     x_cam = unproject(c_edge - 0.5, d_src, scene.K[used_i].float())    # [Fi,Ns,3]
     c2w = scene.cam_to_world.double()
     x_w = transform(c2w[used_i], x_cam.double())                        # world, float64
-    med_src = box_median_depth(depth[used_i], src_boxes[used_i].contiguous())  # [Fi,Ns]
+    med_src = (box_median_depth(depth[used_i], src_boxes[used_i].contiguous()) if patch_depths
+               else torch.full((used_i.numel(), Ns), float("nan")))  # [Fi,Ns]
     slot_i = torch.full((F,), -1, dtype=torch.long)
     slot_i[used_i] = torch.arange(used_i.numel())
     si = slot_i[ii]
@@ -325,7 +329,10 @@ def _match_core(scene: "Scene", pairs: torch.Tensor, src_boxes: torch.Tensor, tg
     ok = tgt >= 0
     pk, nk, tgt = pk[ok], nk[ok], tgt[ok]
     slot_j = torch.full((F,), -1, dtype=torch.long)
-    if tgt_boxes is src_boxes:  # same boxes: reuse the source frames' medians where possible
+    if not patch_depths:
+        med_tgt = torch.full((F, tgt_boxes.shape[1]), float("nan"))
+        slot_j = torch.arange(F)
+    elif tgt_boxes is src_boxes:  # same boxes: reuse the source frames' medians where possible
         med_all = torch.zeros(F, Ns)
         med_all[used_i] = med_src
         todo = used_j[slot_i[used_j] < 0]
@@ -376,7 +383,8 @@ def patch_matches(scene: "Scene", i: int, j: int, grid: Any, depth_tol: float = 
     return _match_core(scene, pairs, bi[None].expand(F, -1, 4), bj[None].expand(F, -1, 4), depth_tol)[0]
 
 
-def patch_matches_many(scene: "Scene", pairs: Any, grid: Any, depth_tol: float = DEPTH_TOL) -> list[PatchMatches]:
+def patch_matches_many(scene: "Scene", pairs: Any, grid: Any, depth_tol: float = DEPTH_TOL, *,
+                       patch_depths: bool = True) -> list[PatchMatches]:
     """:func:`patch_matches` for many frame pairs at once (the fast path for probes and training).
 
     Per-frame work (centre depths, world points, patch-depth medians, the box index) is done once
@@ -388,6 +396,8 @@ def patch_matches_many(scene: "Scene", pairs: Any, grid: Any, depth_tol: float =
         grid: a TokenGrid, ``(rows, cols)``, or boxes [N,4] / [rows,cols,4] / [F,rows,cols,4]
             (the same box list for source and target; use :func:`patch_matches` for a pair of lists).
         depth_tol: as in :func:`patch_matches`.
+        patch_depths: False skips the per-box medians (``src_depth``/``tgt_depth`` become NaN);
+            matches, pixel positions and ``proj_depth`` are unchanged.
     Returns:
         One :class:`PatchMatches` per pair, in order.
     """
@@ -396,7 +406,7 @@ def patch_matches_many(scene: "Scene", pairs: Any, grid: Any, depth_tol: float =
     if isinstance(grid, torch.Tensor) and grid.ndim == 2:
         grid = grid[None]  # [N,4] -> one row of N boxes
     boxes, _ = _frames_boxes(grid, scene)
-    return _match_core(scene, pt, boxes, boxes, depth_tol)
+    return _match_core(scene, pt, boxes, boxes, depth_tol, patch_depths)
 
 
 def token_world_points(scene: "Scene", grid: Any) -> tuple[torch.Tensor, torch.Tensor]:
