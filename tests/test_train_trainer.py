@@ -271,3 +271,25 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_dir, scenes_dir):
     # each step consumed 2 clips (one per process)
     assert m["summary"]["clips"] == 4
     assert (out / "model" / "model.safetensors").is_file() and (out / "heads.safetensors").is_file()
+
+
+def test_match_cache_equals_patch_matches_and_batches_clips(scenes):
+    """The batched GT cache must give exactly scenes.patch_matches' matches, and MatchSets index them right."""
+    from gaspprobe.scenes import patch_matches
+    from gaspprobe.training.data import Clip, MatchCache, regular_boxes
+
+    boxes = regular_boxes((0, 0, 112, 112), 4, 4)
+    cache = MatchCache(scenes[:2], boxes, (4, 4), max_gap=2)
+    for s, i, j in [(0, 0, 1), (0, 3, 1), (1, 4, 0), (1, 2, 4)]:   # (1, 4, 0) is beyond max_gap: still right
+        pm = patch_matches(scenes[s], i, j, (boxes, boxes))
+        src, tgt, dep = cache._pair(s, i, j, "token")
+        assert torch.equal(pm.src, src) and torch.equal(pm.tgt, tgt) and torch.equal(pm.proj_depth, dep)
+    clips = [Clip(0, (0, 1, 3)), Clip(1, (1, 2, 4))]
+    m = cache.matches(clips)["token"]
+    assert m.pair_b.tolist() == [0, 0, 0, 1, 1, 1] and m.pair_i.tolist() == [0, 0, 1, 0, 0, 1]
+    assert m.pair_j.tolist() == [1, 2, 2, 1, 2, 2]
+    # pair 5 = clip 1, clip frames (2, 4): its matches are patch_matches(scene 1, 2, 4)
+    pm = patch_matches(scenes[1], 2, 4, (boxes, boxes))
+    assert torch.equal(m.src[m.pair == 5], pm.src) and torch.equal(m.tgt[m.pair == 5], pm.tgt)
+    assert m.token_depth.shape == (2, 3, 16) and (m.token_depth > 0).all()
+    assert cache.frames(clips).shape == (2, 3, 112, 112, 3)

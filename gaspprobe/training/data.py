@@ -97,12 +97,14 @@ class MatchCache:
         grid: (rows, cols) of the token grid.
         extra_grids: sizes G of extra GxG grids over the token grid's extent (coarse/fine GT).
         depth_tol: passed to ``patch_matches`` (None = its default).
+        max_gap: frame pairs up to this gap are computed together (batched) on first use.
     """
 
     def __init__(self, scenes: Sequence, token_boxes: torch.Tensor, grid: tuple[int, int],
-                 extra_grids: Sequence[int] = (), depth_tol: float | None = None):
+                 extra_grids: Sequence[int] = (), depth_tol: float | None = None, max_gap: int = 24):
         self.scenes = list(scenes)
         self.depth_tol = depth_tol
+        self.max_gap = int(max_gap)
         ext = (float(token_boxes[:, 0].min()), float(token_boxes[:, 1].min()),
                float(token_boxes[:, 2].max()), float(token_boxes[:, 3].max()))
         self.boxes: dict[str, tuple[torch.Tensor, tuple[int, int]]] = {"token": (token_boxes.float(), grid)}
@@ -113,14 +115,22 @@ class MatchCache:
         self._depth: dict[tuple, torch.Tensor] = {}
 
     def _pair(self, s: int, i: int, j: int, key: str):
+        """(src, tgt, proj_depth) of frame pair (i, j) of scene s. The first request for source
+        frame i computes all its pairs within ``max_gap`` in one batched ``patch_matches_many``
+        call (box medians skipped: only matches and ``proj_depth`` are used)."""
         ck = (s, i, j, key)
         if ck not in self._pairs:
-            from gaspprobe.scenes import patch_matches
+            from gaspprobe.scenes import patch_matches_many
 
             boxes = self.boxes[key][0]
+            n = self.scenes[s].num_frames
+            js = [q for q in range(max(0, i - self.max_gap), min(n, i + self.max_gap + 1)) if q != i]
+            if j not in js:
+                js.append(j)
             kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
-            pm = patch_matches(self.scenes[s], i, j, (boxes, boxes), **kw)
-            self._pairs[ck] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
+            pms = patch_matches_many(self.scenes[s], [(i, q) for q in js], boxes, patch_depths=False, **kw)
+            for q, pm in zip(js, pms):
+                self._pairs[(s, i, q, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
         return self._pairs[ck]
 
     def _token_depth(self, s: int, key: str) -> torch.Tensor:

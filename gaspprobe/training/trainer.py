@@ -565,10 +565,12 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     plan_info = _Plan(layers=layers, head_dim=e, vision=vision, tiny=tiny, grid=(rows, cols),
                       n_train=len(train_scenes), n_val=len(val_scenes), trainable=counts)
 
-    cache = MatchCache(train_scenes, token_boxes, (rows, cols), cfg.gt_grids, cfg.depth_tol)
+    cache = MatchCache(train_scenes, token_boxes, (rows, cols), cfg.gt_grids, cfg.depth_tol,
+                       max_gap=2 * cfg.clip_window)
     plan = ClipPlan([s.num_frames for s in train_scenes], cfg.frames_per_clip, cfg.clip_window,
                     cfg.clips_per_scene, cfg.seed)
-    val_cache = MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol) if val_scenes else None
+    val_cache = (MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
+                 if val_scenes else None)
 
     captions = None
     if cfg.lambda_lm > 0:
