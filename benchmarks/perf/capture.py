@@ -1,6 +1,6 @@
 """Capture speed and memory: streamed per-layer capture vs the bare forward pass, per tiny family.
 
-    python benchmarks/perf/capture.py [--quick] [--device cuda]
+    python benchmarks/perf/capture.py [--quick] [--device cuda] [--mid]
 
 ``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). Figures, all ratios or
 rates measured in this one run (median of repeats after warm-up, one torch thread on CPU):
@@ -18,6 +18,8 @@ rates measured in this one run (median of repeats after warm-up, one torch threa
   per-tensor peak, see ``memory_note``): ``peak_extra_bytes`` = capture peak - bare peak, against
   ``layer_bytes`` = one layer's image-token features; ``hidden_states_extra_bytes`` for the naive
   ``output_hidden_states=True`` forward, for reference.
+* ``--mid`` (``mid=True``): the same ratios on a mid-size random Qwen2.5-VL (~0.2 B parameters),
+  where the forward is no longer dominated by kernel-launch / Python overhead.
 * scaling: ``per_layer_ms`` (capture time when stopping after k layers, k = 1..L) and the ratio at
   F = 2, 4, 8, 16 frames.
 """
@@ -155,7 +157,50 @@ def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool = False, device: str = "cpu") -> dict:
+def _mid_qwen(device: str):
+    """A mid-size random Qwen2.5-VL (LLM 1024 wide, 12 layers; ~0.2 B parameters) with the tiny
+    model's tokenizer/processor: shows the overhead once the forward is not launch-bound."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from gaspprobe.models import load
+    from gaspprobe.models.qwen_vl import Qwen2_5_VLAdapter
+    from gaspprobe.models.testing import tiny_model_dir
+
+    tiny = load(tiny_model_dir("qwen2_5_vl"), dtype="float32")
+    c = tiny.model.config
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=c.text_config.vocab_size, hidden_size=1024, intermediate_size=4096,
+                         num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=4,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+                         bos_token_id=None, eos_token_id=c.text_config.eos_token_id, pad_token_id=c.text_config.pad_token_id),
+        vision_config=dict(depth=4, hidden_size=256, intermediate_size=1024, num_heads=4, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=1024,
+                           fullatt_block_indexes=[3]),
+        image_token_id=c.image_token_id, video_token_id=c.video_token_id,
+        vision_start_token_id=c.vision_start_token_id, vision_end_token_id=c.vision_end_token_id)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = Qwen2_5_VLForConditionalGeneration(cfg).to(device=device, dtype=dtype).eval()
+    return Qwen2_5_VLAdapter(model, tiny.processor, model_id="mid-qwen2_5_vl")
+
+
+def _mid(device: str, quick: bool) -> dict[str, Any]:
+    ad = _mid_qwen(device)
+    reps = 5 if quick else 20
+    out = {"parameters": sum(p.numel() for p in ad.model.parameters()), "layers": ad.num_layers}
+    for F in (4, 16):
+        p = ad.prepare_capture(_frames(F, seed=F))
+        bm, cm, b, c = _paired_ms(lambda: _bare(ad, p[0]), lambda: _consume(ad.capture(None, prepared=p)), device, reps)
+        _, _, b2, cb = _paired_ms(lambda: _bare(ad, p[0]), lambda: ad.run_layers(None, lambda c: None, prepared=p),
+                                  device, reps)
+        out[f"F{F}"] = {"bare_ms": round(b, 3), "capture_ms": round(c, 3), "ratio": round(c / b, 4),
+                        "ratio_median": round(cm / bm, 4), "run_layers_ratio": round(cb / b2, 4),
+                        "seq_len": int(p[0]["input_ids"].shape[1])}
+    return out
+
+
+def run(quick: bool = False, device: str = "cpu", mid: bool = False) -> dict:
     """Measure every registered family's tiny model; returns the figures (see module docstring)."""
     import torch
 
@@ -173,6 +218,8 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         "run_layers_ratio": max(f["run_layers_ratio"] for f in fams.values()),
         "families": fams,
     }
+    if mid:
+        res["mid_qwen2_5_vl"] = _mid(device, quick)
     if device.startswith("cuda"):
         res["peak_extra_layers"] = max(f["peak_extra_layers"] for f in fams.values())
     else:
@@ -201,4 +248,4 @@ def _print(res: dict) -> None:
 
 if __name__ == "__main__":
     dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
-    _print(run(quick="--quick" in sys.argv, device=dev))
+    _print(run(quick="--quick" in sys.argv, device=dev, mid="--mid" in sys.argv))
