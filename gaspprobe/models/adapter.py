@@ -126,3 +126,11 @@ class VLMAdapter(Protocol):
                  do_sample: bool = False) -> list[str]:
         """Greedy chat-template generation for a batch of (frames, prompt) samples."""
         ...
+
+    # Also provided by every model family (gaspprobe.models.base.BaseAdapter); oracles may omit them.
+    # last_grid: TokenGrid | None  -- the grid of the latest capture / image_features call
+    # def image_features(self, frames_batch, layers=None, *, model=None) -> dict[str, Tensor[B,F,r,c,D]]
+    #     all requested layers WITH gradients (GASP training; ``model`` = e.g. the peft-wrapped model)
+    # def decoder_layers(self, model=None) -> torch.nn.ModuleList   (layer.self_attn.q_proj, ...)
+    # def run_layers(self, frames, callback, *, mode, layers, per_frame) -> TokenGrid
+    #     the callback form of capture (no worker thread)
