@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -82,7 +83,13 @@ def _check(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # a YAML integer beyond float range
+            raise bad from None
+        if not math.isfinite(f):  # TOML/YAML have nan/inf literals; no setting means them
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}", path=where or None)
+        return f
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
@@ -113,8 +120,8 @@ def from_dict(cls: type[C], data: dict, *, where: str | Path = "", prefix: str =
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for k, v in data.items():
-        if k not in fields:
-            close = difflib.get_close_matches(k, list(fields), n=1)
+        if not isinstance(k, str) or k not in fields:  # YAML allows non-string keys (`1: x`)
+            close = difflib.get_close_matches(str(k), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"unknown key {prefix}{k!r}{hint}; known: {', '.join(fields)}",
                               path=str(where) or None)
