@@ -219,3 +219,16 @@ def test_split_and_boxes():
     assert split_scenes([1], 0.5, 0) == ([1], [])
     b = regular_boxes((0, 0, 4, 2), 1, 2)
     assert b.tolist() == [[0, 0, 2, 2], [2, 0, 4, 2]]
+
+
+def test_example_config_file_equals_headline_config():
+    import tomllib
+    from pathlib import Path
+
+    from gaspprobe.config import from_dict
+    from gaspprobe.training.headline import HEADLINE_CONFIG
+
+    p = Path(__file__).resolve().parents[1] / "docs" / "train_example.toml"
+    data = tomllib.loads(p.read_text())
+    assert data == HEADLINE_CONFIG
+    from_dict(TrainConfig, data, where=p)                  # valid keys and types

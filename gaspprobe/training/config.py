@@ -31,7 +31,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ schedule
     seed: int = field(0, help="Seed for heads init, LoRA init, clip sampling and the validation split.")
     steps: int = field(600, help="Optimizer steps (each = grad_accum micro-batches of batch_size clips).")
-    batch_size: int = field(4, help="Clips per micro-batch per process.")
+    batch_size: int = field(2, help="Clips per micro-batch per process.")
     grad_accum: int = field(1, help="Micro-batches accumulated per optimizer step.")
     lr: float = field(2e-3, help="Peak learning rate (AdamW) for LoRA, vision side and heads.")
     head_lr: float | None = field(None, help="Learning rate of the heads; None = lr.")
@@ -42,7 +42,7 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = field("no", help="accelerate mixed precision.")
 
     # ------------------------------------------------------------------ data
-    frames_per_clip: int = field(4, help="Frames per clip, fed as one multi-image forward pass (paper: 8-24).")
+    frames_per_clip: int = field(8, help="Frames per clip, fed as one multi-image forward pass (paper: 8-24).")
     clip_window: int = field(12, help="Frames of a clip are drawn within +-clip_window of an anchor frame "
                                       "(paper: +-48 at video frame rate), so gaps vary from 1 to 2*clip_window.")
     clips_per_scene: int = field(64, help="Clips drawn per training scene per epoch (re-drawn every epoch).")
