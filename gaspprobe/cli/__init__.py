@@ -8,6 +8,7 @@ and exit status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -34,6 +35,10 @@ def _register() -> None:
 
 
 _register()
+
+
+_USER_OS_ERRNOS = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                   errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -69,6 +74,14 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print(f"error: {where}{' '.join(e.format_message().split())}{hint}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except OSError as e:
+        # The file system refused a path the user gave (--out is an existing file, a read-only or
+        # full disk, no permission): one line naming it. Other OSErrors (ENOENT of an internal file,
+        # say) are bugs and keep their traceback.
+        if e.errno not in _USER_OS_ERRNOS or not e.filename:
+            raise
+        print(f"error: {e.filename}: {e.strerror or type(e).__name__}", file=sys.stderr)
+        sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
