@@ -123,10 +123,11 @@ def test_rerun_same_config_is_noop_and_different_config_refused(trained, tiny_di
         train(str(tiny_dir), scenes, out, progress=False, **{**FAST, "lr": 1e-3})
 
 
-def test_resume_after_kill_is_bitwise_identical(tmp_path, tiny_dir, scenes):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_after_kill_is_bitwise_identical(tmp_path, tiny_dir, scenes, grad_accum):
     from gaspprobe.training.trainer import train
 
-    kw = {**FAST, "steps": 5}
+    kw = {**FAST, "steps": 5, "grad_accum": grad_accum}
     train(str(tiny_dir), scenes, tmp_path / "a", progress=False, **kw)
 
     class Killed(Exception):
@@ -293,3 +294,23 @@ def test_match_cache_equals_patch_matches_and_batches_clips(scenes):
     assert torch.equal(m.src[m.pair == 5], pm.src) and torch.equal(m.tgt[m.pair == 5], pm.tgt)
     assert m.token_depth.shape == (2, 3, 16) and (m.token_depth > 0).all()
     assert cache.frames(clips).shape == (2, 3, 112, 112, 3)
+
+
+def test_lm_loss_coarse_grid_and_bf16_options(tmp_path, tiny_dir, scenes):
+    """The optional parts run and land in the log: LM loss on captions, an extra GT grid, bf16 autocast."""
+    from gaspprobe.training.trainer import train
+
+    caps = tmp_path / "captions.txt"
+    caps.write_text("a room with a red chair\nthe table is next to the sofa\n\n")
+    res = train(str(tiny_dir), scenes, tmp_path / "lm", progress=False,
+                **{**FAST, "steps": 2, "lambda_lm": 0.5, "caption_file": str(caps), "gt_grids": [2]})
+    log = res.log
+    assert (log.loss_lm > 0).all()
+    # the LM term is in the total: loss = corr + 0.1 depth + 0.5 lm (corr/depth average both grids)
+    assert (log.loss - (log.loss_corr + 0.1 * log.loss_depth + 0.5 * log.loss_lm)).abs().max() < 1e-4
+    res = train(str(tiny_dir), scenes, tmp_path / "bf16", progress=False,
+                **{**FAST, "steps": 2, "mixed_precision": "bf16"})
+    assert res.log.loss.notna().all() and (res.log.loss > 0).all()
+    with pytest.raises(ConfigError, match="caption_file"):
+        train(str(tiny_dir), scenes, tmp_path / "nocap", progress=False,
+              **{**FAST, "lambda_lm": 0.5, "caption_file": str(tmp_path / "missing.txt")})

@@ -515,7 +515,14 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
 
     from accelerate import Accelerator
 
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import DistributedDataParallelKwargs
+
+    # accelerate keeps process-wide singletons; a second train() in the same process (notebooks,
+    # tests) must not inherit the last run's mixed precision or accumulation counter. The
+    # distributed PartialState is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
 
     # find_unused_parameters: LoRA on layers after the last supervised one gets no gradient.
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
@@ -668,6 +675,7 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
                         if lm is not None:
                             loss = loss + cfg.lambda_lm * lm
                             det["lm"] = float(lm.detach())
+                            det["loss"] = float(loss.detach())
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
                         acc.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
