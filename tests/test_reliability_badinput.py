@@ -830,3 +830,22 @@ def test_train_clip_longer_than_scene(scenes_root, tiny_model_dir, tmp_path, cap
     code, _, err = run_inproc(["train", "-m", tiny_model_dir, "-s", scenes_root, "-o", tmp_path / "t", "--steps", "1",
                                "--frames", "4", "--no-progress"], capsys)
     assert_one_line_error(code, err, "scene0000_00", "frames_per_clip", allow_progress=False)
+
+
+@pytest.mark.xfail(strict=True, reason="cli/loop.py logs stage names with console.print(m): rich reads '[probe/base]' "
+                   "as markup and drops it, so the loop prints ' ...' / ' done in 1.5s' with no stage name")
+def test_loop_log_shows_stage_names(monkeypatch, tmp_path, capsys):
+    import gaspprobe.loop as loop_mod
+
+    def fake_loop(out, cfg, log=print):
+        log("[probe/base] ...")
+        log("[probe/base] done in 1.0s")
+
+        class R:
+            report = tmp_path / "report.html"
+        return R()
+
+    monkeypatch.setattr(loop_mod, "loop", fake_loop)
+    code, out, err = run_inproc(["loop", "--out", tmp_path / "l"], capsys)
+    assert code == 0, err
+    assert "[probe/base] done in 1.0s" in out, out

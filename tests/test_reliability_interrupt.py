@@ -357,3 +357,32 @@ def test_result_writes_go_through_atomic_helpers():
     # loop guards it with a manifest written last). Listed in docs/reliability.md.
     known = [o for o in offenders if o.startswith("models/tiny.py")]
     assert offenders == known, "writes bypassing gaspprobe.io:\n" + "\n".join(offenders)
+
+
+# --------------------------------------------------------------------------- scenes make
+def test_kill_scenes_make_resumes_to_identical_bytes(tmp_path):
+    """`scenes make` killed mid-way: no half scene is visible, the rerun ends byte-identical."""
+    def argv(out):
+        return ["scenes", "make", out, "--n-scenes", "4", "--frames", "3", "--size", "96", "--threads", "1"]
+
+    ref_dir, run = tmp_path / "ref", tmp_path / "run"
+    ref = start(argv(ref_dir))
+    rng = random.Random(50)
+    kills = 0
+    for _ in range(2):
+        kills += kill_at(argv(run), lambda: run.is_dir() and any(run.glob("scene*")), 1.0, rng)
+        scan_complete_files(run)
+        from gaspprobe.scenes import load_scene
+
+        for d in run.glob("scene*"):  # every visible scene folder is complete and loads
+            assert load_scene(d).num_frames == 3
+    finish(start(argv(run)))
+    finish(ref)
+    assert kills >= 1
+    files = lambda root: sorted(p.relative_to(root) for p in root.rglob("*")
+                                if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+    assert files(run) == files(ref_dir)
+    for rel in files(run):
+        if rel.name == "manifest.json":
+            continue  # holds a creation time
+        assert (run / rel).read_bytes() == (ref_dir / rel).read_bytes(), rel
