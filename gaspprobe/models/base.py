@@ -117,7 +117,8 @@ class _QKRecorder:
 
     def __init__(self, modules: dict[int, int], idx: torch.Tensor, emit: Callable[[int, Any, Any], None]):
         self.modules = modules  # id(self_attn module) -> layer index
-        self.idx = idx  # [B, N] image-token positions
+        self.idx = idx  # [B, N] image-token positions (already on the model's device)
+        self.rows = torch.arange(idx.shape[0], device=idx.device)[:, None]
         self.emit = emit
 
 
@@ -140,8 +141,8 @@ def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropo
     rec = _ACTIVE_QK.get((id(module.config), threading.get_ident()))
     if rec is not None and id(module) in rec.modules:
         B, H, S, dh = query.shape
-        idx = rec.idx.to(query.device)
-        rows = torch.arange(B, device=query.device)[:, None]
+        idx = rec.idx if rec.idx.device == query.device else rec.idx.to(query.device)
+        rows = rec.rows if rec.rows.device == query.device else rec.rows.to(query.device)
         q = query.transpose(1, 2)[rows, idx]  # [B, N, H, dh]
         k = key.transpose(1, 2)[rows, idx]  # [B, N, Hkv, dh]
         k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: kv head j serves query heads j*g..j*g+g-1
@@ -333,11 +334,17 @@ class BaseAdapter:
         dec = self.decoder_layers(model)
         last = names[-1]
         handles: list[Any] = []
-        rows = torch.arange(idx.shape[0])[:, None]
+        # index tensors go to the device ONCE: a host->device copy inside a hook would stall the
+        # CPU until the GPU has caught up, at every layer (kernel launches could no longer run ahead)
+        dev = next(dec.parameters()).device
+        idx = idx.to(dev)
+        rows = torch.arange(idx.shape[0], device=dev)[:, None]
         owner = threading.get_ident()  # the hooks fire for every forward of the model: act only on ours
 
         def gather(hs: torch.Tensor) -> torch.Tensor:
-            return hs[rows.to(hs.device), idx.to(hs.device)]  # [B, N, D]
+            if hs.device != idx.device:  # pragma: no cover - a model split over devices
+                return hs[rows.to(hs.device), idx.to(hs.device)]
+            return hs[rows, idx]  # [B, N, D]
 
         if mode == "hidden":
             if "vision" in names:
