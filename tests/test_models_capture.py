@@ -186,6 +186,9 @@ def test_bad_inputs_are_one_line_errors():
         list(ad.capture(np.zeros((64, 64, 3), np.uint8)))
     with pytest.raises(ModelError, match=r"unknown layer\(s\) \['llm.99'\]"):
         list(ad.capture(frames(1, 64, 64), layers=["llm.99"]))
+    with pytest.raises(ModelError, match="no layers requested"):
+        list(ad.capture(frames(1, 64, 64), layers=[]))
+    assert [c.name for c in ad.capture(frames(1, 64, 64), layers="llm.1")] == ["llm.1"]  # one name as a string
     with pytest.raises(ModelError, match="no self-attention"):
         list(ad.capture(frames(1, 64, 64), mode="attention", layers=["vision"]))
     with pytest.raises(ModelError, match="mode must be"):

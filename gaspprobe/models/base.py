@@ -318,6 +318,10 @@ class BaseAdapter:
             raise ModelError(f"mode must be 'hidden' or 'attention', got {mode!r}")
         if layers is None:
             return allowed if mode == "hidden" else allowed[1:]
+        if isinstance(layers, str):
+            layers = [layers]
+        if not layers:
+            raise ModelError("no layers requested (give layer names like 'vision', 'llm.0', or None for all)")
         bad = [name for name in layers if name not in allowed]
         if bad:
             raise ModelError(f"unknown layer(s) {bad}; this model has {allowed[0]}, {allowed[1]} ... {allowed[-1]}")
