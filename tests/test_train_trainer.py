@@ -110,6 +110,12 @@ def test_exported_model_loads_like_base_and_matches_trained_weights(trained, tin
         assert merged or k.startswith("visual.merger"), k
     assert any("visual.merger" in k for k in changed)
     assert not any("visual.blocks" in k or "embed_tokens" in k for k in changed)
+    # plain transformers loads it too (no peft wrapper, no LoRA keys left)
+    import transformers
+
+    arch = json.loads((out / "model" / "config.json").read_text())["architectures"][0]
+    m = getattr(transformers, arch).from_pretrained(str(out / "model"))
+    assert not any("lora" in n for n, _ in m.named_parameters())
 
 
 def test_rerun_same_config_is_noop_and_different_config_refused(trained, tiny_dir, scenes):

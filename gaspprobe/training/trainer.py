@@ -419,13 +419,14 @@ def _plot(out: Path, records: list[dict], val_rows: list[dict]) -> None:
     ax.set_xlabel("step"), ax.set_ylabel("loss (10-step mean)"), ax.legend(fontsize=7)
     ax = axes[1]
     for col in [c for c in df.columns if c.startswith("raw_acc_")]:
-        ax.plot(df["step"], df[col].rolling(10, min_periods=1).mean(), label=col[4:], lw=1)
+        ax.plot(df["step"], df[col].rolling(10, min_periods=1).mean(), label=f"train clips, {col[8:]}", lw=1)
     if val_rows:
         v = pd.DataFrame(val_rows)
         v = v[(v.gap == 0) & (v.layer != "vision")]
         peak = v.groupby("step")["acc_r0"].max()
-        ax.plot(peak.index, peak.values, "ko-", label="val peak (raw)", ms=3)
-    ax.set_xlabel("step"), ax.set_ylabel("match accuracy r=0"), ax.set_ylim(0, 1), ax.legend(fontsize=6)
+        ax.plot(peak.index, peak.values, "ko-", label="validation scenes, peak layer", ms=3)
+    ax.set_xlabel("step"), ax.set_ylabel("raw hidden-state match acc. r=0"), ax.set_ylim(0, 1)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     with io.atomic_path(out / "loss_curve.png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
