@@ -228,8 +228,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_dir, scenes):
 
     with pytest.raises(DataError, match="frame sizes"):
         train(str(tiny_dir), [scenes[0], generate_scene(7, frames=5, size=96)], tmp_path / "x", progress=False, **FAST)
-    with pytest.raises(DataError, match="frames_per_clip"):
-        train(str(tiny_dir), scenes, tmp_path / "y", progress=False, **{**FAST, "frames_per_clip": 6})
+    with pytest.raises(DataError, match="fewer than 2 frames"):
+        train(str(tiny_dir), [sc.subset([0]) for sc in scenes], tmp_path / "y", progress=False, **FAST)
+    with pytest.warns(UserWarning, match="clips of 5 frames"):    # scenes have 5 frames
+        res = train(str(tiny_dir), scenes, tmp_path / "y2", progress=False,
+                    **{**FAST, "frames_per_clip": 6, "steps": 1})
+    assert json.loads((tmp_path / "y2" / "manifest.json").read_text())["plan"]["frames_per_clip"] == 5
     with pytest.raises(ConfigError, match="lr_rate"):
         train(str(tiny_dir), scenes, tmp_path / "z", progress=False, lr_rate=1.0)
     with pytest.raises(ConfigError, match="layers"):

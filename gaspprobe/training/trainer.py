@@ -79,6 +79,7 @@ class _Plan:
     vision: str
     tiny: bool
     grid: tuple[int, int]
+    frames_per_clip: int
     n_train: int
     n_val: int
     trainable: dict = field(default_factory=dict)
@@ -556,7 +557,19 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     unknown = sorted(set(cfg.layer_weights) - set(layers))
     if unknown:
         raise ConfigError(f"layer_weights: {unknown[0]!r} is not a supervised layer ({', '.join(layers)})")
-    grid = adapter.token_grid(frame_size, cfg.frames_per_clip)
+    # Clips cannot be longer than the shortest training scene: shorten them (recorded in the
+    # manifest's plan as frames_per_clip) rather than refuse a run whose scenes are short.
+    n_frames = min(s.num_frames for s in train_scenes)
+    if n_frames < 2:
+        raise DataError("a training scene has fewer than 2 frames: no frame pairs to match",
+                        path=scenes if isinstance(scenes, (str, Path)) else None)
+    clip_len = min(cfg.frames_per_clip, n_frames)
+    if clip_len < cfg.frames_per_clip:
+        import warnings
+
+        warnings.warn(f"frames_per_clip={cfg.frames_per_clip} but the shortest training scene has {n_frames} "
+                      f"frames: clips of {clip_len} frames are used", stacklevel=2)
+    grid = adapter.token_grid(frame_size, clip_len)
     rows, cols = grid.rows, grid.cols
     token_boxes = grid.frame_boxes(0)
     d = adapter.hidden_size
@@ -570,12 +583,12 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     module = GaspModule(adapter, run, heads, layers)
     module.train()
     counts["heads"] = sum(p.numel() for p in heads.parameters())
-    plan_info = _Plan(layers=layers, head_dim=e, vision=vision, tiny=tiny, grid=(rows, cols),
+    plan_info = _Plan(layers=layers, head_dim=e, vision=vision, tiny=tiny, grid=(rows, cols), frames_per_clip=clip_len,
                       n_train=len(train_scenes), n_val=len(val_scenes), trainable=counts)
 
     cache = MatchCache(train_scenes, token_boxes, (rows, cols), cfg.gt_grids, cfg.depth_tol,
                        max_gap=2 * cfg.clip_window)
-    plan = ClipPlan([s.num_frames for s in train_scenes], cfg.frames_per_clip, cfg.clip_window,
+    plan = ClipPlan([s.num_frames for s in train_scenes], clip_len, cfg.clip_window,
                     cfg.clips_per_scene, cfg.seed)
     val_cache = (MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
                  if val_scenes else None)
