@@ -67,6 +67,26 @@ def test_info_nce_matches_naive_loop():
     assert det["n"] == 9
 
 
+def test_pair_weighting_is_mean_over_pairs_of_pair_means():
+    m, emb = _matchset(M=15), _emb()
+    loss, _ = info_nce(emb, m, 0.1, weighting="pair")
+    per_pair = []
+    for p in m.pair.unique().tolist():
+        sel = (m.pair == p).nonzero().squeeze(1)
+        sub = MatchSet(m.pair_b, m.pair_i, m.pair_j, m.pair[sel], m.src[sel], m.tgt[sel], m.depth[sel],
+                       m.token_depth, m.grid)
+        per_pair.append(_naive_info_nce(emb, sub, 0.1))
+    assert loss.item() == pytest.approx(torch.stack(per_pair).mean().item(), rel=1e-10)
+    dl, _ = depth_consistency(emb, m, 0.1, weighting="pair")
+    ref = []
+    for p in m.pair.unique().tolist():
+        sel = (m.pair == p).nonzero().squeeze(1)
+        sub = MatchSet(m.pair_b, m.pair_i, m.pair_j, m.pair[sel], m.src[sel], m.tgt[sel], m.depth[sel],
+                       m.token_depth, m.grid)
+        ref.append(_naive_depth(emb, sub, 0.1))
+    assert dl.item() == pytest.approx(sum(ref) / len(ref), rel=1e-9)
+
+
 def test_depth_matches_naive_loop_and_hand_case():
     m, emb = _matchset(), _emb()
     loss, _ = depth_consistency(emb, m, 0.2)

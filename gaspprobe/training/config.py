@@ -72,6 +72,9 @@ class TrainConfig:
     head_dim: int = field(0, help="Head output size e (head is d -> 2e -> e); 0 = min(256, hidden // 2).")
     head_init: Literal["svd", "random"] = field("svd", help="Head init: SVD of the layer's q_proj, or random.")
     temperature: float = field(0.07, help="InfoNCE temperature (also the depth soft-argmax temperature).")
+    match_weighting: Literal["match", "pair"] = field(
+        "match", help="Average the losses over GT matches ('match') or over frame pairs ('pair': far-apart "
+                      "frames, which share fewer matches, weigh as much as close ones).")
     lambda_corr: float = field(1.0, help="Weight of the correspondence (InfoNCE) loss.")
     lambda_depth: float = field(0.1, help="Weight of the depth-consistency loss (a regulariser, as in the paper).")
     lambda_lm: float = field(0.0, help="Weight of the LM loss on plain captions (off: no caption data here).")

@@ -71,14 +71,28 @@ def _zero(emb: torch.Tensor) -> torch.Tensor:
     return emb.sum() * 0.0
 
 
+def _weighted_mean(values: torch.Tensor, pair: torch.Tensor, weighting: str) -> torch.Tensor:
+    """Mean of per-match ``values`` [M]: ``"match"`` = every match counts once; ``"pair"`` = every
+    frame pair with matches counts once (mean over pairs of the mean over its matches), which
+    stops close frame pairs, which have the most matches, from dominating the loss."""
+    if weighting == "match":
+        return values.mean()
+    if weighting != "pair":
+        raise ValueError(f"weighting: expected 'match' or 'pair', got {weighting!r}")
+    _, inv, counts = torch.unique(pair, return_inverse=True, return_counts=True)
+    w = 1.0 / (counts[inv].to(values.dtype) * counts.numel())
+    return (values * w).sum()
+
+
 def info_nce(emb: torch.Tensor, m: MatchSet, temperature: float = 0.07,
-             logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             logits: torch.Tensor | None = None, weighting: str = "match") -> tuple[torch.Tensor, dict[str, float]]:
     """Symmetric InfoNCE over GT matches.
 
     For a match (s in frame i, t in frame j): forward term ``CE(logits[s, :], t)`` (negatives: all
     other tokens of frame j), backward term ``CE(logits[:, t], s)`` (negatives: all other tokens of
-    frame i); loss = mean over matches of the average of the two. ``acc`` is the fraction whose
-    forward argmax is the GT target. Zero matches -> loss 0 (in-graph), ``n = 0``, no NaN.
+    frame i); loss = mean over matches of the average of the two (``weighting="pair"``: mean over
+    frame pairs of that, see :func:`_weighted_mean`). ``acc`` is the fraction whose forward argmax
+    is the GT target. Zero matches -> loss 0 (in-graph), ``n = 0``, no NaN.
 
     Args: emb [B, F, N, e] (normalised); m: MatchSet; logits: precomputed ``pair_logits`` to reuse.
     Returns: (loss scalar, {"acc": float, "n": int}).
@@ -88,13 +102,16 @@ def info_nce(emb: torch.Tensor, m: MatchSet, temperature: float = 0.07,
     lg = pair_logits(emb, m, temperature) if logits is None else logits
     fwd = lg[m.pair, m.src]                                     # [M, N] over frame j
     bwd = lg[m.pair, :, m.tgt]                                  # [M, N] over frame i
-    loss = 0.5 * (Fn.cross_entropy(_f32(fwd), m.tgt) + Fn.cross_entropy(_f32(bwd), m.src))
+    per = 0.5 * (Fn.cross_entropy(_f32(fwd), m.tgt, reduction="none")
+                 + Fn.cross_entropy(_f32(bwd), m.src, reduction="none"))
+    loss = _weighted_mean(per, m.pair, weighting)
     acc = (fwd.detach().argmax(-1) == m.tgt).float().mean().item()
     return loss, {"acc": acc, "n": m.num_matches}
 
 
 def depth_consistency(emb: torch.Tensor, m: MatchSet, temperature: float = 0.07, eps: float = 1e-6,
-                      logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                      logits: torch.Tensor | None = None, weighting: str = "match",
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
     """Depth-consistency loss (soft-argmax expected depth), as reported for the GASP paper.
 
     For a match (s in frame i), ``p = softmax_q(logits[s, q])`` over the target frame's tokens q
@@ -118,7 +135,7 @@ def depth_consistency(emb: torch.Tensor, m: MatchSet, temperature: float = 0.07,
     p = torch.softmax(fwd.masked_fill(~valid, float("-inf")), -1)
     d_hat = (p * dj).sum(-1)
     d = m.depth[keep].to(d_hat.dtype)
-    loss = ((d - d_hat).abs() / (d + d_hat + eps)).mean()
+    loss = _weighted_mean((d - d_hat).abs() / (d + d_hat + eps), m.pair[keep], weighting)
     return loss, {"n": int(keep.sum())}
 
 
@@ -141,7 +158,8 @@ def resample(emb: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) ->
 
 def gasp_loss(embs: dict[str, torch.Tensor], matches: dict[str, MatchSet], *, temperature: float = 0.07,
               lambda_corr: float = 1.0, lambda_depth: float = 0.1,
-              layer_weights: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              layer_weights: dict[str, float] | None = None,
+              weighting: str = "match") -> tuple[torch.Tensor, dict[str, float]]:
     """Correspondence + depth loss over layers and GT grids.
 
     Args:
@@ -150,6 +168,7 @@ def gasp_loss(embs: dict[str, torch.Tensor], matches: dict[str, MatchSet], *, te
             entry whose grid differs from the token grid gets resampled embeddings.
         layer_weights: ``{layer: w}``, missing layers weigh 1; per-layer losses are averaged with
             these weights (normalised to sum 1) so the scale does not grow with depth.
+        weighting: ``"match"`` (every GT match counts once) or ``"pair"`` (every frame pair once).
     Returns:
         (total, details) where details has ``"{layer}/corr"``, ``"{layer}/depth"``,
         ``"{layer}/acc"`` (in-batch forward match accuracy on the token grid) and the weighted
@@ -169,8 +188,9 @@ def gasp_loss(embs: dict[str, torch.Tensor], matches: dict[str, MatchSet], *, te
         for key, m in matches.items():
             e = emb if key == "token" or token_grid is None else resample(emb, token_grid, m.grid)
             lg = pair_logits(e, m, temperature) if m.num_matches else None
-            c, cd = info_nce(e, m, temperature, logits=lg)
-            d, _ = depth_consistency(e, m, temperature, logits=lg) if lambda_depth > 0 else (_zero(e), {})
+            c, cd = info_nce(e, m, temperature, logits=lg, weighting=weighting)
+            d, _ = (depth_consistency(e, m, temperature, logits=lg, weighting=weighting) if lambda_depth > 0
+                    else (_zero(e), {}))
             corr_l, depth_l, k = corr_l + c, depth_l + d, k + 1
             if key == "token":
                 det[f"{n}/acc"] = cd["acc"]

@@ -685,7 +685,7 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
                         feats, embs, lm = module(frames, cap)
                         loss, det = gasp_loss(embs, matches, temperature=cfg.temperature,
                                               lambda_corr=cfg.lambda_corr, lambda_depth=cfg.lambda_depth,
-                                              layer_weights=cfg.layer_weights)
+                                              layer_weights=cfg.layer_weights, weighting=cfg.match_weighting)
                         if lm is not None:
                             loss = loss + cfg.lambda_lm * lm
                             det["lm"] = float(lm.detach())
