@@ -849,3 +849,45 @@ def test_loop_log_shows_stage_names(monkeypatch, tmp_path, capsys):
     code, out, err = run_inproc(["loop", "--out", tmp_path / "l"], capsys)
     assert code == 0, err
     assert "[probe/base] done in 1.0s" in out, out
+
+
+# --------------------------------------------------------------------------- reruns into an interrupted folder with other settings
+def _mark_interrupted(run: Path, keep_lines: int | None = None) -> None:
+    m = json.loads((run / "manifest.json").read_text())
+    m["status"] = "running"
+    (run / "manifest.json").write_text(json.dumps(m))
+    if keep_lines is not None:
+        p = run / "predictions.jsonl"
+        p.write_text("".join(p.read_text().splitlines(keepends=True)[:keep_lines]))
+
+
+def test_bench_rerun_with_other_settings_is_refused_not_mixed(vsi_data, tmp_path, capsys):
+    """An interrupted bench folder is resumed only with the same settings; otherwise one line, and the
+    finished records are left alone (never a table mixing two settings)."""
+    from gaspprobe.io import read_jsonl
+
+    out = tmp_path / "b"
+    base = ["bench", "run", "--model", "oracle:answers", "--benchmark", "synthetic_vsi", "--data", vsi_data,
+            "--out", out, "--limit", "3"]
+    assert run_inproc(base + ["--frames", "2"], capsys)[0] == 0
+    _mark_interrupted(out, keep_lines=1)
+    kept = (out / "predictions.jsonl").read_text()
+    code, _, err = run_inproc(base + ["--frames", "3"], capsys)
+    assert_one_line_error(code, err, "frames")
+    assert (out / "predictions.jsonl").read_text() == kept
+    code, _, err = run_inproc(base + ["--frames", "2"], capsys)  # same settings: resumes
+    assert code == 0, err
+    recs = read_jsonl(out / "predictions.jsonl")
+    assert (out / "predictions.jsonl").read_text().startswith(kept)
+    assert len(recs) == 3 and len({r["id"] for r in recs}) == 3
+
+
+def test_train_resume_with_other_config_is_refused(scenes_root, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "t"
+    base = ["train", "-m", tiny_model_dir, "-s", scenes_root, "-o", out, "--frames", "2", "--batch-size", "1",
+            "--no-progress", "--threads", "1"]
+    code, _, err = run_inproc(base + ["--steps", "2"], capsys)
+    assert code == 0, err
+    _mark_interrupted(out)
+    code, _, err = run_inproc(base + ["--steps", "3", "--resume"], capsys)
+    assert_one_line_error(code, err, "steps")
