@@ -122,15 +122,17 @@ def scan_complete_files(root: Path) -> dict[str, int]:
 
 
 def safetensors_equal(a: Path, b: Path) -> None:
+    """Same tensor names, dtypes, shapes and bytes (bitwise: -0.0 vs 0.0 or NaN payloads count)."""
+    import torch
     from safetensors.torch import load_file
 
     ta, tb = load_file(str(a)), load_file(str(b))
     assert sorted(ta) == sorted(tb), f"{a.name}: different tensor names"
     for k in ta:
         assert ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape, k
-        assert bool((ta[k] == tb[k]).all()) or (ta[k].isnan() == tb[k].isnan()).all(), f"{a.name}: {k} differs"
-        assert ta[k].view(-1).view(dtype=__import__("torch").uint8).equal(
-            tb[k].view(-1).view(dtype=__import__("torch").uint8)), f"{a.name}: {k} not bitwise equal"
+        bytes_a = ta[k].contiguous().reshape(-1).view(torch.uint8)
+        bytes_b = tb[k].contiguous().reshape(-1).view(torch.uint8)
+        assert torch.equal(bytes_a, bytes_b), f"{a.name}: {k} not bitwise equal"
 
 
 def tables_equal(a: Path, b: Path, drop: tuple[str, ...] = ()) -> None:
