@@ -728,6 +728,9 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 run_validation(step)
             out_of_time = bool(cfg.time_limit_s) and time.perf_counter() - t0 >= cfg.time_limit_s
+            if world > 1 and cfg.time_limit_s:   # every process must stop at the same step
+                flag = torch.tensor([1.0 if out_of_time else 0.0], device=device)
+                out_of_time = bool(acc.reduce(flag, reduction="sum").item() > 0)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
                 acc.wait_for_everyone()
                 if main:
