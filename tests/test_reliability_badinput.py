@@ -824,12 +824,17 @@ def test_bad_option_values(argv, needles, tmp_path, vsi_data, scenes_root, tiny_
     assert_one_line_error(code, err, *needles)
 
 
-@pytest.mark.xfail(strict=True, reason=TRAIN_LATE + "; the message does not name the scene either")
-def test_train_clip_longer_than_scene(scenes_root, tiny_model_dir, tmp_path, capsys):
-    """Scenes of 3 frames, clips of 4: one line naming the scene, before any model is loaded."""
-    code, _, err = run_inproc(["train", "-m", tiny_model_dir, "-s", scenes_root, "-o", tmp_path / "t", "--steps", "1",
-                               "--frames", "4", "--no-progress"], capsys)
-    assert_one_line_error(code, err, "scene0000_00", "frames_per_clip", allow_progress=False)
+@pytest.mark.xfail(strict=True, reason=TRAIN_LATE)
+def test_train_one_frame_scenes(tmp_path, tiny_model_dir, capsys):
+    """Scenes of one frame have no pairs: one line naming the scenes, before any model is loaded."""
+    from gaspprobe.scenes import generate_scene, save_scene
+
+    for k in range(2):
+        save_scene(generate_scene(seed=k, frames=1, size=32, name=f"scene000{k}_00"),
+                   tmp_path / "single" / f"scene000{k}_00")
+    code, _, err = run_inproc(["train", "-m", tiny_model_dir, "-s", tmp_path / "single", "-o", tmp_path / "t",
+                               "--steps", "1", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "single", "frame", allow_progress=False)
 
 
 @pytest.mark.xfail(strict=True, reason="cli/loop.py logs stage names with console.print(m): rich reads '[probe/base]' "
