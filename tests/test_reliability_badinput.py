@@ -837,9 +837,8 @@ def test_train_one_frame_scenes(tmp_path, tiny_model_dir, capsys):
     assert_one_line_error(code, err, "single", "frame", allow_progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="cli/loop.py logs stage names with console.print(m): rich reads '[probe/base]' "
-                   "as markup and drops it, so the loop prints ' ...' / ' done in 1.5s' with no stage name")
 def test_loop_log_shows_stage_names(monkeypatch, tmp_path, capsys):
+    """Stage log lines keep their '[probe/base]' prefix (rich must not read it as markup)."""
     import gaspprobe.loop as loop_mod
 
     def fake_loop(out, cfg, log=print):
