@@ -126,14 +126,31 @@ def test_degenerate_scene_does_not_dilute_pooled_numbers(make, base_scene, tmp_p
     np.testing.assert_array_equal(a["value"].to_numpy(float), b["value"].to_numpy(float))
 
 
+def test_depth_probe_fitted_on_no_valid_depth_reports_n0(base_scene, tmp_path):
+    """The ridge depth probe is fitted on the first half of the scenes; if those have no valid depth
+    there is nothing to fit: every depth row is n=0 / no value (not a fit on zero samples)."""
+    table, summary = _probe([no_depth(base_scene), dataclasses.replace(base_scene, name="good2")], tmp_path / "p")
+    _no_number_without_n(table)
+    depth = table[table["metric"].str.startswith("depth")]
+    assert len(depth) and (depth["n"] == 0).all()
+    assert all(v["n"] == 0 and v["absrel"] is None for v in summary["depth_probe"].values())
+    assert summary["n_matches"] > 0 and summary["peak_accuracy"] is not None  # matching is unaffected
+
+
 @pytest.mark.slow
 def test_probe_tiny_model_on_depthless_scene(base_scene, tmp_path):
-    """Real hidden states (tiny Qwen2.5-VL): same n=0 contract as the oracle."""
+    """Real hidden states and attention logits (tiny Qwen2.5-VL): same n=0 contract as the oracle."""
+    import gaspprobe
+    import pandas as pd
+
     from gaspprobe.models import build_tiny
 
     build_tiny("qwen2_5_vl", tmp_path / "m", seed=0)
-    table, summary = _probe([no_depth(base_scene), flipped(base_scene, "flip2")], tmp_path / "p",
-                            model=str(tmp_path / "m"))
+    gaspprobe.probe(str(tmp_path / "m"), [no_depth(base_scene), flipped(base_scene, "flip2")], "quick",
+                    out=tmp_path / "p", modes=["hidden", "attention"])
+    table = pd.read_parquet(tmp_path / "p" / "probe.parquet")
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert table["metric"].str.startswith("attention").any()
     _no_number_without_n(table)
     assert summary["n_matches"] == 0 and summary["peak_accuracy"] is None
 
