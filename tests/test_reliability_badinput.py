@@ -186,7 +186,28 @@ def _break_objects_json(s: Path) -> str:
     return "objects.json"
 
 
+def _break_pose_words(s: Path) -> str:
+    (s / "pose" / "0.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 one 0\n0 0 0 1\n")
+    return "0.txt"
+
+
+def _break_intrinsic_zero_focal(s: Path) -> str:
+    (s / "intrinsic" / "intrinsic_color.txt").write_text("0 0 31.5 0\n0 0 31.5 0\n0 0 1 0\n0 0 0 1\n")
+    return "intrinsic_color.txt"
+
+
+def _break_color_size(s: Path) -> str:
+    from PIL import Image
+
+    with Image.open(s / "color" / "2.png") as im:
+        im.resize((48, 48)).save(s / "color" / "2.png")
+    return "2.png"
+
+
 SCENE_CASES = {
+    "pose-words": _break_pose_words,
+    "intrinsic-zero-focal": _break_intrinsic_zero_focal,
+    "color-size-differs": _break_color_size,
     "intrinsic-missing": _break_intrinsic_missing,
     "intrinsic-garbled": _break_intrinsic_garbled,
     "intrinsic-binary": _break_intrinsic_binary,
@@ -958,3 +979,22 @@ def test_allangles_empty_image_recorded(tmp_path, scenes_root, tiny_model_dir, c
     assert code == 0, err
     failed = [r for r in read_jsonl(out / "predictions.jsonl") if r["failed"]]
     assert failed and all(img.name in r["failed"] for r in failed)
+
+
+def test_depth_at_lower_resolution_is_resized_not_refused(scene):
+    """ScanNet-style depth smaller than colour: accepted, nearest-resized to the colour size."""
+    import numpy as np
+    from PIL import Image
+
+    from gaspprobe.scenes import load_scene
+
+    before = load_scene(scene)
+    for p in (scene / "depth").glob("*.png"):
+        with Image.open(p) as im:
+            a = np.asarray(im)
+        Image.fromarray(np.ascontiguousarray(a[::2, ::2])).save(p)  # 32x32 from 64x64: pixel (2y, 2x)
+    after = load_scene(scene)
+    assert after.depth.shape == before.depth.shape
+    # nearest-neighbour upsampling by 2 through pixel centres: output pixel (y, x) reads (y//2, x//2)
+    exp = before.depth[:, ::2, ::2].repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert bool((after.depth == exp).all())
