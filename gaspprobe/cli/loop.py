@@ -42,5 +42,5 @@ def register(app: typer.Typer) -> None:
         from gaspprobe import config as C
 
         cfg = C.replace(LoopConfig(), **over)
-        res = run_loop(out, cfg, log=lambda m: console.print(m))
+        res = run_loop(out, cfg, log=lambda m: console.print(m, markup=False, highlight=False))
         console.print(f"[bold green]loop complete[/]: report at {res.report}")
