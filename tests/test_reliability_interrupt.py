@@ -438,3 +438,38 @@ def test_kill_scenes_make_resumes_to_identical_bytes(tmp_path):
         if rel.name == "manifest.json":
             continue  # holds a creation time
         assert (run / rel).read_bytes() == (ref_dir / rel).read_bytes(), rel
+
+
+# --------------------------------------------------------------------------- bench synthesize
+def test_kill_bench_synthesize_rerun_identical_questions(tmp_path):
+    """Killed while writing videos: every visible mp4 decodes, the question file is absent or whole;
+    the rerun writes the same questions as an uninterrupted run."""
+    from gaspprobe.scenes import make_scenes
+
+    scenes = tmp_path / "scenes"  # enough scenes that writing their videos takes a moment
+    make_scenes(scenes, n_scenes=8, frames=8, size=64, seed=3)
+
+    def argv(out):
+        return ["bench", "synthesize", "--scenes", scenes, "--out", out, "--format", "vsibench"]
+
+    ref_dir, run = tmp_path / "ref", tmp_path / "run"
+    ref = start(argv(ref_dir))
+    rng = random.Random(60)
+    pq = run / "test-00000-of-00001.parquet"
+    interrupted = False
+    for _ in range(4):
+        killed = kill_at(argv(run), lambda: run.is_dir() and any(run.rglob("*.mp4")), 0.3, rng)
+        scan_complete_files(run)  # decodes every visible mp4, reads the parquet if present
+        if killed and not pq.exists():
+            interrupted = True
+            break
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)
+    finish(start(argv(run)))
+    finish(ref)
+    assert interrupted
+    tables_equal(pq, ref_dir / "test-00000-of-00001.parquet")
+    visible = lambda root: sorted(p.name for p in root.rglob("*.mp4") if not p.name.startswith("."))
+    assert visible(run) == visible(ref_dir)  # (a killed writer's hidden temp file may remain; readers skip it)
+    scan_complete_files(run)
