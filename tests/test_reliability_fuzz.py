@@ -279,3 +279,38 @@ def test_card_loader_on_real_card_with_one_field_fuzzed(data, tmp_path_factory):
         load_card(p)
     except GaspError as e:
         assert "\n" not in str(e) and "card.yaml" in str(e), str(e)
+
+
+# --------------------------------------------------------------------------- predictions files (bench score)
+prediction_record = st.one_of(
+    st.fixed_dictionaries({"id": json_scalar, "raw": json_value}, optional={"failed": json_scalar}),
+    st.fixed_dictionaries({"doc_id": json_value}, optional={"doc": json_value, "resps": json_value,
+                                                            "filtered_resps": json_value}),
+    st.dictionaries(st.text(max_size=8), json_value, max_size=4),
+    json_value,
+)
+
+
+READ_PRED_BUG = ("benchmarking/runner.py read_predictions: int(r['doc_id']) and int(sid) are unguarded: an "
+                 "lmms-eval-like record with doc_id '' / null / 1.5e300 or doc.id NaN raises ValueError/TypeError/"
+                 "OverflowError instead of a one-line DataError naming the line")
+
+
+@pytest.mark.xfail(strict=True, reason=READ_PRED_BUG)
+@SLOWER
+@given(records=st.lists(prediction_record, max_size=5))
+@example(records=[{"doc_id": "", "resps": ["A"]}])
+def test_read_predictions_only_raises_gasp_errors(records, tmp_path_factory):
+    """`bench score` reads our JSONL or lmms-eval sample logs: anything else is a one-line error."""
+    import json as _json
+
+    from gaspprobe.benchmarking.runner import read_predictions
+
+    p = tmp_path_factory.mktemp("pred") / "samples.jsonl"
+    p.write_text("".join(_json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    try:
+        out = read_predictions(p, _samples())
+    except GaspError as e:
+        assert "\n" not in str(e) and "samples.jsonl" in str(e), str(e)
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())
