@@ -314,3 +314,81 @@ def test_read_predictions_only_raises_gasp_errors(records, tmp_path_factory):
         assert "\n" not in str(e) and "samples.jsonl" in str(e), str(e)
         return
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())
+
+
+# --------------------------------------------------------------------------- benchmark question files
+AA_KEYS = ["index", "folder", "category", "pair_idx", "sourced_dataset", "image_path", "question", "A", "B", "C",
+           "answer"]
+aa_value = st.one_of(json_value, st.sampled_from(["A", "B", "C", "counting", "camera_pose_estimation", "x.png"]),
+                     st.lists(st.sampled_from(["v1.png", "v2.png", ""]), max_size=3))
+
+
+@SLOWER
+@given(records=st.lists(st.dictionaries(st.sampled_from(AA_KEYS + ["extra"]), aa_value, max_size=12), max_size=3)
+       | json_value)
+def test_allangles_loader_only_raises_gasp_errors(records, tmp_path_factory):
+    """All-Angles data.json with arbitrary records: samples, or a one-line error naming the file."""
+    import json as _json
+
+    from gaspprobe.benchmarking.allangles import load_samples
+
+    from hypothesis import assume
+
+    # an unhashable category is the known bug below; keep fuzzing everything else
+    assume(not (isinstance(records, list) and any(isinstance(r, dict) and isinstance(r.get("category"), (list, dict))
+                                                  for r in records)))
+    p = tmp_path_factory.mktemp("aa") / "data.json"
+    p.write_text(_json.dumps(records), encoding="utf-8")
+    try:
+        load_samples(_card_cache("synthetic_allangles"), p)
+    except GaspError as e:
+        assert "\n" not in str(e) and "data.json" in str(e), str(e)
+
+
+@pytest.mark.xfail(strict=True, reason="benchmarking/allangles.py load_samples: `cat not in card.question_types` "
+                   "raises TypeError (unhashable) when a record's category is a list/object")
+def test_allangles_category_list_is_a_data_error(tmp_path):
+    import json as _json
+
+    from gaspprobe.benchmarking.allangles import load_samples
+
+    rec = {"index": 0, "folder": "s", "category": ["counting"], "pair_idx": None, "sourced_dataset": "x",
+           "image_path": ["v1.png"], "question": "q", "A": "1", "B": "2", "C": "3", "answer": "A"}
+    p = tmp_path / "data.json"
+    p.write_text(_json.dumps([rec]))
+    with pytest.raises(GaspError, match="category"):
+        load_samples(_card_cache("synthetic_allangles"), p)
+
+
+VSI_COLUMNS = ["id", "dataset", "scene_name", "question_type", "question", "ground_truth", "options"]
+vsi_value = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=10),
+                      st.sampled_from(["object_counting", "object_rel_distance", "3", "A", "0"]),
+                      st.lists(st.sampled_from(["A. chair", "B. table", "C", ""]), max_size=4))
+
+
+@SLOWER
+@given(rows=st.lists(st.fixed_dictionaries({c: vsi_value for c in VSI_COLUMNS}), min_size=1, max_size=3))
+def test_vsibench_loader_only_raises_gasp_errors(rows, tmp_path_factory):
+    """VSI-Bench parquet rows with arbitrary values (mixed types become strings, as parquet needs one
+    type per column): samples, or a one-line error naming the file."""
+    import pandas as pd
+
+    from gaspprobe.benchmarking.vsibench import load_samples
+
+    df = pd.DataFrame(rows)
+    for c in VSI_COLUMNS:
+        if c != "options":
+            vals = df[c].tolist()
+            kinds = {type(v) for v in vals if v is not None}
+            if len(kinds) > 1:
+                df[c] = [None if v is None else str(v) for v in vals]
+    df["options"] = [v if isinstance(v, list) else None for v in df["options"]]
+    p = tmp_path_factory.mktemp("vsi") / "test-00000-of-00001.parquet"
+    try:
+        df.to_parquet(p)
+    except Exception:  # noqa: BLE001 - a frame pyarrow cannot store is not an input anyone can have
+        return
+    try:
+        load_samples(_card_cache("synthetic_vsi"), p, video_root=p.parent)
+    except GaspError as e:
+        assert "\n" not in str(e) and "test-00000-of-00001.parquet" in str(e), str(e)
