@@ -191,10 +191,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(keepends=True)):
-        if not line.endswith("\n"):
-            break
-        line = line.strip()
+    # split bytes, not text: a killed writer's partial last line may end inside a UTF-8 character
+    for i, raw in enumerate(path.read_bytes().split(b"\n")[:-1]):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise DataError(f"line {i + 1} is not UTF-8 text", path=path) from None
         if not line:
             continue
         try:

@@ -486,3 +486,30 @@ def test_scene_reader_object_id_infinity(scene_dir, tmp_path):
                                     '"id": Infinity}]}')
     with pytest.raises(GaspError, match="objects.json"):
         load_scene(d)
+
+
+# --------------------------------------------------------------------------- gaspprobe.io readers
+@SLOWER
+@given(data=st.one_of(st.binary(max_size=200),
+                      st.lists(st.one_of(json_value.map(lambda v: __import__("json").dumps(v)), st.text(max_size=20)),
+                               max_size=5).map(lambda ls: "\n".join(ls).encode("utf-8", "replace"))))
+@example(data=b'{"a": 1}\n\xff\xfe{"b": 2}\n')
+@example(data=b'{"a": "\xc3')  # a partial multi-byte character in a partial last line
+def test_io_readers_only_raise_data_errors(data, tmp_path_factory):
+    """read_jsonl / read_json / read_manifest / is_complete / read_table on arbitrary bytes."""
+    from gaspprobe import io
+
+    d = tmp_path_factory.mktemp("io")
+    for name in ("x.jsonl", "x.json", "manifest.json", "x.parquet"):
+        (d / name).write_bytes(data)
+    for fn, arg in ((io.read_jsonl, d / "x.jsonl"), (io.read_json, d / "x.json"), (io.read_manifest, d),
+                    (io.read_table, d / "x.parquet")):
+        try:
+            out = fn(arg)
+        except GaspError as e:
+            assert "\n" not in str(e), str(e)
+            continue
+        if fn is io.read_jsonl:
+            assert isinstance(out, list) and all(isinstance(r, (dict, list, str, int, float, bool, type(None)))
+                                                 for r in out)
+    assert io.is_complete(d) in (True, False)
