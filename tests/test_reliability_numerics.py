@@ -276,3 +276,20 @@ def test_metrics_no_answer_and_empty():
         out = agg(empty)
         for x in _walk_numbers(out):  # an empty benchmark has no score: NaN (-> null), never a fake 0
             assert not math.isinf(x)
+
+
+def test_report_of_a_probe_with_nothing_to_match(base_scene, tmp_path, capsys):
+    """A probe run with n=0 everywhere still makes a report: no value shown as '–', never 'nan'."""
+    import re
+
+    from gaspprobe.cli import main
+
+    _probe([flipped(base_scene)], tmp_path / "p")
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(tmp_path / "p"), "--out", str(tmp_path / "rep"), "--no-pdf"])
+    _, err = capsys.readouterr()
+    assert e.value.code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert not re.search(r"\bnan\b", md.lower()) and "–" in md
+    assert not re.search(r">\s*nan\s*<", html.lower())
