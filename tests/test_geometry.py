@@ -289,3 +289,24 @@ def test_patch_matches_many_without_patch_depths_keeps_the_matches():
         assert torch.equal(a.src, b.src) and torch.equal(a.tgt, b.tgt)
         assert torch.equal(a.proj_depth, b.proj_depth) and torch.equal(a.tgt_xy, b.tgt_xy)
         assert all(math.isnan(x) for x in b.src_depth.tolist() + b.tgt_depth.tolist())
+
+
+def test_box_median_fast_tiling_path_equals_the_general_path():
+    """The regular-tiling fast path must give exactly the general (gather) path's medians,
+    with and without invalid pixels."""
+    from gaspprobe.scenes import box_median_depth
+
+    g = torch.Generator().manual_seed(0)
+    depth = torch.rand(3, 24, 36, generator=g) * 5 + 0.5
+    depth[0, :5, :7] = 0.0  # invalid pixels, incl. a fully invalid box
+    depth[1, 3:9, 20:30] = 0.0
+    grid = TokenGrid.regular(1, 4, 6, (24, 36)).boxes[0].reshape(-1, 4)  # 6x6-pixel tiles
+    fast = box_median_depth(depth, grid)
+    perm = torch.randperm(grid.shape[0], generator=g)
+    slow = torch.empty_like(fast)
+    slow[:, perm] = box_median_depth(depth, grid[perm])  # not row-major any more: the general path
+    assert torch.equal(fast, slow)
+    # naive reference for one box: lower median of its valid pixels
+    vals = depth[1, 6:12, 24:30].reshape(-1)
+    vals = vals[vals > 0].sort().values
+    assert fast[1, 1 * 6 + 4] == vals[(vals.numel() - 1) // 2]
