@@ -120,7 +120,8 @@ def test_degenerate_scene_does_not_dilute_pooled_numbers(make, base_scene, tmp_p
     assert good_s["n_matches"] > 0 and both_s["n_matches"] == good_s["n_matches"]
     assert both_s["accuracy"] == good_s["accuracy"]
     key = ["layer", "gap", "metric"]
-    pooled = lambda t: t[t["scene"].isna() & t["metric"].str.contains("acc")].sort_values(key).reset_index(drop=True)
+    def pooled(t):
+        return t[t["scene"].isna() & t["metric"].str.contains("acc")].sort_values(key).reset_index(drop=True)
     a, b = pooled(good_t), pooled(both_t)
     assert a[key + ["n"]].equals(b[key + ["n"]])
     np.testing.assert_array_equal(a["value"].to_numpy(float), b["value"].to_numpy(float))
