@@ -43,6 +43,6 @@ def report(runs: Any, out: Any, **options: Any):
 
 def loop(out: Any, **options: Any):
     """The whole loop: scenes -> base probe -> GASP train -> probe -> bench -> report."""
-    from gaspprobe.loop import loop as _loop
+    from gaspprobe.pipeline import loop as _loop
 
     return _loop(out, **options)

@@ -152,7 +152,7 @@ def _config_dicts(cls, extra_keys=("foo", "stepz", "")):
 
 def _classes():
     from gaspprobe.benchmarking.card import BenchmarkCard
-    from gaspprobe.loop import LoopConfig
+    from gaspprobe.pipeline import LoopConfig
     from gaspprobe.probing.recipe import Recipe
     from gaspprobe.training.config import TrainConfig
 

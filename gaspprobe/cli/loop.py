@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run (or resume) the whole loop; finished stages with the same config are skipped."""
         from gaspprobe.cli._common import console
-        from gaspprobe.loop import LoopConfig, loop as run_loop
+        from gaspprobe.pipeline import LoopConfig, loop as run_loop
 
         over = dict(model=model, arch=arch, scenes=None if scenes is None else str(scenes),
                     heldout=None if heldout is None else str(heldout), benchmarks=benchmarks,

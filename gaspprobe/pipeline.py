@@ -119,6 +119,15 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
     cfg = cfg.resolved()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # Validate every config before the first stage runs: a typo must not cost minutes of work.
+    from gaspprobe.probing.recipe import load_recipe
+    from gaspprobe.training.trainer import resolve_config
+
+    load_recipe(cfg.probe_recipe)
+    train_over: dict[str, Any] = {"seed": cfg.seed}
+    if cfg.train_steps is not None:
+        train_over["steps"] = cfg.train_steps
+    resolve_config(cfg.train_config, **train_over)
     io.atomic_write_json(out / "loop.json", {"config": asdict(cfg), "status": "running"})
     stages: dict[str, dict] = {}
 
@@ -137,11 +146,10 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
     _stage("probe/base", stages, lambda: api.probe(base_model, heldout, cfg.probe_recipe,
                                                    out=out / "probe" / "base"), log)
     _label(out / "probe" / "base", "base")
-    train_over: dict[str, Any] = {"seed": cfg.seed}
-    if cfg.train_steps is not None:
-        train_over["steps"] = cfg.train_steps
+    # resume=True: a loop killed mid-training continues from the newest checkpoint (bitwise the same
+    # weights); with no checkpoint it starts fresh, and a finished run with the same config is a no-op.
     tres = _stage("train/gasp", stages, lambda: api.train(base_model, train_scenes, out / "train" / "gasp",
-                                                          cfg.train_config, **train_over), log)
+                                                          cfg.train_config, resume=True, **train_over), log)
     gasp_model = str(getattr(tres, "model_dir", out / "train" / "gasp" / "model"))
     _stage("probe/gasp", stages, lambda: api.probe(gasp_model, heldout, cfg.probe_recipe,
                                                    out=out / "probe" / "gasp"), log)
