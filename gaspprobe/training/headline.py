@@ -33,7 +33,7 @@ TARGET_ROBUSTNESS = 0.85
 #: ``docs/train_example.toml`` holds the same values (a test keeps them equal).
 HEADLINE_CONFIG = {
     "full": True, "vision": "tower", "lr": 1e-3, "frames_per_clip": 16, "batch_size": 1, "clip_window": 8,
-    "steps": 1200, "eval_every": 0, "checkpoint_every": 100,
+    "steps": 1400, "eval_every": 0, "checkpoint_every": 100,
 }
 
 
