@@ -91,7 +91,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             raise DataError(f"index {sid}: duplicate index", path=path)
         seen.add(sid)
         cat = r["category"]
-        if cat not in card.question_types:
+        if not isinstance(cat, str) or cat not in card.question_types:
             raise DataError(f"index {sid}: unknown category {cat!r}", path=path)
         ip = r["image_path"]
         if not isinstance(ip, list) or not ip or not all(isinstance(p, str) for p in ip):

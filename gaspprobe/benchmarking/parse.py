@@ -97,7 +97,12 @@ def _words_value(words: list[str]) -> float | None:
         else:
             break
         seen = True
-    return float(total + current) if seen else None
+    if not seen:
+        return None
+    try:
+        return float(total + current)
+    except OverflowError:  # "one hundred hundred ..." beyond float range: no usable number
+        return None
 
 
 def first_number(text: str) -> float | None:

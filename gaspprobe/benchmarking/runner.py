@@ -492,12 +492,19 @@ def read_predictions(path: str | Path, samples: Sequence[Sample]) -> dict[str, s
             doc = r.get("doc") or {}
             sid = doc.get("id", doc.get("index")) if isinstance(doc, dict) else None
             if sid is None:
-                i = int(r["doc_id"])
+                try:
+                    i = int(r["doc_id"])
+                except (TypeError, ValueError, OverflowError):
+                    raise DataError(f"line {n + 1}: doc_id {r['doc_id']!r} is not an integer", path=path) from None
                 if not 0 <= i < len(samples):
                     raise DataError(f"line {n + 1}: doc_id {i} is outside the dataset ({len(samples)} rows)", path=path)
                 sid = samples[i].id
             raw = _unwrap(r.get("filtered_resps")) if "filtered_resps" in r else _unwrap(r.get("resps"))
-            out[str(int(sid)) if isinstance(sid, float) else str(sid)] = raw or ""
+            if isinstance(sid, float):
+                if not sid.is_integer():
+                    raise DataError(f"line {n + 1}: doc id {sid!r} is not an integer", path=path)
+                sid = int(sid)
+            out[str(sid)] = raw or ""
         else:
             raise DataError(f"line {n + 1}: neither a gaspprobe record (id, raw) nor an lmms-eval sample "
                             f"(doc_id, resps/filtered_resps)", path=path)
