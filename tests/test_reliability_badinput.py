@@ -226,12 +226,7 @@ SCENE_CASES = {
 }
 
 
-ALL_NAN_BUG = ("scenes/scannet.py load_scene warns 'skipped N frames' BEFORE raising 'every frame has an "
-               "invalid pose': two stderr lines (warning + error) for one error")
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=ALL_NAN_BUG))
-                                  if c == "pose-all-nan" else c for c in SCENE_CASES])
+@pytest.mark.parametrize("case", list(SCENE_CASES))
 def test_bad_scene_probe_one_line(case, scene, tmp_path, capsys):
     """`gaspprobe probe` on a broken scene: one line naming the broken file/folder, exit 2."""
     needle = SCENE_CASES[case](scene)
@@ -676,8 +671,8 @@ def test_subprocess_one_invalid_pose_warns_in_one_line(good_scene, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ALL_NAN_BUG)
 def test_subprocess_all_invalid_poses_one_line(good_scene, tmp_path):
+    """Every pose invalid: ONE error line, no 'skipped N frames' warning before it (was a bug)."""
     s = tmp_path / "s" / "scene0000_00"
     shutil.copytree(good_scene, s)
     _break_all_poses_nan(s)

@@ -190,11 +190,11 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
             Ts.append(T)
         else:
             bad.append(i)
+    if not kept:  # before the warning: one error line, not a warning and an error
+        raise DataError("every frame has an invalid (inf/nan) pose", path=pdir)
     if bad:
         warnings.warn(f"{root}: skipped {len(bad)} frame(s) with invalid (inf/nan) poses, first {bad[0]}",
                       SceneWarning, stacklevel=2)
-    if not kept:
-        raise DataError("every frame has an invalid (inf/nan) pose", path=pdir)
 
     rgbs, deps, insts = [], [], []
     H = W = None
@@ -222,7 +222,8 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
             meta = json.loads(op.read_text(encoding="utf-8"))
             objects = [Object3D.from_json(o) for o in meta.get("objects", [])]
             room = meta.get("room")
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError,
+                OverflowError) as e:  # OverflowError: int() of an "id": Infinity
             raise DataError(f"malformed objects.json ({type(e).__name__}: {e})", path=op) from None
     F = len(kept)
     return Scene(
