@@ -681,9 +681,9 @@ def test_subprocess_all_invalid_poses_one_line(good_scene, tmp_path):
 
 
 # --------------------------------------------------------------------------- more data files and run folders
-TRAIN_LATE = ("training/trainer.py train(): run-folder and scene checks that need no model happen after the "
-              "model is loaded (out.mkdir at ~line 601): a 7B model is loaded just to report a typo, and "
-              "transformers' 'Loading weights' bar precedes the error on stderr")
+TRAIN_LATE = ("training/trainer.py train(): checks that need no model (out.mkdir ~line 622, the <2-frame scene "
+              "check ~line 564) run after the model is loaded (~line 551): a 7B model is loaded just to report a "
+              "typo, and transformers' 'Loading weights' bar precedes the error on stderr")
 
 
 @pytest.fixture(autouse=True)
