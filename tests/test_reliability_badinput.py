@@ -939,9 +939,6 @@ def test_bench_corrupt_video_recorded(vsi_data, tiny_model_dir, tmp_path, capsys
     assert json.loads((out / "summary.json").read_text())["n_failed"] == 4
 
 
-@pytest.mark.xfail(strict=True, reason="benchmarking/runner.py run(): a rerun of a COMPLETE run returns at once "
-                   "(~line 358), so samples that failed for a missing/corrupt video are never retried once the "
-                   "file is fixed; only interrupted runs retry failures")
 def test_bench_failed_samples_retried_after_repair(vsi_data, tiny_model_dir, tmp_path, capsys):
     from gaspprobe.io import read_jsonl
 

@@ -15,7 +15,8 @@ A run folder holds:
   ``n_failed``, ``parse_failures``, ``frames``, ``prompt_variant``, ``parser``, ``card_version``,
   baselines computed from the data, and for All-Angles ``paired_consistency``.
 - ``manifest.json``: ``io.make_manifest("bench", config, ...)``; ``status`` is "complete" only at
-  the very end, and a rerun of a complete run with the same config returns at once.
+  the very end; a rerun of a complete run with the same config returns at once, unless some
+  samples failed (a missing or corrupt video): those alone are retried, so a repaired file is picked up.
 
 Models: a model string goes to :func:`gaspprobe.models.load` (adapter with
 ``generate([(frames, prompt), ...], max_new_tokens=...) -> list[str]``), an object with such a
@@ -357,7 +358,11 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
     is_main = state is None or state.is_main_process
     existing = _check_config(out, config)
     if existing is not None and existing.get("status") == "complete" and (out / SUMMARY).exists():
-        return BenchResult(out, io.read_json(out / SUMMARY))  # nothing left to do
+        summary = io.read_json(out / SUMMARY)
+        if not summary.get("n_failed"):
+            return BenchResult(out, summary)  # nothing left to do
+        # a complete run with failed samples (a missing/corrupt video, say): retry just those, so a
+        # repaired file is picked up; finished samples are never recomputed
 
     samples = _load(card, data, video_root, image_root, variant, limit)
     if device is None:  # each shard on its own accelerator; a single process on cuda:0 if there is one

@@ -88,8 +88,21 @@ def build_tiny(arch: str, out: str | Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model, processor = cls.build_tiny_parts(seed)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    # Save into a hidden temp folder beside OUT, then move the files in with the metadata file
+    # last: it marks a complete model, so a killed build never leaves a folder that loads as one.
+    import os
+    import shutil
+    import tempfile
+
+    (out / META_FILE).unlink(missing_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     pcls = type(processor)
     atomic_write_json(out / META_FILE, {
         "arch": arch,

@@ -1,0 +1,5 @@
+"""``python -m gaspprobe.cli`` = the ``gaspprobe`` console script."""
+
+from gaspprobe.cli import main
+
+main()
