@@ -19,6 +19,7 @@ CPU; ``quick=True`` is a ~1 minute first look with the same stages on less data.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ from gaspprobe import io
 from gaspprobe.errors import ConfigError
 
 
+#: Training steps of the tiny default loop (~0.4 s/step on 2 CPU threads: about 5 minutes).
+TINY_LOOP_STEPS = 700
+
+
 @dataclass
 class LoopConfig:
     """Settings of ``gaspprobe loop`` (CLI flags map one-to-one onto these fields)."""
@@ -37,10 +42,12 @@ class LoopConfig:
     arch: str = C.field("qwen2_5_vl", help="Architecture of the tiny model built when --model is not given.")
     scenes: str | None = C.field(None, help="Training scenes folder. None = generate synthetic scenes.")
     heldout: str | None = C.field(None, help="Held-out scenes folder. None = generate synthetic ones (other seed).")
-    n_train_scenes: int = C.field(24, help="Synthetic training scenes to generate.")
-    n_heldout_scenes: int = C.field(6, help="Synthetic held-out scenes to generate.")
+    n_train_scenes: int = C.field(48, help="Synthetic training scenes to generate.")
+    n_heldout_scenes: int = C.field(8, help="Synthetic held-out scenes to generate.")
     frames: int = C.field(16, help="Frames per synthetic scene.")
-    size: int = C.field(448, help="Synthetic frame size (pixels, square).")
+    size: int = C.field(224, help="Synthetic frame size (pixels, square). 224 by default: the tiny "
+                                  "models resize any frame to 224 (8x8 tokens), so larger renders add "
+                                  "time and nothing else; use 448 (or your own scenes) for real models.")
     seed: int = C.field(0, help="Seed of everything (held-out scenes use seed + 1000).")
     benchmarks: list[str] = C.field(default_factory=lambda: ["synthetic_vsi", "synthetic_allangles"],
                                     help="Benchmarks to run on both models.")
@@ -51,8 +58,12 @@ class LoopConfig:
     bench_limit: int | None = C.field(None, help="At most this many questions per benchmark.")
     bench_frames: int = C.field(8, help="Frames per sample for video benchmarks.")
     probe_recipe: str = C.field("gasp", help="Probe recipe name or path.")
-    train_config: str | None = C.field(None, help="Training config file (TOML/YAML); None = defaults.")
-    train_steps: int | None = C.field(None, help="Override the training steps.")
+    train_config: str | None = C.field(None, help="Training config file (TOML/YAML). None = the headline "
+                                                    "config (full fine-tuning + vision tower, 16-frame clips) "
+                                                    "for the tiny default, the TrainConfig defaults (LoRA, "
+                                                    "tower frozen) for a --model.")
+    train_steps: int | None = C.field(None, help="Override the training steps (tiny default: 700, "
+                                                  "about 5 minutes on 2 CPU threads).")
     quick: bool = C.field(False, help="A ~1 minute first look: fewer scenes, frames and steps.")
 
     def resolved(self) -> "LoopConfig":
@@ -125,9 +136,26 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
 
     load_recipe(cfg.probe_recipe)
     train_over: dict[str, Any] = {"seed": cfg.seed}
+    train_config: Any = cfg.train_config
+    if train_config is None and cfg.model is None:
+        # The tiny default trains what docs/training.md found best on the validation split of the
+        # training scenes (full LLM + the random vision tower, whole-scene clips), for fewer steps
+        # than the 10-minute headline so that the whole loop fits in ~10 minutes.
+        from gaspprobe.training.headline import HEADLINE_CONFIG
+
+        train_config = {**HEADLINE_CONFIG, "steps": TINY_LOOP_STEPS,
+                        "frames_per_clip": min(HEADLINE_CONFIG["frames_per_clip"], cfg.frames)}
     if cfg.train_steps is not None:
         train_over["steps"] = cfg.train_steps
-    resolve_config(cfg.train_config, **train_over)
+    tcfg = resolve_config(train_config, **train_over)
+    if tcfg.threads == 0:  # training is the one stage that gains from several threads
+        train_over["threads"] = min(2, os.cpu_count() or 1)
+    # Rendering, probing and generation on small tensors gain little from intra-op threads, and
+    # two-thread torch thrashes badly when anything else runs on a 2-core machine (17x slower
+    # scene rendering was measured here): one thread for every stage but training.
+    import torch
+
+    torch.set_num_threads(1)
     io.atomic_write_json(out / "loop.json", {"config": asdict(cfg), "status": "running"})
     stages: dict[str, dict] = {}
 
@@ -149,7 +177,8 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
     # resume=True: a loop killed mid-training continues from the newest checkpoint (bitwise the same
     # weights); with no checkpoint it starts fresh, and a finished run with the same config is a no-op.
     tres = _stage("train/gasp", stages, lambda: api.train(base_model, train_scenes, out / "train" / "gasp",
-                                                          cfg.train_config, resume=True, **train_over), log)
+                                                          train_config, resume=True, **train_over), log)
+    torch.set_num_threads(1)  # the trainer set its own thread count
     gasp_model = str(getattr(tres, "model_dir", out / "train" / "gasp" / "model"))
     _stage("probe/gasp", stages, lambda: api.probe(gasp_model, heldout, cfg.probe_recipe,
                                                    out=out / "probe" / "gasp"), log)
