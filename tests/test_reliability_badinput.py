@@ -681,11 +681,6 @@ def test_subprocess_all_invalid_poses_one_line(good_scene, tmp_path):
 
 
 # --------------------------------------------------------------------------- more data files and run folders
-TRAIN_LATE = ("training/trainer.py train(): checks that need no model (out.mkdir ~line 622, the <2-frame scene "
-              "check ~line 564) run after the model is loaded (~line 551): a 7B model is loaded just to report a "
-              "typo, and transformers' 'Loading weights' bar precedes the error on stderr")
-
-
 @pytest.fixture(autouse=True)
 def fresh_progress_bars():
     """transformers' progress bars as in a fresh process (`gaspprobe model ...` turns them off globally)."""
@@ -698,9 +693,7 @@ def fresh_progress_bars():
         tlog.disable_progress_bar()
 
 
-@pytest.mark.parametrize("command", ["probe", pytest.param("train", marks=pytest.mark.xfail(strict=True,
-                                                                                            reason=TRAIN_LATE)),
-                                     "bench", "scenes-make"])
+@pytest.mark.parametrize("command", ["probe", "train", "bench", "scenes-make"])
 def test_out_is_an_existing_file(command, tmp_path, scenes_root, vsi_data, tiny_model_dir, capsys):
     """--out pointing at a file (a typo): one line naming it, not a FileExistsError traceback."""
     f = tmp_path / "results.txt"
@@ -839,7 +832,6 @@ def test_bad_option_values(argv, needles, tmp_path, vsi_data, scenes_root, tiny_
     assert_one_line_error(code, err, *needles)
 
 
-@pytest.mark.xfail(strict=True, reason=TRAIN_LATE)
 def test_train_one_frame_scenes(tmp_path, tiny_model_dir, capsys):
     """Scenes of one frame have no pairs: one line naming the scenes, before any model is loaded."""
     from gaspprobe.scenes import generate_scene, save_scene

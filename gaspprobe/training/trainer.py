@@ -495,6 +495,9 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
     cfg_json = _config_json(cfg)
 
     # --------------------------------------------------------------- run-folder state
+    # Checks that need no model run before it is loaded (a 7B model must not load to report a typo).
+    if out.exists() and not out.is_dir():
+        raise DataError("exists and is not a folder; choose another --out", path=out)
     if (out / io.MANIFEST).exists():
         m = io.read_manifest(out, kind=KIND)
         same = m.get("config") == cfg_json and m.get("model") == base
@@ -543,6 +546,13 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
                         path=scenes if isinstance(scenes, (str, Path)) else None)
     frame_size = next(iter(sizes))
     train_scenes, val_scenes = split_scenes(scene_list, cfg.val_fraction, cfg.seed)
+    n_frames = min(s.num_frames for s in train_scenes)
+    if n_frames < 2:
+        raise DataError("a training scene has fewer than 2 frames: no frame pairs to match",
+                        path=scenes if isinstance(scenes, (str, Path)) else None)
+
+    if main:                                   # validated above; create it before the model loads
+        out.mkdir(parents=True, exist_ok=True)
 
     # --------------------------------------------------------------- model
     if isinstance(model, (str, Path)):
@@ -559,10 +569,6 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, resum
         raise ConfigError(f"layer_weights: {unknown[0]!r} is not a supervised layer ({', '.join(layers)})")
     # Clips cannot be longer than the shortest training scene: shorten them (recorded in the
     # manifest's plan as frames_per_clip) rather than refuse a run whose scenes are short.
-    n_frames = min(s.num_frames for s in train_scenes)
-    if n_frames < 2:
-        raise DataError("a training scene has fewer than 2 frames: no frame pairs to match",
-                        path=scenes if isinstance(scenes, (str, Path)) else None)
     clip_len = min(cfg.frames_per_clip, n_frames)
     if clip_len < cfg.frames_per_clip:
         import warnings
