@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import math
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,29 @@ class Figure:
     target: str = ""
     passed: bool | None = None
     note: str = ""
+
+
+def sync(device: str) -> None:
+    """Wait for queued CUDA work, so a wall-clock reading covers it (no-op on CPU)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, *, warmup: int = 1, device: str = "cpu") -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls: the one timing
+    rule every script under ``benchmarks/perf`` uses."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def perf_dir() -> Path:

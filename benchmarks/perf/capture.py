@@ -35,23 +35,15 @@ import numpy as np
 
 
 def _sync(device: str) -> None:
-    import torch
+    from gaspprobe.perf import sync
 
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync(device)
 
 
 def _median_ms(fn, device: str, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(ts)
+    from gaspprobe.perf import median_seconds
+
+    return 1e3 * median_seconds(fn, repeats, warmup=warmup, device=device)
 
 
 def _paired_ms(fa, fb, device: str, repeats: int, warmup: int = 2) -> tuple[float, float, float, float]:

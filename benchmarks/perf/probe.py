@@ -30,29 +30,13 @@ layer and per scene (x 28 layers).
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _median(fn, repeats: int, warmup: int = 1, device: str = "cpu") -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    from gaspprobe.perf import median_seconds
+
+    return median_seconds(fn, repeats, warmup=warmup, device=device)
 
 
 def _bare(ad, inputs):

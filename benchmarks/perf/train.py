@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -80,13 +79,9 @@ def _plain_step(adapter, module, cache, clips, opt):
 
 
 def _time(fn, reps: int) -> float:
-    fn()                                      # warm-up
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    from gaspprobe.perf import median_seconds
+
+    return median_seconds(fn, reps, warmup=1)
 
 
 def _by_frames_child(frames: int, batch: int, reps: int, device: str) -> dict:
