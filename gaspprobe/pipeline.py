@@ -100,11 +100,9 @@ def _stage(name: str, stages: dict, fn: Callable[[], Any], log: Callable[[str], 
 def _scenes_stage(out: Path, n: int, frames: int, size: int, seed: int) -> Path:
     from gaspprobe.scenes import make_scenes
 
-    cfg = {"n_scenes": n, "frames": frames, "size": size, "seed": seed}
-    if io.is_complete(out, kind="scenes", config=cfg):
-        return out
+    # make_scenes owns the folder's manifest and its resume: a rerun with the same arguments is a
+    # no-op, an interrupted one keeps its finished scenes, another config replaces stale ones.
     make_scenes(out, n_scenes=n, frames=frames, size=size, seed=seed)
-    io.write_manifest(out, io.make_manifest("scenes", cfg, seed=seed, status="complete"))
     return out
 
 
