@@ -128,6 +128,10 @@ def from_dict(cls: type[C], data: dict, *, where: str | Path = "", prefix: str =
         kwargs[k] = _check(v, hints[k], f"{prefix}{k}", str(where))
     try:
         return cls(**kwargs)
+    except ConfigError as e:  # a value check in the dataclass's __post_init__: name the file too
+        if where and e.path is None:
+            raise ConfigError(str(e), path=str(where)) from None
+        raise
     except TypeError as e:
         raise ConfigError(str(e), path=str(where) or None) from None
 

@@ -82,3 +82,23 @@ def test_manifest_roundtrip_and_completion(tmp_path):
         io.read_manifest(tmp_path, kind="train")
     with pytest.raises(GaspError, match="not a gaspprobe run"):
         io.read_manifest(tmp_path / "nope" if False else tmp_path.parent)
+
+
+@dataclass
+class _Checked:
+    n: int = C.field(1, help="must be >= 1")
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ConfigError(f"n: must be >= 1, got {self.n}")
+
+
+def test_value_checks_in_post_init_name_the_file(tmp_path):
+    """A dataclass's own value check raised while loading a file names that file (from_dict does it
+    for every config, so no loader has to)."""
+    p = tmp_path / "c.toml"
+    p.write_text("n = 0\n")
+    with pytest.raises(ConfigError, match=r"c.toml: n: must be >= 1, got 0"):
+        C.load(_Checked, p)
+    with pytest.raises(ConfigError, match=r"^n: must be >= 1"):  # no file: no path
+        C.from_dict(_Checked, {"n": 0})

@@ -129,9 +129,4 @@ def _apply(data: dict, where: str, overrides: dict) -> Recipe:
     for k, v in overrides.items():
         if v is not None:
             data[k] = v
-    try:
-        return C.from_dict(Recipe, data, where=where)
-    except ConfigError as e:
-        if where and e.path is None:  # a value check in __post_init__: name the file too
-            raise ConfigError(str(e), path=where) from None
-        raise
+    return C.from_dict(Recipe, data, where=where)
