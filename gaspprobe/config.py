@@ -2,7 +2,7 @@
 
 Every config in gaspprobe is a dataclass whose fields carry ``metadata={"help": ...}``. Loading a
 recipe goes through :func:`from_dict`, which rejects unknown keys and wrong types with a one-line
-:class:`~gaspprobe.errors.ConfigError` ("probes/x.toml: gaps: expected list[int], got str").
+:class:`~gaspprobe.errors.ConfigError` ("gaspprobe/probing/recipes/x.toml: gaps: expected list[int], got str").
 Nothing in a config is ever executed.
 """
 

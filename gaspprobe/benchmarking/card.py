@@ -1,9 +1,9 @@
-"""Benchmark cards (``benchmarks/*.yaml``) and the :class:`Sample` every loader produces.
+"""Benchmark cards (``gaspprobe/benchmarking/cards/*.yaml``) and the :class:`Sample` every loader produces.
 
 A card is declarative: dataset id / revision / split, prompt variants (the default is the official
 one), the parser and metric names (looked up in :mod:`gaspprobe.benchmarking.registry`, never
 ``eval``'d), the aggregation, ``higher_is_better`` and a ``version`` that is bumped whenever a
-prompt or a parsing rule changes. ``load_card("vsibench")`` finds ``benchmarks/vsibench.yaml``;
+prompt or a parsing rule changes. ``load_card("vsibench")`` finds ``gaspprobe/benchmarking/cards/vsibench.yaml``;
 ``load_card(path)`` reads any card file.
 """
 
@@ -94,11 +94,11 @@ class Sample:
 
 
 def cards_dir() -> Path:
-    """The ``benchmarks/`` folder: $GASPPROBE_BENCHMARKS, else the repository's ``benchmarks/``."""
+    """The cards folder: $GASPPROBE_BENCHMARKS, else the packaged ``gaspprobe/benchmarking/cards/``."""
     env = os.environ.get("GASPPROBE_BENCHMARKS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+    return Path(__file__).resolve().parent / "cards"
 
 
 def load_card(name_or_path: str | Path) -> BenchmarkCard:

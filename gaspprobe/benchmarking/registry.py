@@ -1,7 +1,7 @@
 """The benchmark registries: benchmark cards, parsers, metrics, aggregations, loaders.
 
 Registration happens here and only here. Entries are lazy ``"module:attr"`` strings (cards are file
-names under ``benchmarks/``), so ``gaspprobe bench list`` imports neither torch nor pandas.
+names under ``gaspprobe/benchmarking/cards/``), so ``gaspprobe bench list`` imports neither torch nor pandas.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         scenes: Path = typer.Option(..., "--scenes", "-s", help="a scene folder or a folder of scenes"),
         out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
         recipe: str = typer.Option("gasp", "--recipe", "-r",
-                                   help="recipe name under probes/ (gasp, quick) or a .toml path"),
+                                   help="recipe name under gaspprobe/probing/recipes/ (gasp, quick) or a .toml path"),
         frames_per_clip: Optional[int] = typer.Option(None, help="frames per forward pass"),
         gaps: Optional[str] = typer.Option(None, help="frame gaps, e.g. 1,2,4,8,16,24"),
         pairs_per_gap: Optional[int] = typer.Option(None, help="pairs per scene and gap"),

@@ -25,6 +25,7 @@ else lives here:
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Sequence
@@ -58,6 +59,12 @@ class FamilySpec:
         notes: layout facts worth knowing (printed by ``gaspprobe model list``).
         image_only_processor: ``"module:Class"`` of an image-only processor subclass, tried when
             ``AutoProcessor`` fails (its video processor needs torchvision), or None.
+        language_model_path: attribute path from the full model to the language model (the
+            decoder stack's parent). Training facts: full fine-tuning and the default LoRA pattern
+            are restricted to this module.
+        projector_keys: parameter-name fragments of the vision projector / merger / connector.
+        vision_keys: parameter-name fragments of the vision tower (projector excluded).
+        lora_modules: linear module names (inside the language model) given LoRA by default.
     """
 
     model_type: str
@@ -73,6 +80,22 @@ class FamilySpec:
     processor_kwargs: tuple[tuple[str, Any], ...] = ()
     notes: str = ""
     image_only_processor: str | None = None
+    language_model_path: str = "model.language_model"
+    projector_keys: tuple[str, ...] = ("multi_modal_projector",)
+    vision_keys: tuple[str, ...] = ("vision_tower",)
+    lora_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                     "down_proj")
+
+    @property
+    def language_model_name(self) -> str:
+        """The last component of :attr:`language_model_path` (``language_model``, ``text_model``)."""
+        return self.language_model_path.rsplit(".", 1)[-1]
+
+    @property
+    def lora_targets(self) -> str:
+        """The default LoRA ``target_modules`` regex: this family's language-model linears only."""
+        name = re.escape(self.language_model_name)
+        return rf".*\.{name}\..*\.({'|'.join(self.lora_modules)})"
 
 
 class _StopForward(Exception):

@@ -67,6 +67,9 @@ class Idefics3Adapter(BaseAdapter):
         image_processor_class="Idefics3ImageProcessorPil",
         patch_size=14, merge_size=2, image_token="<image>",
         layers_path="model.text_model.layers",
+        language_model_path="model.text_model",
+        projector_keys=("connector",),
+        vision_keys=("vision_model",),
         processor_kwargs=(("size", {"longest_edge": 224}), ("max_image_size", {"longest_edge": 112})),
         notes="longest edge -> L, tiles of T (rows x cols) + global view, pixel shuffle 2 -> (T/28)^2 tokens per tile",
     )

@@ -52,6 +52,8 @@ class LlavaOnevisionAdapter(BaseAdapter):
                           ("image_grid_pinpoints", [[112 * a, 112 * b] for a in (1, 2) for b in (1, 2)])),
         notes="multi-image: pad to square, SxS, (S/14)^2 tokens + 1 newline each; one image: base + anyres tiles",
         image_only_processor="gaspprobe.models.processors:LlavaOnevisionImageOnlyProcessor",
+        projector_keys=("multi_modal_projector", "image_newline"),
+        vision_keys=("vision_tower",),
     )
 
     def _images_arg(self, per_sample):

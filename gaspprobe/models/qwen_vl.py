@@ -89,6 +89,9 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
         notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
         image_only_processor="gaspprobe.models.processors:Qwen2_5_VLImageOnlyProcessor",
+        language_model_path="model.language_model",
+        projector_keys=("visual.merger", "visual.deepstack_merger"),
+        vision_keys=("visual.",),
     )
 
     @classmethod
@@ -127,6 +130,9 @@ class Qwen2VLAdapter(QwenVLAdapter):
         processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
         notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
         image_only_processor="gaspprobe.models.processors:Qwen2VLImageOnlyProcessor",
+        language_model_path="model.language_model",
+        projector_keys=("visual.merger", "visual.deepstack_merger"),
+        vision_keys=("visual.",),
     )
 
     @classmethod
@@ -164,6 +170,9 @@ class Qwen3VLAdapter(QwenVLAdapter):
         processor_kwargs=(("min_pixels", 64 * 64), ("max_pixels", 256 * 256)),
         notes="smart_resize (no crop) to multiples of 32, 2x2 merge, deepstack added in early layers",
         image_only_processor="gaspprobe.models.processors:Qwen3VLImageOnlyProcessor",
+        language_model_path="model.language_model",
+        projector_keys=("visual.merger", "visual.deepstack_merger"),
+        vision_keys=("visual.",),
     )
 
     @classmethod

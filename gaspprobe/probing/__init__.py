@@ -3,7 +3,7 @@
 Start at :func:`gaspprobe.probing.run.probe` (``gaspprobe.probe(model, scenes, recipe)``; the CLI
 is ``gaspprobe probe``). Modules:
 
-- :mod:`~gaspprobe.probing.recipe`: the typed :class:`Recipe` (``probes/*.toml``);
+- :mod:`~gaspprobe.probing.recipe`: the typed :class:`Recipe` (``gaspprobe/probing/recipes/*.toml``);
 - :mod:`~gaspprobe.probing.match`: batched nearest-neighbour matching, accuracy at r, Spearman;
 - :mod:`~gaspprobe.probing.temporal`: pair sampling by frame gap, temporal robustness;
 - :mod:`~gaspprobe.probing.depth`: the closed-form ridge depth probe (streamed statistics);

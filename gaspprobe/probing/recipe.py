@@ -4,9 +4,9 @@ A recipe says which frames of each scene go into one forward pass (the clip), wh
 are compared (gaps, pairs per gap, seed), how ground truth is built (depth tolerance), what is
 measured (feature modes, tolerances r, confidence temperature, depth probe) and on which layers.
 
-Recipes live as TOML files under ``probes/`` (``probes/gasp.toml`` is the paper-style default,
-``probes/quick.toml`` a fast one); :func:`load_recipe` accepts a :class:`Recipe`, a path, a
-recipe name (``"gasp"``) or ``None`` (the defaults, identical to ``probes/gasp.toml``), then
+Recipes live as TOML files under ``gaspprobe/probing/recipes/`` (``gaspprobe/probing/recipes/gasp.toml`` is the paper-style default,
+``recipes/quick.toml`` a fast one); :func:`load_recipe` accepts a :class:`Recipe`, a path, a
+recipe name (``"gasp"``) or ``None`` (the defaults, identical to ``gaspprobe/probing/recipes/gasp.toml``), then
 applies keyword overrides (the CLI flags). Unknown keys and wrong types raise a one-line
 :class:`~gaspprobe.errors.ConfigError` naming the key.
 """
@@ -92,8 +92,8 @@ class Recipe:
 
 
 def recipes_dir() -> Path:
-    """The repository's ``probes/`` folder (next to the ``gaspprobe`` package)."""
-    return Path(__file__).resolve().parents[2] / "probes"
+    """The packaged recipes folder (``gaspprobe/probing/recipes/``; ships with the wheel)."""
+    return Path(__file__).resolve().parent / "recipes"
 
 
 def available_recipes() -> list[str]:
@@ -102,7 +102,7 @@ def available_recipes() -> list[str]:
 
 
 def load_recipe(recipe: "Recipe | str | Path | None" = None, **overrides: Any) -> Recipe:
-    """Resolve ``recipe`` (a Recipe, a file path, a name under ``probes/``, or None = defaults)
+    """Resolve ``recipe`` (a Recipe, a file path, a name under ``gaspprobe/probing/recipes/``, or None = defaults)
     and apply ``overrides`` (keys of :class:`Recipe`; ``None`` values are ignored)."""
     if isinstance(recipe, Recipe):
         data, where = dataclasses.asdict(recipe), ""

@@ -188,8 +188,8 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
         model: a hub id or model folder (loaded with :func:`gaspprobe.models.load`),
             ``"oracle:xyz"`` / ``"oracle:random"`` (optionally ``":ROWSxCOLS"``), or a loaded adapter.
         scenes: a scene folder / folder of scene folders, a :class:`Scene`, or a list of them.
-        recipe: a :class:`Recipe`, a recipe file, a recipe name under ``probes/`` ("gasp",
-            "quick"), or None (the defaults = ``probes/gasp.toml``).
+        recipe: a :class:`Recipe`, a recipe file, a recipe name under ``gaspprobe/probing/recipes/`` ("gasp",
+            "quick"), or None (the defaults = ``gaspprobe/probing/recipes/gasp.toml``).
         out: run folder to write (``probe.parquet``/``.csv``, ``summary.json``, ``manifest.json``,
             PNGs). If it already holds a complete probe run of the same model, scenes and recipe,
             that result is returned without recomputing (``cached=True``).
