@@ -1,8 +1,12 @@
 """The whole loop in one call: scenes -> base probe -> GASP train -> probe -> benchmarks -> report.
 
-Each stage writes into its own folder under ``OUT`` with a manifest; a rerun skips every stage
-whose folder holds a complete run of the same config and redoes the others (so a killed loop
-resumes where it stopped). The stages, in order::
+The loop is a list of :class:`Stage` objects, each calling one subsystem directly (never through
+:mod:`gaspprobe.api`, which imports this module). Every stage's folder is owned by its producer
+through the run kernel (:mod:`gaspprobe.runs`): the producer decides fresh / cached / resume, and the
+loop only passes each run its label ("base" / "gasp"). The loop writes no stage manifest; its own
+folder ``OUT`` is a ``loop`` run (locked, so two loops never share a folder). A rerun skips every
+stage whose folder holds a complete run of the same config (a killed loop resumes where it
+stopped). The stages, in order::
 
     OUT/scenes/train, OUT/scenes/heldout   synthetic scenes (or the user's --scenes / --heldout)
     OUT/models/base                        the base model (a tiny one unless --model is given)
@@ -14,7 +18,10 @@ resumes where it stopped). The stages, in order::
     OUT/report                             report.html, report.md and the figures
 
 The default (synthetic scenes, a tiny model) is sized to finish within ~10 minutes on a 2-core
-CPU; ``quick=True`` is a ~1 minute first look with the same stages on less data.
+CPU; ``preset="quick"`` (``--quick``) is a ~1 minute first look with the same stages on less data,
+and ``preset="headline"`` is the toy GASP headline of docs/training.md (96 training scenes of seed
+1000, 16 held-out scenes of seed 2000, 10 minutes of training on 2 threads, no benchmarks), which
+also writes ``OUT/headline.json`` / ``headline.md`` against the 0.70 / 0.85 targets.
 """
 
 from __future__ import annotations
@@ -32,6 +39,23 @@ from gaspprobe.errors import ConfigError
 
 #: Training steps of the tiny default loop (~0.4 s/step on 2 CPU threads: about 5 minutes).
 TINY_LOOP_STEPS = 700
+
+#: The presets: values given to the fields a user left at their defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "quick": {"n_train_scenes": 6, "n_heldout_scenes": 2, "frames": 8, "size": 224, "train_steps": 30,
+              "bench_limit": 12, "bench_frames": 4, "probe_recipe": "quick"},
+    # The GASP headline at toy scale (docs/training.md): seeds 1000 / 2000 so no held-out room,
+    # texture or camera path is trained on; the headline training config (HEADLINE_CONFIG, 1400
+    # steps; a test keeps them equal) capped at 10 minutes of 2-thread CPU.
+    "headline": {"n_train_scenes": 96, "n_heldout_scenes": 16, "frames": 16, "size": 224,
+                 "train_scene_seed": 1000, "heldout_scene_seed": 2000, "train_minutes": 10.0,
+                 "train_steps": 1400, "benchmarks": [], "train_threads": 2},
+}
+
+#: The headline's targets (the paper's 7B figures, for reference at toy scale).
+TARGET_PEAK = 0.70
+TARGET_ROBUSTNESS = 0.85
 
 
 @dataclass
@@ -64,19 +88,29 @@ class LoopConfig:
                                                     "tower frozen) for a --model.")
     train_steps: int | None = C.field(None, help="Override the training steps (tiny default: 700, "
                                                   "about 5 minutes on 2 CPU threads).")
-    quick: bool = C.field(False, help="A ~1 minute first look: fewer scenes, frames and steps.")
+    train_scene_seed: int | None = C.field(None, help="Seed of the synthetic training scenes (None = seed).")
+    heldout_scene_seed: int | None = C.field(None, help="Seed of the synthetic held-out scenes (None = seed + 1000).")
+    train_minutes: float | None = C.field(None, help="Wall-clock cap of the training stage (None = no cap).")
+    train_threads: int | None = C.field(None, help="Torch threads of the training stage (None = min(2, cores)).")
+    quick: bool = C.field(False, help="A ~1 minute first look: fewer scenes, frames and steps (= preset 'quick').")
+    preset: str = C.field("default", help="default | quick (a ~1 minute first look) | headline (the toy "
+                                          "GASP headline of docs/training.md: 96 + 16 scenes, 10 min training).")
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {self.preset!r}")
 
     def resolved(self) -> "LoopConfig":
-        """Apply ``quick`` (smaller data, fewer steps) to the fields left at their defaults."""
-        if not self.quick:
+        """Apply the preset (``quick`` is preset 'quick') to the fields left at their defaults."""
+        preset = "quick" if self.quick else self.preset
+        if preset == "default":
             return self
         d = asdict(self)
         base = LoopConfig()
-        q = {"n_train_scenes": 6, "n_heldout_scenes": 2, "frames": 8, "size": 224, "train_steps": 30,
-             "bench_limit": 12, "bench_frames": 4, "probe_recipe": "quick"}
-        for k, v in q.items():
+        for k, v in PRESETS[preset].items():
             if d[k] == getattr(base, k):
                 d[k] = v
+        d["preset"], d["quick"] = preset, preset == "quick"
         return C.from_dict(LoopConfig, d)
 
 
@@ -85,55 +119,34 @@ class LoopResult:
     out: Path
     stages: dict[str, dict]
     report: Path | None
+    headline: dict | None = None
 
 
-def _stage(name: str, stages: dict, fn: Callable[[], Any], log: Callable[[str], None]) -> Any:
-    t0 = time.perf_counter()
-    log(f"[{name}] ...")
-    res = fn()
-    dt = time.perf_counter() - t0
-    stages[name] = {"seconds": round(dt, 2)}
-    log(f"[{name}] done in {dt:.1f}s")
-    return res
+@dataclass
+class Stage:
+    """One step of the loop: a name (also its folder under ``OUT``) and the call that runs it."""
+
+    name: str
+    run: Callable[[], Any]
 
 
-def _scenes_stage(out: Path, n: int, frames: int, size: int, seed: int) -> Path:
-    from gaspprobe.scenes import make_scenes
-
-    # make_scenes owns the folder's manifest and its resume: a rerun with the same arguments is a
-    # no-op, an interrupted one keeps its finished scenes, another config replaces stale ones.
-    make_scenes(out, n_scenes=n, frames=frames, size=size, seed=seed)
-    return out
-
-
-def _model_stage(out: Path, arch: str, seed: int) -> Path:
-    from gaspprobe.models import build_tiny
-
-    cfg = {"arch": arch, "seed": seed}
-    if io.is_complete(out, kind="model", config=cfg):
-        return out
-    build_tiny(arch, out, seed=seed)
-    io.write_manifest(out, io.make_manifest("model", cfg, seed=seed, status="complete", model=f"tiny:{arch}"))
-    return out
+def _run_stages(stages: list[Stage], log: Callable[[str], None]) -> dict[str, dict]:
+    timings: dict[str, dict] = {}
+    for st in stages:
+        t0 = time.perf_counter()
+        log(f"[{st.name}] ...")
+        st.run()
+        dt = time.perf_counter() - t0
+        timings[st.name] = {"seconds": round(dt, 2)}
+        log(f"[{st.name}] done in {dt:.1f}s")
+    return timings
 
 
-def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[str], None] = print,
-         **overrides: Any) -> LoopResult:
-    """Run (or resume) the whole loop into ``out``. ``overrides`` are :class:`LoopConfig` fields."""
-    from gaspprobe import api
-
-    cfg = config if config is not None else LoopConfig()
-    if overrides:
-        cfg = C.replace(cfg, **overrides)
-    cfg = cfg.resolved()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Validate every config before the first stage runs: a typo must not cost minutes of work.
-    from gaspprobe.probing.recipe import load_recipe
+def _train_config(cfg: LoopConfig) -> tuple[Any, dict[str, Any]]:
+    """(training config, overrides) of the loop's training stage, validated before any stage runs."""
     from gaspprobe.training.trainer import resolve_config
 
-    load_recipe(cfg.probe_recipe)
-    train_over: dict[str, Any] = {"seed": cfg.seed}
+    over: dict[str, Any] = {"seed": cfg.seed}
     train_config: Any = cfg.train_config
     if train_config is None and cfg.model is None:
         # The tiny default trains what docs/training.md found best on the validation split of the
@@ -144,86 +157,127 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
         train_config = {**HEADLINE_CONFIG, "steps": TINY_LOOP_STEPS,
                         "frames_per_clip": min(HEADLINE_CONFIG["frames_per_clip"], cfg.frames)}
     if cfg.train_steps is not None:
-        train_over["steps"] = cfg.train_steps
-    tcfg = resolve_config(train_config, **train_over)
+        over["steps"] = cfg.train_steps
+    if cfg.train_minutes:
+        over["time_limit_s"] = cfg.train_minutes * 60
+    if cfg.train_threads:
+        over["threads"] = cfg.train_threads
+    tcfg = resolve_config(train_config, **over)
     if tcfg.threads == 0:  # training is the one stage that gains from several threads
-        train_over["threads"] = min(2, os.cpu_count() or 1)
+        over["threads"] = min(2, os.cpu_count() or 1)
+    return train_config, over
+
+
+def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[str], None] = print,
+         **overrides: Any) -> LoopResult:
+    """Run (or resume) the whole loop into ``out``. ``overrides`` are :class:`LoopConfig` fields."""
+    from gaspprobe.benchmarking.runner import run as bench_run
+    from gaspprobe.probing.recipe import load_recipe
+    from gaspprobe.probing.run import probe
+    from gaspprobe.reporting.report import report
+    from gaspprobe.runs import open_run
+    from gaspprobe.training.trainer import train
+
+    cfg = config if config is not None else LoopConfig()
+    if overrides:
+        cfg = C.replace(cfg, **overrides)
+    cfg = cfg.resolved()
+    out = Path(out)
+    # Validate every config before the first stage runs: a typo must not cost minutes of work.
+    load_recipe(cfg.probe_recipe)
+    train_config, train_over = _train_config(cfg)
+    plan = _bench_plan(cfg, out)
     # Rendering, probing and generation on small tensors gain little from intra-op threads, and
     # two-thread torch thrashes badly when anything else runs on a 2-core machine (17x slower
     # scene rendering was measured here): one thread for every stage but training.
     import torch
 
     torch.set_num_threads(1)
-    io.atomic_write_json(out / "loop.json", {"config": asdict(cfg), "status": "running"})
-    stages: dict[str, dict] = {}
+    train_seed = cfg.seed if cfg.train_scene_seed is None else cfg.train_scene_seed
+    heldout_seed = cfg.seed + 1000 if cfg.heldout_scene_seed is None else cfg.heldout_scene_seed
+    train_scenes = Path(cfg.scenes) if cfg.scenes else out / "scenes" / "train"
+    heldout = Path(cfg.heldout) if cfg.heldout else out / "scenes" / "heldout"
+    base_model = cfg.model or str(out / "models" / "base")
+    gasp_dir = out / "train" / "gasp"
+    gasp_model = str(gasp_dir / "model")
+    runs: list[Path] = [out / "probe" / "base", gasp_dir, out / "probe" / "gasp"]
 
-    train_scenes = Path(cfg.scenes) if cfg.scenes else _stage(
-        "scenes/train", stages, lambda: _scenes_stage(out / "scenes" / "train", cfg.n_train_scenes,
-                                                      cfg.frames, cfg.size, cfg.seed), log)
-    heldout = Path(cfg.heldout) if cfg.heldout else _stage(
-        "scenes/heldout", stages, lambda: _scenes_stage(out / "scenes" / "heldout", cfg.n_heldout_scenes,
-                                                        cfg.frames, cfg.size, cfg.seed + 1000), log)
-    if cfg.model:
-        base_model = cfg.model
-    else:
-        base_model = str(_stage("models/base", stages,
-                                lambda: _model_stage(out / "models" / "base", cfg.arch, cfg.seed), log))
+    def scenes(dest: Path, n: int, seed: int) -> Callable[[], Any]:
+        from gaspprobe.scenes import make_scenes
 
-    _stage("probe/base", stages, lambda: api.probe(base_model, heldout, cfg.probe_recipe,
-                                                   out=out / "probe" / "base"), log)
-    _label(out / "probe" / "base", "base")
-    # resume=True: a loop killed mid-training continues from the newest checkpoint (bitwise the same
-    # weights); with no checkpoint it starts fresh, and a finished run with the same config is a no-op.
-    tres = _stage("train/gasp", stages, lambda: api.train(base_model, train_scenes, out / "train" / "gasp",
-                                                          train_config, resume=True, **train_over), log)
-    torch.set_num_threads(1)  # the trainer set its own thread count
-    gasp_model = str(getattr(tres, "model_dir", out / "train" / "gasp" / "model"))
-    _stage("probe/gasp", stages, lambda: api.probe(gasp_model, heldout, cfg.probe_recipe,
-                                                   out=out / "probe" / "gasp"), log)
-    _label(out / "probe" / "gasp", "gasp")
+        # make_scenes owns its folder (run kernel): same arguments -> no-op; interrupted -> keeps
+        # its finished scenes; another config -> replaces the stale ones.
+        return lambda: make_scenes(dest, n_scenes=n, frames=cfg.frames, size=cfg.size, seed=seed)
 
-    runs = [out / "probe" / "base", out / "train" / "gasp", out / "probe" / "gasp"]
-    for name, data, extra in _bench_plan(cfg, heldout, out, stages, log):
+    def tiny() -> Any:
+        from gaspprobe.models import build_tiny
+
+        return build_tiny(cfg.arch, out / "models" / "base", seed=cfg.seed)
+
+    def trained() -> Any:
+        res = train(base_model, train_scenes, gasp_dir, train_config, resume=True, label="gasp", **train_over)
+        torch.set_num_threads(1)  # the trainer set its own thread count
+        return res
+
+    stages: list[Stage] = []
+    if not cfg.scenes:
+        stages.append(Stage("scenes/train", scenes(train_scenes, cfg.n_train_scenes, train_seed)))
+    if not cfg.heldout:
+        stages.append(Stage("scenes/heldout", scenes(heldout, cfg.n_heldout_scenes, heldout_seed)))
+    if not cfg.model:
+        stages.append(Stage("models/base", tiny))
+    stages += [
+        Stage("probe/base", lambda: probe(base_model, heldout, cfg.probe_recipe, out=out / "probe" / "base",
+                                          label="base")),
+        # resume=True: a loop killed mid-training continues from the newest checkpoint (bitwise the
+        # same weights); a finished run with the same config is a no-op.
+        Stage("train/gasp", trained),
+        Stage("probe/gasp", lambda: probe(gasp_model, heldout, cfg.probe_recipe, out=out / "probe" / "gasp",
+                                          label="gasp")),
+    ]
+    for name, data, extra in plan:
+        if name.startswith("synthetic_"):
+            stages.append(Stage(f"bench/data/{name}", _synthesize(heldout, data, name, cfg.seed)))
         for label, model in (("base", base_model), ("gasp", gasp_model)):
             run_dir = out / "bench" / name / label
-            _stage(f"bench/{name}/{label}", stages,
-                   lambda: api.bench(model, name, data, run_dir, limit=cfg.bench_limit, **extra), log)
-            _label(run_dir, label)
+            stages.append(Stage(f"bench/{name}/{label}", _bench(bench_run, model, name, data, run_dir, label,
+                                                                cfg.bench_limit, extra)))
             runs.append(run_dir)
+    stages.append(Stage("report", lambda: report(runs, out / "report")))
 
-    rep = _stage("report", stages, lambda: api.report(runs, out / "report"), log)
-    io.atomic_write_json(out / "loop.json", {"config": asdict(cfg), "status": "complete", "stages": stages,
-                                             "runs": [str(r) for r in runs]})
-    return LoopResult(out=out, stages=stages, report=Path(rep) if rep else None)
-
-
-def _label(run_dir: Path, label: str) -> None:
-    """Record the display label ("base"/"gasp") in a finished run's manifest (for the report)."""
-    m = io.read_manifest(run_dir)
-    if m.get("model_label") != label:
-        m["model_label"] = label
-        io.write_manifest(run_dir, m)
+    with open_run(out, "loop", cfg, publish="incremental", on_change="refuse") as lrun:
+        lrun.start()
+        timings = _run_stages(stages, log)
+        headline = _headline(out, cfg) if cfg.preset == "headline" else None
+        lrun.complete(stages=timings, runs=[str(r) for r in runs])
+    rep = out / "report" / "report.html"
+    return LoopResult(out=out, stages=timings, report=rep if rep.exists() else None, headline=headline)
 
 
-def _bench_plan(cfg: LoopConfig, heldout: Path, out: Path, stages: dict, log) -> list[tuple[str, Path, dict]]:
-    """(benchmark name, data path, runner options) for every benchmark of the loop."""
+def _synthesize(heldout: Path, data_dir: Path, name: str, seed: int) -> Callable[[], Any]:
     from gaspprobe.benchmarking.synthetic import synthesize
 
+    fmt = SYNTHETIC_FORMATS[name]
+    return lambda: synthesize(heldout, data_dir, format=fmt, seed=seed)
+
+
+def _bench(bench_run, model, name, data, run_dir, label, limit, extra) -> Callable[[], Any]:
+    return lambda: bench_run(model, name, data, run_dir, limit=limit, label=label, **extra)
+
+
+#: The synthetic benchmarks the loop can write from its held-out scenes, and their formats.
+SYNTHETIC_FORMATS = {"synthetic_vsi": "vsibench", "synthetic_allangles": "allangles"}
+
+
+def _bench_plan(cfg: LoopConfig, out: Path) -> list[tuple[str, Path, dict]]:
+    """(benchmark name, data path, runner options) for every benchmark of the loop."""
     plan = []
     for name in cfg.benchmarks:
         if name.startswith("synthetic_"):
-            fmt = {"synthetic_vsi": "vsibench", "synthetic_allangles": "allangles"}.get(name)
-            if fmt is None:
+            if name not in SYNTHETIC_FORMATS:
                 raise ConfigError(f"benchmarks: unknown synthetic benchmark {name!r}; "
-                                  "known: synthetic_vsi, synthetic_allangles")
-            data_dir = out / "bench" / "data" / name
-            scfg = {"scenes": str(heldout), "format": fmt, "seed": cfg.seed}
-            if not io.is_complete(data_dir, kind="bench_data", config=scfg):
-                _stage(f"bench/data/{name}", stages,
-                       lambda: synthesize(heldout, data_dir, format=fmt, seed=cfg.seed), log)
-                io.write_manifest(data_dir, io.make_manifest("bench_data", scfg, seed=cfg.seed,
-                                                             status="complete"))
-            plan.append((name, data_dir, {"frames": cfg.bench_frames}))
+                                  f"known: {', '.join(SYNTHETIC_FORMATS)}")
+            plan.append((name, out / "bench" / "data" / name, {"frames": cfg.bench_frames}))
         elif name == "vsibench":
             if not cfg.vsibench_data:
                 raise ConfigError("benchmarks: 'vsibench' needs --vsibench-data (and --video-root)")
@@ -239,3 +293,54 @@ def _bench_plan(cfg: LoopConfig, heldout: Path, out: Path, stages: dict, log) ->
     if cfg.allangles_data and "allangles" not in cfg.benchmarks:
         plan.append(("allangles", Path(cfg.allangles_data), {"image_root": cfg.image_root}))
     return plan
+
+
+def _headline(out: Path, cfg: LoopConfig) -> dict:
+    """``OUT/headline.json`` + ``.md``: base vs GASP on the held-out scenes against the targets.
+
+    Every number is read from the two probe runs' summaries (the probe computes them; nothing is
+    re-derived here)."""
+    from gaspprobe.probing.run import load_result
+
+    base = load_result(out / "probe" / "base").summary
+    gasp = load_result(out / "probe" / "gasp").summary
+    train_m = io.read_manifest(out / "train" / "gasp")
+
+    def pick(s: dict) -> dict:
+        return {k: s.get(k) for k in ("peak_layer", "peak_accuracy", "robustness", "accuracy_by_gap",
+                                      "layer_mean_accuracy", "n_matches")} | {
+            "accuracy_r0": (s.get("accuracy") or {}).get("r0"), "accuracy_r1": (s.get("accuracy") or {}).get("r1")}
+
+    res = {
+        "preset": cfg.preset, "recipe": cfg.probe_recipe, "base": pick(base), "gasp": pick(gasp),
+        "targets": {"peak_accuracy": TARGET_PEAK, "robustness": TARGET_ROBUSTNESS},
+        "passed": {"peak_accuracy": (gasp.get("peak_accuracy") or 0) >= TARGET_PEAK,
+                   "robustness": (gasp.get("robustness") or 0) >= TARGET_ROBUSTNESS},
+        "train": {"summary": train_m.get("summary")},
+        "data": {"n_train_scenes": cfg.n_train_scenes, "n_heldout_scenes": cfg.n_heldout_scenes,
+                 "frames": cfg.frames, "size": cfg.size},
+    }
+    io.atomic_write_json(out / "headline.json", res)
+    io.atomic_write_text(out / "headline.md", _headline_markdown(res))
+    return res
+
+
+def _headline_markdown(r: dict) -> str:
+    b, g = r["base"], r["gasp"]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    gaps = list(b.get("accuracy_by_gap") or {})
+    layers = list(b.get("accuracy_r0") or {})
+    return "\n".join([
+        f"# GASP headline (preset {r['preset']}, held-out scenes, recipe {r['recipe']})", "",
+        "| | base | GASP | target |", "|---|---|---|---|",
+        f"| peak-layer accuracy r=0 (raw hidden states) | {f(b['peak_accuracy'])} ({b['peak_layer']}) | "
+        f"{f(g['peak_accuracy'])} ({g['peak_layer']}) | >= {TARGET_PEAK} |",
+        f"| temporal robustness | {f(b['robustness'])} | {f(g['robustness'])} | >= {TARGET_ROBUSTNESS} |", "",
+        "| gap | " + " | ".join(gaps) + " |", "|---|" + "---|" * len(gaps),
+        "| base | " + " | ".join(f(b["accuracy_by_gap"].get(k)) for k in gaps) + " |",
+        "| GASP | " + " | ".join(f((g.get("accuracy_by_gap") or {}).get(k)) for k in gaps) + " |", "",
+        "| layer | " + " | ".join(layers) + " |", "|---|" + "---|" * len(layers),
+        "| base | " + " | ".join(f(b["accuracy_r0"].get(k)) for k in layers) + " |",
+        "| GASP | " + " | ".join(f((g.get("accuracy_r0") or {}).get(k)) for k in layers) + " |", "",
+        f"Data: {r['data']}.", "",
+    ])

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
         train_steps: Optional[int] = typer.Option(None, "--train-steps", help="Override training steps."),
         bench_limit: Optional[int] = typer.Option(None, "--bench-limit", help="Questions per benchmark cap."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything."),
-        quick: bool = typer.Option(False, "--quick", help="A ~1 minute first look."),
+        quick: bool = typer.Option(False, "--quick", help="A ~1 minute first look (= --preset quick)."),
+        preset: str = typer.Option("default", "--preset", help="default | quick | headline (the toy GASP "
+                                   "headline: 96 + 16 scenes, 10 minutes of training, headline.json)."),
     ) -> None:
         """Run (or resume) the whole loop; finished stages with the same config are skipped."""
         from gaspprobe.cli._common import console
@@ -38,9 +40,13 @@ def register(app: typer.Typer) -> None:
                     allangles_data=None if allangles_data is None else str(allangles_data),
                     image_root=None if image_root is None else str(image_root),
                     train_config=None if train_config is None else str(train_config),
-                    train_steps=train_steps, bench_limit=bench_limit, seed=seed, quick=quick)
+                    train_steps=train_steps, bench_limit=bench_limit, seed=seed, quick=quick,
+                    preset=preset)
         from gaspprobe import config as C
 
+        over = {k: v for k, v in over.items() if v is not None}
         cfg = C.replace(LoopConfig(), **over)
         res = run_loop(out, cfg, log=lambda m: console.print(m, markup=False, highlight=False))
         console.print(f"[bold green]loop complete[/]: report at {res.report}")
+        if res.headline is not None:
+            console.print((out / "headline.md").read_text(encoding="utf-8"), markup=False, highlight=False)
