@@ -337,12 +337,12 @@ def test_kill_loop_resumes_to_identical_results(inputs, tmp_path):
     kills = 0
     for ready, window in triggers:
         killed = kill_at(_loop_argv(inputs, run), ready, window, rng)
-        kills += killed and json.loads((run / "loop.json").read_text()).get("status") != "complete"
+        kills += killed and json.loads((run / "manifest.json").read_text()).get("status") != "complete"
         scan_complete_files(run)
     finish(start(_loop_argv(inputs, run)), timeout=600)
     finish(ref, timeout=600)
     assert kills >= 2
-    assert json.loads((run / "loop.json").read_text())["status"] == "complete"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
     for sub in ("probe/base", "probe/gasp"):
         # the model column holds the model's path, which differs between the two loop folders
         tables_equal(run / sub / "probe.parquet", ref_dir / sub / "probe.parquet", drop=("model",))
@@ -367,7 +367,7 @@ def test_kill_loop_inside_training(inputs, tmp_path):
     assert killed
     scan_complete_files(run)
     finish(start(_loop_argv(inputs, run)), timeout=600)
-    assert json.loads((run / "loop.json").read_text())["status"] == "complete"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
 # --------------------------------------------------------------------------- writes bypassing gaspprobe.io
