@@ -1,0 +1,185 @@
+"""New model families at their real checkpoints' processor and vision geometry: token counts and grids.
+
+Independent expectation: every frame is gradient-coded (red = x, green = y of the pixel centre,
+blue = 255 on real pixels, so padding decodes as weight 0; odd frames run x backwards, so a token
+taken from the wrong frame is caught). The test decodes, from the processed ``pixel_values`` the
+model receives, the mean (x, y) under each vision patch, follows the MODEL's own code (its
+``pack_image_features`` / pixel shuffle / pooling, or a hand-written reading of the tile order) from
+patches to sequence positions, and compares with the adapter's boxes: the centre of the part of
+each box inside the frame must be within 0.10 token of the decoded centre. The token count the
+processor emits must equal the grid's tokens plus its listed non-spatial tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+SIZES = [(448, 448), (480, 640), (968, 1296), (640, 480)]  # (H, W); the last is portrait
+TOL = 0.10  # tokens
+
+
+def coded_frames(n: int, H: int, W: int) -> np.ndarray:
+    """uint8 [n,H,W,3]: R = 255*(x+.5)/W (reversed on odd frames), G = 255*(y+.5)/H, B = 255."""
+    u = (np.arange(W) + 0.5) / W
+    v = (np.arange(H) + 0.5) / H
+    out = np.empty((n, H, W, 3), np.uint8)
+    for f in range(n):
+        uu = u if f % 2 == 0 else 1 - u
+        out[f, :, :, 0] = np.round(255 * uu)[None, :]
+        out[f, :, :, 1] = np.round(255 * v)[:, None]
+        out[f, :, :, 2] = 255
+    return out
+
+
+def unnormalize(pv: torch.Tensor, ip) -> torch.Tensor:
+    """Processed pixels [..., 3, h, w] back to 0..255."""
+    mean = torch.tensor(ip.image_mean, dtype=torch.float64).view(3, 1, 1)
+    std = torch.tensor(ip.image_std, dtype=torch.float64).view(3, 1, 1)
+    return (pv.double() * std + mean) * 255.0
+
+
+def patch_sums(img: torch.Tensor, p: int) -> torch.Tensor:
+    """[..., 3, h, w] (0..255) -> [..., h//p, w//p, 3] sums of R, G, B over each p x p patch (crop to p)."""
+    h, w = img.shape[-2] // p * p, img.shape[-1] // p * p
+    x = img[..., :h, :w].unflatten(-1, (w // p, p)).unflatten(-3, (h // p, p))  # [...,3,gh,p,gw,p]
+    return x.sum((-1, -3)).movedim(-3, -1)
+
+
+def sums_to_uvw(s: torch.Tensor) -> torch.Tensor:
+    """Patch sums [..., 3] -> (u, v, valid fraction); u, v in [0, 1] of the frame."""
+    n = s[..., 2].clamp_min(1e-9)
+    return torch.stack([s[..., 0] / n, s[..., 1] / n, s[..., 2]], -1)
+
+
+def check_grid(grid, seq_uvw: dict[int, torch.Tensor], frame_size, *, boxes=None, seq_index=None,
+               frame_of=None, min_valid=0.5) -> float:
+    """Max error (tokens) between box centres (inside the frame) and decoded centres.
+
+    ``seq_uvw``: sequence position -> (u, v, valid) decoded for that token (u already un-reversed
+    for the frame that the test decoded it from is NOT done here: pass ``frame_of`` position -> f)."""
+    H, W = frame_size
+    boxes = grid.boxes if boxes is None else boxes
+    seq_index = grid.seq_index if seq_index is None else seq_index
+    b = boxes.reshape(-1, 4).double()
+    s = seq_index.reshape(-1)
+    frames = torch.arange(seq_index.shape[0]).repeat_interleave(seq_index[0].numel()) if seq_index.dim() == 3 \
+        else torch.zeros_like(s)
+    worst, n = 0.0, 0
+    for k in range(s.numel()):
+        pos = int(s[k])
+        u, v, valid = (float(x) for x in seq_uvw[pos])
+        if valid < min_valid:
+            continue
+        f = int(frames[k])
+        src_f = frame_of[pos] if frame_of is not None else f
+        if src_f % 2 == 1:
+            u = 1 - u
+        x0, y0, x1, y1 = (float(t) for t in b[k])
+        cx = (max(x0, 0) + min(x1, W)) / 2
+        cy = (max(y0, 0) + min(y1, H)) / 2
+        err = max(abs(u * W - cx) / (x1 - x0), abs(v * H - cy) / (y1 - y0))
+        worst = max(worst, err)
+        n += 1
+    assert n > 0.5 * s.numel(), f"only {n} of {s.numel()} tokens were checked"
+    return worst
+
+
+def image_positions(ad, inputs) -> torch.Tensor:
+    return (inputs["input_ids"][0] == ad.image_token_id).nonzero().squeeze(-1)
+
+
+def covered(grid) -> torch.Tensor:
+    """Every sequence position the grid accounts for (spatial + listed extras), sorted."""
+    parts = [grid.seq_index.reshape(-1)]
+    for key, val in grid.extra.items():
+        if isinstance(val, dict) and "seq_index" in val:
+            parts.append(val["seq_index"].reshape(-1))
+        elif isinstance(val, torch.Tensor) and val.dtype == torch.long and key in ("newline", "separators"):
+            parts.append(val.reshape(-1))
+    return torch.cat(parts).sort().values
+
+
+def assert_counts(ad, inputs, grid):
+    pos = image_positions(ad, inputs)
+    cov = covered(grid)
+    assert cov.numel() == pos.numel(), f"grid covers {cov.numel()} tokens, the processor emitted {pos.numel()}"
+    assert torch.equal(cov, pos.sort().values)
+
+
+# ---------------------------------------------------------------------------------------------- families
+_BUILT: dict = {}
+
+
+def adapter(arch: str):
+    from gaspprobe.models.registry import adapter_class
+
+    if arch not in _BUILT:
+        cls = adapter_class(arch)
+        model, proc = cls.build_tiny_parts(0)
+        _BUILT[arch] = cls(model, proc, model_id=f"tiny-{arch}")
+    return _BUILT[arch]
+
+
+def llava_next_expected(ad, inputs, n_frames):
+    """Decode the anyres tiles of every image and pack them with the MODEL's pack_image_features."""
+    from gaspprobe.models.base import _unwrap
+
+    inner = _unwrap(ad.model).model
+    p = int(ad.model.config.vision_config.patch_size)
+    pv = unnormalize(inputs["pixel_values"], ad.processor.image_processor)  # [F, 1+tiles, 3, S, S]
+    out = []
+    for f in range(n_frames):
+        uvw = patch_sums(pv[f], p)  # [1+tiles, g, g, 3]
+        feats = sums_to_uvw(uvw).reshape(uvw.shape[0], -1, 3)
+        nl = torch.tensor([float("nan")] * 3, dtype=torch.float64)
+        packed, _ = inner.pack_image_features([feats], inputs["image_sizes"][f:f + 1], "default", image_newline=nl)
+        out.append(packed[0])
+    return torch.cat(out)
+
+
+EXPECTED = {
+    "llava_next": llava_next_expected,
+}
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED))
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_grid_matches_decoded_pixels(arch, size):
+    ad = adapter(arch)
+    H, W = size
+    n = 2 if H * W <= 640 * 480 else 1
+    frames = coded_frames(n, H, W)
+    inputs, grid, idx = ad.prepare_capture(frames)
+    assert grid.shape[0] == n and grid.frame_size == (H, W)
+    assert_counts(ad, inputs, grid)
+    dec = EXPECTED[arch](ad, inputs, n)
+    pos = image_positions(ad, inputs)
+    assert dec.shape[0] == pos.numel()
+    seq_uvw = {int(q): dec[i] for i, q in enumerate(pos)}
+    err = check_grid(grid, seq_uvw, (H, W))
+    assert err <= TOL, f"{arch} {size}: grid off by {err:.3f} token"
+    for key in ("base", "global", "thumbnail"):
+        ex = grid.extra.get(key)
+        if isinstance(ex, dict) and "boxes" in ex:
+            si = ex["seq_index"]
+            bx = ex["boxes"].expand(si.shape[0], *ex["boxes"].shape) if ex["boxes"].dim() == 3 else ex["boxes"]
+            e2 = check_grid(grid, seq_uvw, (H, W), boxes=bx, seq_index=si)
+            assert e2 <= TOL, f"{arch} {size}: {key} view off by {e2:.3f} token"
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED))
+def test_capture_shapes(arch):
+    ad = adapter(arch)
+    frames = coded_frames(2, 240, 320)
+    grid = ad.token_grid((240, 320), 2)
+    got = {}
+    for cap in ad.capture(frames):
+        got[cap.name] = tuple(cap.feats.shape)
+        assert torch.isfinite(cap.feats).all()
+    F, R, C = grid.shape
+    assert list(got) == ad.layer_names()
+    assert set(got.values()) == {(F, R, C, ad.hidden_size)}
