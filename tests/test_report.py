@@ -30,9 +30,19 @@ CHANCE = 1 / 64
 RECIPE = {"frames": 8, "gaps": [1, 2, 4, 8], "depth_tol": 0.05, "tolerances": [0, 1],
           "pairs_per_scene": 4, "seed": 0, "modes": ["hidden"], "out": "ignored/by/compare"}
 SCENES = ["scene_000", "scene_001"]
-TASKS = {"base": {"object_counting": 20.0, "room_size": 35.0},
-         "gasp": {"object_counting": 50.0, "room_size": 40.0}}
-QTYPES = ["object_counting"] * 4 + ["room_size"] * 2
+# Per-question scores of the benchmark fixtures, with their aggregates computed by hand.
+# synthetic_vsi (macro over question types): 4 object_counting (0/1) + 2 room_size (MRA).
+QTYPES = ["object_counting"] * 4 + ["room_size_estimation"] * 2
+VSI_SCORES = {"base": [1, 0, 0, 0, 0.3, 0.4],     # counting 25.0, room_size 35.0, overall 30.0
+              "gasp": [1, 1, 1, 0, 0.4, 0.4]}     # counting 75.0, room_size 40.0, overall 57.5
+TASKS = {"base": {"object_counting": 25.0, "room_size_estimation": 35.0},
+         "gasp": {"object_counting": 75.0, "room_size_estimation": 40.0}}
+# synthetic_allangles (micro): 11 camera_pose + 1 counting question, all multiple choice.
+AA_TASKS = ["camera_pose"] * 11 + ["counting"]
+AA_SCORES = {"base": [1, 1, 1] + [0] * 8 + [0],      # camera_pose 27.3 (3/11), counting 0, overall 25.0
+             "gasp": [1, 1, 1, 1, 1] + [0] * 6 + [1]}  # camera_pose 45.5 (5/11), counting 100, overall 50.0
+AA_SUMMARY = {"base": {"camera_pose": 100 * 3 / 11, "counting": 0.0},
+              "gasp": {"camera_pose": 100 * 5 / 11, "counting": 100.0}}
 
 
 def _manifest(kind, config, model, status="complete", **extra):
@@ -79,12 +89,19 @@ def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCEN
 
 
 def write_bench(run, model, tasks, *, benchmark="synthetic_vsi", label=None, ids=None,
-                frames=8, config=None, summary_extra=None):
-    ids = list(range(len(QTYPES))) if ids is None else ids
-    table = pd.DataFrame(dict(model=model, benchmark=benchmark, id=ids,
-                              question_type=QTYPES[:len(ids)], prediction="1", parsed="1",
-                              target="1", score=1.0))
-    overall = sum(tasks.values()) / len(tasks)
+                frames=8, config=None, summary_extra=None, scores=None, task_of=None, overall=None):
+    """A bench run in the runner's schema: per-question ``scores`` (0/1 or MRA) under ``task_of``
+    (default: the VSI question types) and a summary whose ``tasks``/``overall`` the caller gives."""
+    qtypes = task_of or QTYPES
+    ids = list(range(len(scores if scores is not None else qtypes))) if ids is None else ids
+    scores = scores if scores is not None else [1.0] * len(ids)
+    table = pd.DataFrame(dict(model=model, benchmark=benchmark, id=[str(i) for i in ids],
+                              question_type=qtypes[:len(ids)], prediction="1", parsed="1",
+                              target="1", score=[float(x) for x in scores[:len(ids)]],
+                              task=qtypes[:len(ids)], failed="",
+                              cluster=[f"scene_{int(i) // 3}" for i in ids], pair_idx=None))
+    if overall is None:
+        overall = sum(tasks.values()) / len(tasks)
     io.write_table(table, run / "scores.parquet")
     io.atomic_write_json(run / "summary.json", {
         "model": model, "benchmark": benchmark, "overall": overall, "tasks": dict(tasks),
@@ -109,6 +126,26 @@ def write_train(run, base_model, output_model, steps=20):
     return run
 
 
+# The bench runner's statistics blocks, as a run writes them (hand-chosen values).
+VSI_EXTRA = {
+    "base": {"scorer": "generate",
+             "ci": {"level": 0.95, "n_boot": 1000, "seed": 0, "clusters": 2, "overall": [20.0, 40.0],
+                    "tasks": {"object_counting": [0.0, 50.0], "room_size_estimation": [30.0, 40.0]}},
+             "baselines": {"chance": None,
+                           "frequency": {"overall": 12.5, "tasks": {"object_counting": 0.0,
+                                                                    "room_size_estimation": 25.0}},
+                           "blind": {"overall": 10.0, "tasks": {"object_counting": 0.0,
+                                                                "room_size_estimation": 20.0}, "n": 6}}},
+    "gasp": {"scorer": "generate",
+             "ci": {"level": 0.95, "n_boot": 1000, "seed": 0, "clusters": 2, "overall": [45.0, 70.0],
+                    "tasks": {"object_counting": [50.0, 100.0], "room_size_estimation": [40.0, 40.0]}},
+             "baselines": {"chance": None,
+                           "frequency": {"overall": 12.5, "tasks": {"object_counting": 0.0,
+                                                                    "room_size_estimation": 25.0}},
+                           "blind": None}},
+}
+
+
 def make_loop_runs(root: Path) -> dict:
     """A loop-like folder: base probe, train, GASP probe, two benchmarks on both models."""
     root = Path(root)
@@ -120,16 +157,20 @@ def make_loop_runs(root: Path) -> dict:
         "train": write_train(root / "train", base, gasp),
         "probe_gasp": write_probe(root / "probe_gasp", gasp, GASP_ACC, GASP_GAP, label="gasp",
                                   depth_gain=0.04),
-        "bench_base": write_bench(root / "bench_base", base, TASKS["base"], label="base"),
-        "bench_gasp": write_bench(root / "bench_gasp", gasp, TASKS["gasp"], label="gasp"),
-        "aa_base": write_bench(root / "aa_base", base, {"camera_pose": 30.0, "counting": 40.0},
-                               benchmark="synthetic_allangles", label="base", summary_extra={
-                                   "n_per_task": {"camera_pose": 5, "counting": 1},
+        "bench_base": write_bench(root / "bench_base", base, TASKS["base"], label="base",
+                                  scores=VSI_SCORES["base"], summary_extra=VSI_EXTRA["base"]),
+        "bench_gasp": write_bench(root / "bench_gasp", gasp, TASKS["gasp"], label="gasp",
+                                  scores=VSI_SCORES["gasp"], summary_extra=VSI_EXTRA["gasp"]),
+        "aa_base": write_bench(root / "aa_base", base, AA_SUMMARY["base"], label="base",
+                               benchmark="synthetic_allangles", scores=AA_SCORES["base"],
+                               task_of=AA_TASKS, overall=25.0, summary_extra={
+                                   "n_per_task": {"camera_pose": 11, "counting": 1},
                                    "paired_consistency": {"camera_pose": {
                                        "pairs": 2, "CC": 50.0, "WW": 0.0, "IC": 50.0}}}),
-        "aa_gasp": write_bench(root / "aa_gasp", gasp, {"camera_pose": 48.2, "counting": 41.0},
-                               benchmark="synthetic_allangles", label="gasp", summary_extra={
-                                   "n_per_task": {"camera_pose": 5, "counting": 1},
+        "aa_gasp": write_bench(root / "aa_gasp", gasp, AA_SUMMARY["gasp"], label="gasp",
+                               benchmark="synthetic_allangles", scores=AA_SCORES["gasp"],
+                               task_of=AA_TASKS, overall=50.0, summary_extra={
+                                   "n_per_task": {"camera_pose": 11, "counting": 1},
                                    "paired_consistency": {"camera_pose": {
                                        "pairs": 2, "CC": 100.0, "WW": 0.0, "IC": 0.0}}}),
     }
@@ -149,6 +190,11 @@ def built(loop_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "report"
     html = report(list(loop_runs.values()), out)
     return out, html
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Hidden entries of ``folder`` other than the run kernel's ``.<name>.lock`` files."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
 
 
 def _md_table(md: str, title: str) -> pd.DataFrame:
@@ -319,32 +365,77 @@ def test_headline_numbers_match_hand_computed_values(built):
     assert head.loc["gasp", "Robustness (%)"] == "90.0"
     assert head.loc["base", "Conf. ρ"] == "+0.10"
     assert "base: 2 scenes, 8 frame pairs, 640 matches" in md
-    assert head.loc["base", "synthetic_vsi overall"] == "27.5"
-    assert head.loc["gasp", "synthetic_allangles overall"] == "44.6"   # (48.2+41)/2
+    assert head.loc["base", "synthetic_vsi overall"] == "30.0"          # (25 + 35) / 2
+    assert head.loc["gasp", "synthetic_allangles overall"] == "50.0"    # 6 of 12 right
     delta = _md_table(md, "Base -> GASP deltas").iloc[0]
     assert delta["Base -> GASP"] == "base -> gasp"
     assert delta["Δ peak corr."] == "+40.0"
     assert delta["Δ robustness"] == "+40.0"
-    assert delta["Δ synthetic_vsi overall"] == "+17.5"
-    assert delta["Δ synthetic_allangles overall"] == "+9.6"
+    assert delta["Δ synthetic_vsi overall"] == "+27.5"
+    assert delta["Δ synthetic_allangles overall"] == "+25.0"
+
+
+def _first(cell: str) -> str:
+    """The number of a cell such as ``25.0 [0.0, 50.0]`` or ``+50.0* [12.5, 87.5]``."""
+    return cell.split(" ")[0].rstrip("*")
+
+
+def _bracket(cell: str) -> tuple[float, float] | None:
+    m = re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell)
+    return (float(m.group(1)), float(m.group(2))) if m else None
 
 
 def test_per_question_type_tables(built):
     out, _ = built
     md = (out / "report.md").read_text()
     t = _md_table(md, "synthetic_vsi: score per question type").set_index("Question type")
-    assert t.loc["object_counting", "n"] == "4" and t.loc["room_size", "n"] == "2"
-    assert t.loc["object_counting", "base"] == "20.0"
-    assert t.loc["object_counting", "gasp"] == "50.0"
-    assert t.loc["object_counting", "Δ gasp"] == "+30.0"
-    assert t.loc["room_size", "Δ gasp"] == "+5.0"
-    assert t.loc["overall", "Δ gasp"] == "+17.5"
+    assert t.loc["object_counting", "n"] == "4" and t.loc["room_size_estimation", "n"] == "2"
+    assert t.loc["object_counting", "base"] == "25.0 [0.0, 50.0]"      # the run's own interval
+    assert t.loc["object_counting", "gasp"] == "75.0 [50.0, 100.0]"
+    assert t.loc["overall", "base"] == "30.0 [20.0, 40.0]"
+    # baselines beside the models: frequency (of the questions), blind (of the base model only)
+    assert t.loc["room_size_estimation", "baseline: frequency"] == "25.0"
+    assert t.loc["overall", "baseline: blind (base)"] == "10.0"
+    assert "baseline: chance" not in t.columns                      # no chance for numbers
+    # paired deltas from the per-question scores: 3 of 4 vs 1 of 4 right -> +50
+    assert _first(t.loc["object_counting", "Δ gasp"]) == "+50.0"
+    # the two room-size questions share one scene (bootstrap cluster): every draw holds both,
+    # so the paired interval is [5, 5] and excludes zero
+    assert t.loc["room_size_estimation", "Δ gasp"] == "+5.0* [5.0, 5.0]"      # 0.4 - 0.35
+    assert _first(t.loc["overall", "Δ gasp"]) == "+27.5"
+    lo, hi = _bracket(t.loc["object_counting", "Δ gasp"])
+    # clusters scene_0 (ids 0-2, both discordant questions) and scene_1 (id 3): a draw of
+    # scene_1 twice (p = 1/4) has delta 0, one of scene_0 twice has 100 * (3 - 1) / 3
+    assert (lo, hi) == (0.0, pytest.approx(66.7, abs=0.05))
+    assert "*" not in t.loc["object_counting", "Δ gasp"]
     aa = _md_table(md, "synthetic_allangles: score per question type").set_index("Question type")
-    assert aa.loc["camera_pose", "Δ gasp"] == "+18.2"
-    assert aa.loc["camera_pose", "n"] == "5"          # the runner's n_per_task wins
+    assert _first(aa.loc["camera_pose", "Δ gasp"]) == "+18.2"        # 5/11 - 3/11
+    assert aa.loc["camera_pose", "n"] == "11"         # the runner's n_per_task wins
+    assert aa.loc["camera_pose", "base"] == "27.3"    # no interval in the summary: none shown
     pc = _md_table(md, "synthetic_allangles: paired consistency").set_index("Category")
     assert pc.loc["camera_pose", "pairs"] == "2"
     assert (pc.loc["camera_pose", "base IC"], pc.loc["camera_pose", "gasp CC"]) == ("50.0", "100.0")
+
+
+def test_significant_delta_is_marked(tmp_path):
+    """20 multiple-choice questions, base always wrong and GASP always right: every bootstrap draw
+    gives +100, so the delta is marked; McNemar's exact p = 2 / 2^20."""
+    from gaspprobe.reporting.report import report
+
+    tasks = ["camera_pose"] * 20
+    a = write_bench(tmp_path / "a", "org/base", {"camera_pose": 0.0}, benchmark="synthetic_allangles",
+                    scores=[0] * 20, task_of=tasks, label="base", overall=0.0)
+    b = write_bench(tmp_path / "b", "org/gasp", {"camera_pose": 100.0},
+                    benchmark="synthetic_allangles", scores=[1] * 20, task_of=tasks, label="gasp",
+                    overall=100.0)
+    out = tmp_path / "out"
+    md = report([a, b], out, formats=("png",)).with_name("report.md").read_text()
+    t = _md_table(md, "synthetic_allangles: score per question type").set_index("Question type")
+    assert t.loc["camera_pose", "Δ gasp"] == "+100.0* [100.0, 100.0]"
+    assert t.loc["overall", "Δ gasp"] == "+100.0* [100.0, 100.0]"
+    paired = json.loads((out / "report.json").read_text())["measured"]["paired"]
+    p = {r["task"]: r for r in paired}
+    assert p["camera_pose"]["p"] == pytest.approx(2 / 2 ** 20) and p["camera_pose"]["significant"]
 
 
 def test_paper_numbers_only_in_the_paper_section(built):
@@ -366,27 +457,37 @@ def test_paper_numbers_only_in_the_paper_section(built):
     assert "paper_reference" not in data["measured"]
 
 
-def test_summary_without_accuracy_falls_back_to_the_table(tmp_path):
-    """Accuracy per layer rebuilt from probe.parquet as the n-weighted mean over rows."""
-    from gaspprobe.reporting.report import collect
+def test_summary_without_accuracy_is_refused_not_rebuilt(tmp_path):
+    """The report reads the probe's numbers, never re-derives them from probe.parquet: a summary
+    without its accuracy block is a one-line error naming the folder."""
     from gaspprobe.reporting.runs import load_runs
 
-    run = write_probe(tmp_path / "p", "m", BASE_ACC, BASE_GAP,
-                      drop_summary_keys=("accuracy", "peak_layer", "peak_accuracy",
-                                         "layer_mean_accuracy", "accuracy_by_gap"))
+    run = write_probe(tmp_path / "p", "m", BASE_ACC, BASE_GAP, drop_summary_keys=("accuracy",))
+    with pytest.raises(DataError) as e:
+        load_runs([run])
+    assert str(e.value).startswith(str(run)) and "'accuracy'" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_numbers_come_from_the_summary_not_the_table(tmp_path):
+    """A table whose rows disagree with the summary: every reported number is the summary's
+    (peak, peak layer, layer mean, chance, robustness, per-gap accuracy)."""
+    from gaspprobe.reporting.collect import collect
+    from gaspprobe.reporting.runs import load_runs
+
+    run = write_probe(tmp_path / "p", "m", BASE_ACC, BASE_GAP)
     t = io.read_table(run / "probe.parquet")
-    # Make scene_001 count three times as much, with other values, for llm.1.
-    m = (t.layer == "llm.1") & (t.metric == "hidden/acc_r0")
-    t.loc[m & (t.scene == "scene_001"), ["value", "n"]] = [0.60, 30]
+    t.loc[t.metric == "hidden/acc_r0", "value"] = 0.99
     io.write_table(t, run / "probe.parquet")
     data = collect(load_runs([run]))
-    acc = data.corr.set_index("layer")["accuracy"]
-    assert acc["llm.1"] == pytest.approx((0.20 * 10 + 0.60 * 30) / 40)   # 0.5
-    assert acc["llm.0"] == pytest.approx(0.32)
     p = data.probe.iloc[0]
-    assert p.peak_layer == "llm.1" and p.peak == pytest.approx(0.5)
-    assert p.layer_mean == pytest.approx((0.32 + 0.5 + 0.15 + 0.10) / 4)
-    assert list(data.gaps["gap"]) == [1.0]   # the table has gap 1 only
+    assert (p.peak, p.peak_layer) == (pytest.approx(0.32), "llm.0")
+    assert p.layer_mean == pytest.approx((0.32 + 0.20 + 0.15 + 0.10) / 4)
+    assert p.chance == pytest.approx(1 / 64) and p.robustness == pytest.approx(0.5)
+    assert data.corr.set_index("layer").query("r == 'r0'")["accuracy"].to_dict() == \
+        pytest.approx(BASE_ACC)
+    assert dict(zip(data.gaps["gap"], data.gaps["accuracy"])) == \
+        pytest.approx({float(k): v for k, v in BASE_GAP.items()})
 
 
 # --------------------------------------------------------------------------- files
@@ -409,7 +510,7 @@ def test_report_files_and_figures(built):
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / link).is_file()
     assert io.read_manifest(out, kind="report")["status"] == "complete"
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    assert _leftovers(out.parent) == []  # no temp or old folder left (the kernel's lock file stays)
 
 
 def test_html_is_self_contained(built):
@@ -447,18 +548,18 @@ def test_never_replaces_a_good_report_with_a_broken_one(built, loop_runs, tmp_pa
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     # A failure in the middle of building (here: a bug) also leaves the old report untouched.
-    import gaspprobe.reporting.report as rep
+    import gaspprobe.reporting.publish as pub
 
-    orig = rep.render_markdown
-    rep.render_markdown = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    orig = pub.render_markdown
+    pub.render_markdown = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
     try:
         with pytest.raises(RuntimeError):
             report([loop_runs["probe_base"]], out)
     finally:
-        rep.render_markdown = orig
+        pub.render_markdown = orig
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert _leftovers(tmp_path) == []
     # A good rebuild replaces it.
     report([loop_runs["probe_base"]], out)
     assert "gasp" not in _md_table((out / "report.md").read_text(), "Headline")["Model"].tolist()
@@ -509,40 +610,6 @@ def test_cli_bad_run_is_one_line_exit_2(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- schema variants
-def test_pooled_rows_of_the_runner_are_used_not_double_counted(tmp_path):
-    """Tables with per-scene rows AND pooled rows (scene/gap null), as the probe runner writes
-    them: the fallback must read the pooled numbers, i.e. total hits / total n."""
-    from gaspprobe.reporting.report import collect
-    from gaspprobe.reporting.runs import load_runs
-
-    hits = {("s0", 1): (3, 10), ("s0", 2): (1, 10), ("s1", 1): (9, 10), ("s1", 2): (2, 20)}
-    rows = []
-    for (sc, g), (h, n) in hits.items():
-        rows.append(("m", sc, "llm.0", g, "hidden/acc_r0", h / n, n))
-    for sc in ("s0", "s1"):        # per scene, pooled over gaps
-        h = sum(v[0] for k, v in hits.items() if k[0] == sc)
-        n = sum(v[1] for k, v in hits.items() if k[0] == sc)
-        rows.append(("m", sc, "llm.0", None, "hidden/acc_r0", h / n, n))
-    for g in (1, 2):               # all scenes, per gap
-        h = sum(v[0] for k, v in hits.items() if k[1] == g)
-        n = sum(v[1] for k, v in hits.items() if k[1] == g)
-        rows.append(("m", None, "llm.0", g, "hidden/acc_r0", h / n, n))
-    rows.append(("m", None, "llm.0", None, "hidden/acc_r0", 15 / 50, 50))
-    rows.append(("m", None, None, None, "chance", 1 / 16, 50))
-    t = pd.DataFrame(rows, columns=["model", "scene", "layer", "gap", "metric", "value", "n"])
-    t["gap"] = t["gap"].astype("Int64")
-    run = tmp_path / "p"
-    io.write_table(t, run / "probe.parquet")
-    io.atomic_write_json(run / "summary.json", {"model": "m"})
-    io.write_manifest(run, _manifest("probe", RECIPE, "m"))
-    data = collect(load_runs([run]))
-    assert data.corr.set_index("layer").loc["llm.0", "accuracy"] == pytest.approx(15 / 50)
-    p = data.probe.iloc[0]
-    assert p.peak == pytest.approx(0.3) and p.chance == pytest.approx(1 / 16)
-    gaps = data.gaps.set_index("gap")["accuracy"]
-    assert gaps[1.0] == pytest.approx(12 / 20) and gaps[2.0] == pytest.approx(3 / 30)
-
-
 def test_attention_mode_missing_values_and_long_training(tmp_path):
     """An attention block adds a q·k column and figure; null values show as a dash; a long
     training log is drawn (smoothed) without error."""
@@ -569,7 +636,8 @@ def test_report_on_real_probe_runs(tmp_path):
     import torch
 
     from gaspprobe.probing.run import probe
-    from gaspprobe.reporting.report import collect, report
+    from gaspprobe.reporting.collect import collect
+    from gaspprobe.reporting.report import report
     from gaspprobe.reporting.runs import load_runs
     from gaspprobe.scenes import generate_scene
 
@@ -584,17 +652,12 @@ def test_report_on_real_probe_runs(tmp_path):
         s = json.loads((run.path / "summary.json").read_text())
         p = data.probe.set_index("model").loc[rs.name(run.model_key)]
         assert p.peak == pytest.approx(s["peak_accuracy"]) and p.peak_layer == s["peak_layer"]
-        # The table fallback agrees with the runner's own summary (no double counting).
-        fb = collect(load_runs([run])).corr  # via summary
-        run.summary.pop("accuracy")
-        from gaspprobe.reporting.report import _probe_rows
-
-        c, *_ = _probe_rows(run, "x")
-        by_layer = {row[3]: row[5] for row in c if row[2] == "r0"}
+        # Every layer's accuracy is the runner's own.
+        corr = data.corr[(data.corr.model == rs.name(run.model_key)) & (data.corr.r == "r0")]
+        by_layer = dict(zip(corr["layer"], corr["accuracy"]))
         for layer, v in s["accuracy"]["r0"].items():
             if v is not None:
                 assert by_layer[layer] == pytest.approx(v), layer
-        assert len(fb)
     html = report(runs, tmp_path / "rep")
     head = _md_table(html.with_name("report.md").read_text(), "Headline").set_index("Model")
     assert float(head.loc["oracle:xyz", "Peak corr. r=0 (%)"]) > 80

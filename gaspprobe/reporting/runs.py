@@ -275,7 +275,11 @@ def _read_train_log(path: Path):
 def _check_probe_summary(path: Path, s: dict) -> None:
     """Probe accuracies are fractions in [0, 1]; anything else is a schema we would misreport."""
     acc = s.get("accuracy")
-    if acc is not None and not isinstance(acc, dict):
+    if acc is None:
+        # The report reads the probe's numbers and never rebuilds them from the table.
+        raise DataError("summary.json has no 'accuracy': half-written or from an older probe; "
+                        "rerun the probe", path=path)
+    if not isinstance(acc, dict):
         raise DataError("summary.json 'accuracy' is not an object {r: {layer: value}}", path=path)
     blocks = [acc or {}]
     if isinstance(s.get("attention"), dict):
