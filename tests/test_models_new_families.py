@@ -143,6 +143,7 @@ def llava_next_expected(ad, inputs, n_frames):
 
 EXPECTED = {
     "llava_next": llava_next_expected,
+    "llava_next_video": llava_next_expected,
 }
 
 
@@ -183,3 +184,37 @@ def test_capture_shapes(arch):
     F, R, C = grid.shape
     assert list(got) == ad.layer_names()
     assert set(got.values()) == {(F, R, C, ad.hidden_size)}
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED))
+def test_saved_tiny_reloads_with_same_grid(arch, tmp_path):
+    """build_tiny -> gaspprobe.models.load (the hub-checkpoint path) gives the same processor geometry."""
+    from gaspprobe.models.loading import load
+    from gaspprobe.models.tiny import build_tiny
+
+    ad = load(build_tiny(arch, tmp_path / arch), dtype="float32")
+    ref = adapter(arch)
+    assert type(ad) is type(ref)
+    for size in ((480, 640), (640, 480)):
+        g, r = ad.token_grid(size, 1), ref.token_grid(size, 1)
+        assert torch.equal(g.boxes, r.boxes) and torch.equal(g.seq_index, r.seq_index)
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED))
+def test_training_facts_name_real_modules(arch):
+    """language_model_path, projector/vision keys and the LoRA pattern point at the model's own modules."""
+    import re
+
+    from gaspprobe.models.base import _getattr_path
+
+    ad = adapter(arch)
+    spec = ad.spec
+    lm = _getattr_path(ad.model, spec.language_model_path)
+    assert ad.decoder_layers() is lm.layers
+    names = [n for n, _ in ad.model.named_parameters()]
+    proj = [n for n in names if any(k in n for k in spec.projector_keys)]
+    vis = [n for n in names if any(k in n for k in spec.vision_keys) and n not in proj]
+    assert proj and vis
+    assert not any(spec.language_model_name + "." in n for n in proj + vis)
+    lora = [n for n, _ in ad.model.named_modules() if re.fullmatch(spec.lora_targets, n)]
+    assert len(lora) == len(spec.lora_modules) * len(lm.layers)

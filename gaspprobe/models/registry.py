@@ -18,6 +18,7 @@ ADAPTERS.register("llava", "gaspprobe.models.llava:LlavaAdapter")
 ADAPTERS.register("llava_onevision", "gaspprobe.models.llava_onevision:LlavaOnevisionAdapter")
 ADAPTERS.register("idefics3", "gaspprobe.models.idefics3:Idefics3Adapter")
 ADAPTERS.register("llava_next", "gaspprobe.models.llava_next:LlavaNextAdapter")
+ADAPTERS.register("llava_next_video", "gaspprobe.models.llava_next_video:LlavaNextVideoAdapter")
 
 # Text-only model_types people may try by mistake (the adapters need an image pathway).
 _TEXT_ONLY_HINT = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "opt")
