@@ -1,4 +1,4 @@
-"""CLI: ``gaspprobe scenes make|show|check`` (thin: arguments -> :mod:`gaspprobe.scenes`)."""
+"""CLI: ``gaspprobe scenes make|show|check|convert|index|formats`` (thin: arguments -> :mod:`gaspprobe.scenes`)."""
 
 from __future__ import annotations
 
@@ -53,15 +53,9 @@ def make(
 
 
 def _pick_scene(root: Path, scene: Optional[str]) -> Path:
-    from gaspprobe.scenes.scannet import is_scene_dir
+    from gaspprobe.scenes.index import find_scenes
 
-    if (root / "color").is_dir():
-        return root
-    if not root.is_dir():
-        raise DataError("not found or not a folder", path=root)
-    subs = sorted(p for p in root.iterdir() if is_scene_dir(p))
-    if not subs:
-        raise DataError("no scene folders (expected color/ depth/ pose/ intrinsic/ inside)", path=root)
+    subs = [p for _, p in find_scenes(root)]
     if scene is None:
         return subs[0]
     for p in subs:
@@ -97,30 +91,81 @@ def show(
 
 
 @app.command("check")
-def check(root: Path = typer.Argument(..., help="A scene folder or a folder of scenes.")) -> None:
-    """Validate scene folders; prints each problem (one line, naming the file) and exits 2 if any."""
+def check(
+    root: Path = typer.Argument(..., help="A scene, a folder of scenes or a dataset root (any registered format)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Only this format (default: detect)."),
+) -> None:
+    """Detect the format, read every scene and say what was found; prints each problem (one line,
+    naming the file) and exits 2 if any."""
     from gaspprobe.cli._common import console, err_console
-    from gaspprobe.scenes import check_scene
-    from gaspprobe.scenes.scannet import is_scene_dir
+    from gaspprobe.scenes.index import describe
 
-    if not root.exists():
-        raise DataError("not found", path=root)
-    if root.is_dir() and not (root / "color").is_dir():
-        subs = sorted(p for p in root.iterdir() if is_scene_dir(p))
-        if not subs:
-            raise DataError("no scene folders (expected color/ depth/ pose/ intrinsic/ inside)", path=root)
-    else:
-        subs = [root]
+    infos = describe(root, format)
     bad = 0
-    for p in subs:
-        probs = check_scene(p)
-        if probs:
+    counts: dict[str, int] = {}
+    for info in infos:
+        counts[info.format] = counts.get(info.format, 0) + 1
+        if info.problems:
             bad += 1
-            for msg in probs:
+            for msg in info.problems:
                 err_console.print(f"[red]problem[/] {msg}", highlight=False, soft_wrap=True)
-        else:
-            console.print(f"[green]ok[/] {p}", highlight=False)
+            continue
+        fx, fy, cx, cy = info.K
+        console.print(f"[green]ok[/] {info.path} [{info.format}] {info.name}: {info.frames} frames, "
+                      f"{info.width}x{info.height}, fx {fx:.2f} fy {fy:.2f} cx {cx:.2f} cy {cy:.2f}, "
+                      f"depth {'metric' if info.metric else 'NOT metric (unknown scale)'}",
+                      highlight=False, soft_wrap=True)
+    fmts = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if bad:
-        err_console.print(f"{bad} of {len(subs)} scene(s) with problems", highlight=False)
+        err_console.print(f"{bad} of {len(infos)} scene(s) with problems ({fmts})", highlight=False)
         raise typer.Exit(2)
-    console.print(f"{len(subs)} scene(s) ok")
+    console.print(f"{len(infos)} scene(s) ok ({fmts})", highlight=False)
+
+
+@app.command("convert")
+def convert(
+    src: Path = typer.Argument(..., help="A scene, a folder of scenes or a dataset root (any registered format)."),
+    out: Path = typer.Argument(..., help="Output folder: one ScanNet-layout scene folder per scene."),
+    format: Optional[str] = typer.Option(None, "--format", help="Only this format (default: detect)."),
+    force: bool = typer.Option(False, "--force", help="Replace a finished conversion in OUT."),
+) -> None:
+    """Write a copy of every scene in the ScanNet layout (published atomically as one run)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gaspprobe.cli._common import console
+    from gaspprobe.scenes.index import convert as do_convert
+
+    with Progress(TextColumn("convert"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as prog:
+        task = prog.add_task("convert", total=None)
+        m = do_convert(src, out, format=format, force=force,
+                       progress=lambda done, total: prog.update(task, completed=done, total=total))
+    n = len(m.get("scenes", []))
+    fmts = ", ".join(f"{k}: {v}" for k, v in sorted((m.get("source_formats") or {}).items()))
+    console.print(f"[green]{n} scene(s)[/] ({fmts}) in the ScanNet layout in {out}", highlight=False)
+
+
+@app.command("index")
+def index(
+    root: Path = typer.Argument(..., help="A folder of scenes or a dataset root (any registered format)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parquet file (default: ROOT/scenes.parquet)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Only this format (default: detect)."),
+) -> None:
+    """Write the scene index: one row per scene (scene, format, frames, size, intrinsics, metric)."""
+    from gaspprobe.cli._common import console
+    from gaspprobe.scenes.index import write_index
+
+    df = write_index(root, out, format=format)
+    target = out or root / "scenes.parquet"
+    console.print(f"{len(df)} scene(s), {int(df['frames'].sum())} frames indexed in {target}", highlight=False)
+
+
+@app.command("formats")
+def formats() -> None:
+    """List the scene formats that check, convert and the loaders recognise."""
+    from gaspprobe.cli._common import console
+    from gaspprobe.scenes.formats import by_priority
+
+    for f in by_priority():
+        console.print(f"[bold]{f.name:12s}[/] {'metric' if f.metric else 'not metric'}: {f.summary}",
+                      highlight=False, soft_wrap=True)

@@ -8,7 +8,8 @@ Layout of one scene folder (as written by ScanNet's ``SensReader/python/reader.p
     intrinsic/intrinsic_color.txt   4x4, K in the top-left 3x3 (integer pixel centres); a plain
                                     3x3 file is accepted too
     intrinsic/intrinsic_depth.txt   4x4 (written for completeness; see below)
-    objects.json             optional: {"objects": [Object3D.to_json()...], "room": {...}}
+    objects.json             optional: {"objects": [Object3D.to_json()...], "room": {...},
+                             "metric": false only when depth has an unknown scale}
     instance/<i>.png         optional (synthetic scenes): 16-bit object-id map, 0 = none, id + 1
 
 Reading (:func:`load_scene`) follows what real exports contain: file names sorted numerically;
@@ -216,12 +217,16 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
             insts.append(_nearest_resize(m, H, W))
     objects: list[Object3D] = []
     room = None
+    metric = True
     op = root / "objects.json"
     if op.exists():
         try:
             meta = json.loads(op.read_text(encoding="utf-8"))
             objects = [Object3D.from_json(o) for o in meta.get("objects", [])]
             room = meta.get("room")
+            metric = meta.get("metric", True)
+            if not isinstance(metric, bool):
+                raise ValueError(f"'metric' must be true or false, got {metric!r}")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError,
                 OverflowError) as e:  # OverflowError: int() of an "id": Infinity
             raise DataError(f"malformed objects.json ({type(e).__name__}: {e})", path=op) from None
@@ -231,7 +236,7 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
         depth=torch.from_numpy(np.stack(deps).astype(np.float32) / 1000.0),
         K=torch.from_numpy(np.broadcast_to(K, (F, 3, 3)).copy()),
         cam_to_world=torch.from_numpy(np.stack(Ts).astype(np.float32)),
-        objects=objects, name=root.name, frame_ids=kept, room=room,
+        objects=objects, name=root.name, frame_ids=kept, room=room, metric=metric,
         instance=torch.from_numpy(np.stack(insts).astype(np.int32) - 1).to(torch.int16) if use_inst else None,
     )
 
@@ -334,6 +339,8 @@ def scene_to_files(scene: Scene, color_format: str = "png") -> dict[str, bytes]:
     meta: dict[str, Any] = {"objects": [o.to_json() for o in scene.objects]}
     if scene.room is not None:
         meta["room"] = scene.room
+    if not scene.metric:  # depth of unknown scale, stored as if in metres: say so
+        meta["metric"] = False
     files["objects.json"] = (json.dumps(meta, indent=1) + "\n").encode()
     files["intrinsic/intrinsic_color.txt"] = _fmt_matrix(K4).encode()
     files["intrinsic/intrinsic_depth.txt"] = _fmt_matrix(K4).encode()  # depth is stored registered to colour

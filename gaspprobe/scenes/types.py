@@ -55,7 +55,10 @@ class Scene:
     ``frame_ids`` are the on-disk frame indices (frames with invalid poses are skipped on load).
     ``room`` holds optional room facts (e.g. ``{"size": [x, y, z], "floor_area": m2}``) and
     ``instance`` an optional int16 [F,H,W] object-id map (-1 = no object), both for synthetic
-    scenes whose annotations are exact.
+    scenes whose annotations are exact. ``metric`` is False when depth (and so translation) is known
+    only up to an unknown scale (COLMAP/MVS reconstructions, CO3Dv2, DL3DV): correspondences are
+    still exact, but anything that reads depth as metres (a metric depth loss, depth error in
+    metres, distances in a benchmark) must not use it as such.
     """
 
     rgb: "torch.Tensor"
@@ -67,6 +70,7 @@ class Scene:
     frame_ids: list[int] | None = None
     room: dict[str, Any] | None = None
     instance: "torch.Tensor | None" = None
+    metric: bool = True
 
     def __post_init__(self) -> None:
         F = self.rgb.shape[0]
@@ -99,4 +103,5 @@ class Scene:
         return Scene(rgb=self.rgb[i], depth=self.depth[i], K=self.K[i], cam_to_world=self.cam_to_world[i],
                      objects=list(self.objects), name=self.name,
                      frame_ids=[self.frame_ids[j] for j in idx] if self.frame_ids else None,
-                     room=self.room, instance=None if self.instance is None else self.instance[i])
+                     room=self.room, instance=None if self.instance is None else self.instance[i],
+                     metric=self.metric)
