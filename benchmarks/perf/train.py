@@ -35,13 +35,14 @@ def _setup(frames: int, batch: int, device: str = "cpu"):
     from gaspprobe.training.config import TrainConfig
     from gaspprobe.training.data import ClipPlan, MatchCache
     from gaspprobe.training.heads import HeadBank, query_weights
-    from gaspprobe.training.trainer import GaspModule, _setup_model
+    from gaspprobe.training.loop import GaspModule
+    from gaspprobe.training.surgery import setup_model
 
     torch.manual_seed(0)
     adapter = load(str(tiny_model_dir("qwen2_5_vl")), device=device)
     cfg = TrainConfig(frames_per_clip=frames, batch_size=batch)
     scenes = [generate_scene(s, frames=max(16, frames), size=224) for s in range(2)]
-    run, _ = _setup_model(adapter, cfg, "projector")
+    run, _, _ = setup_model(adapter, cfg, "projector")
     layers = [f"llm.{i}" for i in range(adapter.num_layers)]
     heads = HeadBank(layers, adapter.hidden_size, min(256, adapter.hidden_size // 2)).to(device)
     heads.init("svd", query_weights(adapter, layers))

@@ -18,12 +18,6 @@ from typing import Literal
 from gaspprobe.config import field
 from gaspprobe.errors import ConfigError
 
-# LoRA only on the language model's linear layers. A plain list of names would also hit the vision
-# tower's MLPs (Qwen's vision blocks have gate/up/down_proj too), hence a regex anchored on the
-# language-model path (see shared research notes, transformers_vlm.md section 6).
-DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-
 @dataclass
 class TrainConfig:
     """Everything that decides a GASP training run (see ``docs/training.md``)."""
@@ -58,7 +52,12 @@ class TrainConfig:
     lora_rank: int = field(32, help="LoRA rank (paper: 128 on Qwen2.5-VL-7B, 512 on LLaVA-Video-7B).")
     lora_alpha: float = field(64.0, help="LoRA alpha (scale = alpha / rank).")
     lora_dropout: float = field(0.0, help="LoRA dropout (0 keeps resume bitwise exact without extra RNG).")
-    lora_targets: str = field(DEFAULT_LORA_TARGETS, help="Regex of module names given LoRA (language model only).")
+    lora_targets: str | None = field(
+        None, help="Regex of module names given LoRA (language model only). None = the family's default "
+                   "(FamilySpec.lora_targets: its language model's linear layers, e.g. "
+                   "'.*\\.language_model\\..*\\.(q_proj|...)' or '.*\\.text_model\\..*' for Idefics3; a plain "
+                   "name list would also hit the vision tower's MLPs). The resolved pattern is in the "
+                   "manifest's plan.")
     vision: Literal["auto", "none", "projector", "tower"] = field(
         "auto", help="Vision side that trains: none, the projector/merger, or the whole tower. auto = projector "
                      "for tiny random models (their random tower caps accuracy near pixel matching), none for "

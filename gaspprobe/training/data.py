@@ -183,3 +183,34 @@ def split_scenes(scenes: Sequence, val_fraction: float, seed: int) -> tuple[list
     val_idx = sorted(perm[:n_val])
     train_idx = sorted(perm[n_val:])
     return [scenes[i] for i in train_idx], [scenes[i] for i in val_idx]
+
+
+class CaptionStream:
+    """Plain-text captions for the optional LM loss, cycled deterministically by data position.
+
+    Micro-batch ``position`` (counted from 1) takes captions ``position * batch_size + b`` modulo
+    the number of captions, so a resumed run sees the same text as an uninterrupted one."""
+
+    def __init__(self, path: str, tokenizer, batch_size: int):
+        from pathlib import Path
+
+        from gaspprobe.errors import ConfigError
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("caption_file: file not found", path=p)
+        self.captions = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if not self.captions:
+            raise DataError("no captions in file", path=p)
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self.sources = [str(p)]
+
+    def batch(self, position: int, device) -> dict:
+        """Tokenized ``input_ids`` / ``attention_mask`` / ``labels`` (padding masked to -100)."""
+        texts = [self.captions[(position * self.batch_size + b) % len(self.captions)]
+                 for b in range(self.batch_size)]
+        cap = self.tokenizer(texts, return_tensors="pt", padding=True)
+        labels = cap["input_ids"].masked_fill(cap["attention_mask"] == 0, -100)
+        return {"input_ids": cap["input_ids"].to(device), "attention_mask": cap["attention_mask"].to(device),
+                "labels": labels.to(device)}
