@@ -141,9 +141,23 @@ def llava_next_expected(ad, inputs, n_frames):
     return torch.cat(out)
 
 
+def internvl_expected(ad, inputs, n_frames):
+    """Decode every 448-px tile's 14-px patches and merge them with the MODEL's pixel_shuffle."""
+    from gaspprobe.models.base import _unwrap
+
+    inner = _unwrap(ad.model).model
+    p = int(ad.model.config.vision_config.patch_size[0])
+    pv = unnormalize(inputs["pixel_values"], ad.processor.image_processor)  # [tiles (all frames), 3, T, T]
+    sums = patch_sums(pv, p)  # [tiles, 32, 32, 3]
+    shuf = inner.pixel_shuffle(sums.contiguous(), scale_factor=float(ad.model.config.downsample_ratio))  # [tiles, 16, 16, 12]
+    merged = shuf.unflatten(-1, (-1, 3)).sum(-2)
+    return sums_to_uvw(merged).reshape(-1, 3)
+
+
 EXPECTED = {
     "llava_next": llava_next_expected,
     "llava_next_video": llava_next_expected,
+    "internvl": internvl_expected,
 }
 
 
