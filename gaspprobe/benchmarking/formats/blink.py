@@ -119,6 +119,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
                 id=sid if k == 0 else f"{sid}#r{k}", question_type=sub, kind="mca",
                 prompt=build_prompt(body, opts, variant), target=C.LETTERS[a], task=card.tasks.get(sub, sub),
                 options={C.LETTERS[j]: o for j, o in enumerate(opts)}, visual={"images": images},
+                cluster=sid,
                 pair_idx=sid if circular else None, doc={**doc, "rotation": k}))
     if not samples:
         raise DataError("no questions", path=where)

@@ -201,6 +201,9 @@ def store_image_bytes(b: bytes) -> str:
     return str(p)
 
 
+_B64_MAGIC = ("iVBORw0KGgo", "/9j/", "UklGR", "R0lGOD")
+
+
 def image_path(value: Any, where: Any, i: int, rid: Any, field: str, root: Path | None) -> str:
     """A file path for one image cell: HF ``{"bytes", "path"}`` struct, raw bytes, base64 text
     (VLMEvalKit TSV), a PIL image, or a path (relative to ``root``)."""
@@ -218,11 +221,11 @@ def image_path(value: Any, where: Any, i: int, rid: Any, field: str, root: Path 
         value.save(buf, format="PNG")
         return store_image_bytes(buf.getvalue())
     if isinstance(value, str) and value:
-        if len(value) > 512 and "/" not in value[:64]:  # base64 image text (VLMEvalKit TSV)
+        if value.startswith(_B64_MAGIC):  # base64 image text (VLMEvalKit TSV): PNG, JPEG, WEBP, GIF
             try:
-                return store_image_bytes(base64.b64decode(value, validate=False))
+                return store_image_bytes(base64.b64decode(value, validate=True))
             except (ValueError, TypeError):
-                pass
+                raise row_error(where, i, rid, field, "not valid base64 image data") from None
         p = Path(value)
         if not p.is_absolute() and root is not None:
             p = root / p

@@ -68,7 +68,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=task, kind="mca", prompt=build_prompt(doc, variant), target=ans,
             task=card.tasks.get(task, task), options={C.LETTERS[j]: c for j, c in enumerate(choices)},
-            visual={"images": [image]}, doc=doc))
+            visual={"images": [image]}, cluster=sid, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples

@@ -62,7 +62,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=rel, kind="mca", prompt=build_prompt(doc, variant), target=C.LETTERS[a],
             task=card.tasks.get(rel, rel), options={C.LETTERS[j]: o for j, o in enumerate(opts)},
-            visual={"images": [image]}, doc=doc))
+            visual={"images": [image]}, cluster=sid, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples

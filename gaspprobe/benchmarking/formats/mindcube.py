@@ -39,6 +39,12 @@ def setting(row_id: str) -> str:
     return {"among": "among", "rotation": "rotation", "around": "around", "aroundnew": "around"}.get(first, "other")
 
 
+def scene_group(row_id: str) -> str:
+    """The scene set a question belongs to (``among_group693_q1_5_2`` -> ``among_group693``): the
+    bootstrap cluster, since the questions of one group share their views."""
+    return "_".join(row_id.split("_")[:2])
+
+
 def extract_answer(text: str) -> str | None:
     """The official MindCube ``extract_answer`` (as lmms-eval ships it): pattern priorities, the
     last match of the first pattern that matches wins."""
@@ -120,7 +126,8 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         doc: dict[str, Any] = {k: row[k] for k in FIELDS if k != "images"}
         samples.append(Sample(
             id=sid, question_type=st, kind="mca", prompt=build_prompt(prompt, variant), target=ans,
-            task=card.tasks.get(st, st), options=options, visual={"images": images}, doc=doc))
+            task=card.tasks.get(st, st), options=options, visual={"images": images}, cluster=scene_group(sid),
+            doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples

@@ -107,7 +107,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         q = question.strip()
         samples.append(Sample(
             id=sid, question_type=qt, kind="mca", prompt=variant.get("pre_prompt", "") + q + post, target=ans,
-            task=card.tasks.get(qt, qt), options=options, visual={"images": images}, doc=doc))
+            task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=sid, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples

@@ -144,7 +144,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=cat, kind="mca", prompt=build_prompt(question, options, variant), target=ans,
             task=card.tasks.get(cat, cat), options={C.LETTERS[j]: o for j, o in enumerate(options)},
-            visual={"images": images}, doc=doc))
+            visual={"images": images}, cluster=sid, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples

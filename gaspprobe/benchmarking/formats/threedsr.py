@@ -125,6 +125,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=cat, kind="mca", prompt=build_prompt(question, options, variant), target=ans,
             task=card.tasks.get(cat, MAIN_CATEGORY.get(cat, cat)), options=options, visual={"images": [image]},
+            cluster=qid[:8] if qid else sid,
             pair_idx=circular_key(qid) if qid else None, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
