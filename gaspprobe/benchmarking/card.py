@@ -32,7 +32,7 @@ class DatasetSpec:
 class BenchmarkCard:
     name: str = field(help="Registry name.")
     version: str = field(help="Bumped whenever prompts, parsing or aggregation change.")
-    format: Literal["vsibench", "allangles"] = field(help="Question schema / loader.")
+    format: str = field(help="Question schema: a name of registry.LOADERS (vsibench, allangles, blink, ...).")
     description: str = field("", help="One paragraph for people.")
     source: str = field("", help="Provenance: official repositories, files and functions reproduced.")
     dataset: DatasetSpec = field(default_factory=DatasetSpec, help="Where the data comes from.")
@@ -91,6 +91,7 @@ class Sample:
     visual: dict[str, Any] = dc_field(default_factory=dict)
     pair_idx: Any = None
     doc: dict[str, Any] = dc_field(default_factory=dict)
+    cluster: str | None = None  # what questions share (video / scene) for clustered bootstrap; None: derived
 
 
 def cards_dir() -> Path:
@@ -115,6 +116,11 @@ def load_card(name_or_path: str | Path) -> BenchmarkCard:
     data = load_file(path)
     card = from_dict(BenchmarkCard, data, where=path)
     card.path = str(path)
+    from gaspprobe.benchmarking.registry import LOADERS
+
+    if card.format not in LOADERS:
+        raise ConfigError(f"format: unknown benchmark format {card.format!r}; known: {', '.join(LOADERS.names())}",
+                          path=path)
     for kind in card.question_types.values():
         if kind not in ("mca", "na"):
             raise ConfigError(f"question_types: kind must be 'mca' or 'na', got {kind!r}", path=path)

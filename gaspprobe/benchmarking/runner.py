@@ -1,54 +1,56 @@
 """The benchmark runner: samples -> batched greedy generation -> parse -> score -> run folder.
 
-Start at :func:`run` (what ``gaspprobe bench run`` and :func:`gaspprobe.api.bench` call) and
-:func:`score` (``gaspprobe bench score``: rescoring predictions made elsewhere).
+Start at :func:`run` (what ``gaspprobe bench run`` and :func:`gaspprobe.api.bench` call).
+Rescoring predictions made elsewhere is :mod:`gaspprobe.benchmarking.rescoring`; parsing, metrics
+and the tables are :mod:`gaspprobe.benchmarking.scoring`.
 
-A run folder holds:
+The run folder is opened with the run kernel (:func:`gaspprobe.runs.open_run`, kind ``bench``,
+published incrementally), so two processes on one ``--out`` never interleave (the second is
+refused naming the holder, or waits with ``wait=True``), a rerun with another config is refused
+naming the keys, and a killed run resumes. It holds:
 
 - ``predictions.jsonl``: one record per finished sample (``id``, ``question_type``, ``task``,
-  ``prompt``, ``raw``, ``parsed``, ``target``, ``score``, ``failed`` (None or the reason), and
-  for videos the sampled ``frame_indices``), flushed and fsynced per record; a rerun skips every
-  id already finished (failed samples are retried) and the last record of an id wins.
-- ``scores.parquet`` / ``scores.csv``: tidy rows ``model, benchmark, id, question_type,
-  prediction, parsed, target, score`` (+ ``task``, ``failed``).
-- ``summary.json``: ``overall`` and ``tasks`` (x100, the card's official aggregation), ``n``,
-  ``n_failed``, ``parse_failures``, ``frames``, ``prompt_variant``, ``parser``, ``card_version``,
-  baselines computed from the data, and for All-Angles ``paired_consistency``.
-- ``manifest.json``: ``io.make_manifest("bench", config, ...)``; ``status`` is "complete" only at
-  the very end; a rerun of a complete run with the same config returns at once, unless some
-  samples failed (a missing or corrupt video): those alone are retried, so a repaired file is picked up.
+  ``prompt``, ``raw``, ``parsed``, ``target``, ``score``, ``failed`` (None or the reason), the
+  blind baseline's ``blind_raw``/``blind_score``, and for videos the sampled ``frame_indices``),
+  flushed and fsynced per record; a rerun skips every id already finished (failed samples are
+  retried) and the last record of an id wins.
+- ``scores.parquet`` / ``scores.csv``, ``summary.json`` (:func:`gaspprobe.benchmarking.scoring.finalize`).
+- ``manifest.json``: ``status`` is "complete" only at the very end; a rerun of a complete run
+  returns at once, unless some samples failed (a missing or corrupt video): those alone are
+  retried, so a repaired file is picked up.
 
-Models: a model string goes to :func:`gaspprobe.models.load` (adapter with
-``generate([(frames, prompt), ...], max_new_tokens=...) -> list[str]``), an object with such a
-``generate`` is used as is, and three special names need no model at all: ``oracle:answers``
-(answers from the ground truth; must score 100), ``baseline:frequency`` (the most frequent answer
-of each question type) and ``baseline:random`` (a seeded uniform option; no answer for numbers).
+Models: a model string goes to :func:`gaspprobe.models.load` (an adapter with ``generate``), an
+object with ``generate`` is used as is, the names of :data:`gaspprobe.benchmarking.answerers.ANSWERERS`
+need no model, and ``blind:<model>`` runs a model without its images/video.
 
 Sharding: under ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun --nproc_per_node N``,
-which also works on CPU) each process takes a contiguous share of
-the unfinished samples (``PartialState.split_between_processes``) and writes
-``predictions.rank{r}.jsonl``; the main process gathers them by id into ``predictions.jsonl`` and
-writes the tables. A failed sample (missing or unreadable video/image) is recorded with its
-reason, scores 0 and the run goes on; the summary counts them.
+which also works on CPU) each process takes a contiguous share of the unfinished samples
+(``PartialState.split_between_processes``) and writes ``predictions.rank{r}.jsonl``; the main
+process holds the run folder's lock, gathers the shards by id into ``predictions.jsonl`` and
+writes the tables.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from gaspprobe import io
+from gaspprobe.benchmarking import answerers, profiles
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample, load_card
+from gaspprobe.benchmarking.scoring import (PREDICTIONS, SUMMARY, latest, parser_for, record, resolve_judge,
+                                            score_sample, with_judge)
 from gaspprobe.errors import DataError, GaspError
 
-PREDICTIONS = "predictions.jsonl"
-SUMMARY = "summary.json"
-SPECIAL_MODELS = ("oracle:answers", "baseline:frequency", "baseline:random")
+# kept for callers of the old module layout
+from gaspprobe.benchmarking.rescoring import read_predictions, score  # noqa: E402,F401
+
+SPECIAL_MODELS = tuple(answerers.ANSWERERS.names())
+SCORERS = ("generate", "likelihood")
+Progress = Callable[[dict], None]
 
 
 @dataclass
@@ -71,35 +73,19 @@ class BenchResult:
         return io.read_table(self.run_dir / "scores.parquet")
 
 
-# --------------------------------------------------------------------------- special models
-class _Special:
-    """Models answered from the data itself; they never need frames."""
-
-    needs_visuals = False
-
-    def __init__(self, name: str, samples: Sequence[Sample], seed: int = 0):
-        from gaspprobe.benchmarking.metrics import most_frequent_answers
-
-        self.name = name
-        self.seed = seed
-        self.freq = most_frequent_answers(samples) if name == "baseline:frequency" else {}
-
-    def answer(self, s: Sample) -> str:
-        if self.name == "oracle:answers":
-            return s.target
-        if self.name == "baseline:frequency":
-            return self.freq[s.question_type]
-        if s.kind == "mca":  # baseline:random: seeded per sample, independent of order and sharding
-            return random.Random(f"{self.seed}:{s.id}").choice(sorted(s.options))
-        return ""
+def _object_name(model: Any) -> str:
+    return str(getattr(model, "name", None) or getattr(model, "model_id", None) or type(model).__name__)
 
 
 def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str = "cpu") -> tuple[Any, str]:
     if isinstance(model, str):
-        if model in SPECIAL_MODELS:
-            return _Special(model, samples, seed), model
-        if model.split(":", 1)[0] in ("oracle", "baseline"):
-            raise GaspError(f"unknown special model {model!r}; supported: {', '.join(SPECIAL_MODELS)}")
+        if model.startswith(answerers.BLIND_PREFIX):
+            inner, _ = _resolve_model(model[len(answerers.BLIND_PREFIX):], samples, seed, device)
+            if isinstance(inner, answerers.Answerer):
+                raise GaspError(f"{model!r}: blind needs a model, not a special answerer")
+            return answerers.Blind(inner, model), model
+        if answerers.is_special(model):
+            return answerers.make(model, samples, seed), model
         from gaspprobe import models
 
         return models.load(model, device=device), model
@@ -108,148 +94,14 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str
     return model, _object_name(model)
 
 
-def _object_name(model: Any) -> str:
-    return str(getattr(model, "name", None) or getattr(model, "model_id", None) or type(model).__name__)
-
-
-# --------------------------------------------------------------------------- scoring
-def score_sample(sample: Sample, raw: str, parse: Callable, card: BenchmarkCard) -> tuple[Any, float]:
-    """Parse ``raw`` and score it with the card's metric for the sample's answer kind."""
-    from gaspprobe.benchmarking.registry import METRICS
-
-    parsed = parse(raw, sample)
-    metric = METRICS.get(card.metrics[sample.kind])
-    return parsed, float(metric(parsed, sample.target))
-
-
-def _record(sample: Sample, raw: str | None, parsed: Any, score: float, failed: str | None,
-            extra: dict | None = None) -> dict:
-    return {"id": sample.id, "question_type": sample.question_type, "task": sample.task,
-            "prompt": sample.prompt, "raw": raw, "parsed": parsed, "target": sample.target,
-            "score": score, "failed": failed, **(extra or {})}
-
-
-def _resolve_judge(judge: Any) -> tuple[Callable | None, str | None]:
-    """An optional answer extractor used only when the rule parser finds no answer (the paper's
-    LLM judge for All-Angles is such a hook). ``judge`` is None (off, the default), a callable
-    ``judge(raw, sample) -> letter | None`` or an importable ``"module:function"`` name."""
-    if judge is None:
-        return None, None
-    if isinstance(judge, str):
-        import importlib
-
-        mod, _, attr = judge.partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError, ValueError):
-            raise GaspError(f"judge: cannot import {judge!r} (expected 'module:function')") from None
-        return fn, judge
-    if not callable(judge):
-        raise GaspError(f"judge: expected a callable or 'module:function', got {type(judge).__name__}")
-    return judge, f"{getattr(judge, '__module__', '?')}:{getattr(judge, '__qualname__', type(judge).__name__)}"
-
-
-def _with_judge(parse: Callable, judge: Callable | None) -> Callable:
-    if judge is None:
-        return parse
-
-    def parse_or_judge(raw: str, sample: Sample):
-        got = parse(raw, sample)
-        if got is None and sample.kind == "mca":
-            j = judge(raw, sample)
-            got = j if isinstance(j, str) and j in sample.options else None
-        return got
-
-    return parse_or_judge
-
-
-def _latest(records: Sequence[dict]) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for r in records:
-        out[str(r["id"])] = r
-    return out
-
-
-def _baselines(card: BenchmarkCard, samples: Sequence[Sample], agg: Callable) -> dict:
-    import pandas as pd
-
-    from gaspprobe.benchmarking.metrics import chance_scores, most_frequent_answers
-
-    ch = [(s, c) for s, c in zip(samples, chance_scores(samples)) if c is not None]
-    chance = None
-    if ch:
-        df = pd.DataFrame({"question_type": [s.question_type for s, _ in ch], "task": [s.task for s, _ in ch],
-                           "score": [c for _, c in ch], "pair_idx": [None] * len(ch)})
-        a = agg(df)
-        chance = {"overall": a["overall"] if len(ch) == len(samples) else None, "tasks": a["tasks"]}
-    freq = most_frequent_answers(samples)
-    parse = _parser(card, None)
-    rows = [{"question_type": s.question_type, "task": s.task, "pair_idx": s.pair_idx,
-             "score": score_sample(s, freq[s.question_type], parse, card)[1]} for s in samples]
-    a = agg(pd.DataFrame(rows))
-    return {"chance": chance, "frequency": {"overall": a["overall"], "tasks": a["tasks"]}}
-
-
-def _parser(card: BenchmarkCard, name: str | None) -> Callable:
-    from gaspprobe.benchmarking.registry import PARSERS
-
-    return PARSERS.get(card.check_parser(name))
-
-
-def _finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], latest: dict[str, dict],
-              model_name: str, meta: dict) -> dict:
-    """Write scores.parquet/.csv and summary.json from the latest record of every sample."""
-    import pandas as pd
-
-    from gaspprobe.benchmarking.parse import format_parsed
-    from gaspprobe.benchmarking.registry import AGGREGATIONS
-
-    rows, failures, missing = [], {}, 0
-    parse_failures = 0
-    for s in samples:
-        r = latest.get(s.id)
-        if r is None:
-            missing += 1
-            continue
-        if r.get("failed"):
-            failures[s.id] = r["failed"]
-        elif r.get("parsed") is None:
-            parse_failures += 1
-        rows.append({"model": model_name, "benchmark": card.name, "id": s.id, "question_type": s.question_type,
-                     "prediction": r.get("raw"), "parsed": format_parsed(r.get("parsed")), "target": s.target,
-                     "score": float(r.get("score") or 0.0), "task": s.task,
-                     "failed": r.get("failed") or "", "pair_idx": None if s.pair_idx is None else str(s.pair_idx)})
-    cols = ["model", "benchmark", "id", "question_type", "prediction", "parsed", "target", "score", "task",
-            "failed", "pair_idx"]
-    df = pd.DataFrame(rows, columns=cols)
-    agg = AGGREGATIONS.get(card.aggregation)
-    a = agg(df) if len(df) else {"overall": float("nan"), "tasks": {}, "question_types": {}, "n_per_task": {}}
-    summary = {
-        "model": model_name, "benchmark": card.name, "card_version": card.version,
-        "overall": a["overall"], "tasks": a["tasks"], "question_types": a.get("question_types", {}),
-        "n_per_task": a.get("n_per_task", {}),
-        "n": len(df), "n_failed": len(failures), "n_missing": missing, "parse_failures": parse_failures,
-        "failures": dict(list(failures.items())[:50]),
-        **meta,
-        "aggregation": card.aggregation,
-        "higher_is_better": card.higher_is_better,
-        "baselines": _baselines(card, samples, agg) if samples else {},
-    }
-    for k in ("overall_micro", "overall_macro", "paired_consistency"):
-        if k in a:
-            summary[k] = a[k]
-    df = df.drop(columns=["pair_idx"])
-    io.write_table(df, out / "scores.parquet")
-    io.atomic_write_json(out / SUMMARY, summary)
-    return summary
-
-
 # --------------------------------------------------------------------------- visuals
 class _VisualLoader:
-    """Loads a sample's frames/images; keeps the last two decoded videos (questions share videos)."""
+    """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
-    def __init__(self, frames: int | None):
+    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4):
         self.frames = frames
+        self.sampler = sampler
+        self.keep = keep
         self._cache: dict[str, tuple] = {}
 
     def __call__(self, s: Sample) -> tuple[list, dict]:
@@ -258,9 +110,9 @@ class _VisualLoader:
 
             path = s.visual["video"]
             if path not in self._cache:
-                if len(self._cache) >= 2:
+                if len(self._cache) >= self.keep:
                     self._cache.pop(next(iter(self._cache)))
-                self._cache[path] = read_video_frames(path, int(self.frames or 32))
+                self._cache[path] = read_video_frames(path, int(self.frames or 32), sampler=self.sampler)
             fr, idx, n = self._cache[path]
             return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n)}
         from gaspprobe.benchmarking.allangles import read_images
@@ -269,7 +121,9 @@ class _VisualLoader:
 
 
 # --------------------------------------------------------------------------- run
-def _load(card: BenchmarkCard, data, video_root, image_root, prompt_variant, limit) -> list[Sample]:
+def load_samples(card: BenchmarkCard, data, video_root=None, image_root=None, prompt_variant=None,
+                 limit=None) -> list[Sample]:
+    """The card's loader (``LOADERS[card.format]``) on ``data``, first ``limit`` samples."""
     from gaspprobe.benchmarking.registry import LOADERS
 
     samples = LOADERS.get(card.format)(card, data, video_root=video_root, image_root=image_root,
@@ -281,19 +135,7 @@ def _load(card: BenchmarkCard, data, video_root, image_root, prompt_variant, lim
     return samples
 
 
-def _check_config(out: Path, config: dict) -> dict | None:
-    """The existing manifest if ``out`` is a bench run with this config; error if it differs."""
-    if not (out / io.MANIFEST).exists():
-        return None
-    m = io.read_manifest(out, kind="bench")
-    old = m.get("config") or {}
-    new = json.loads(io.to_json(config))  # the manifest's JSON round trip (tuples -> lists ...)
-    if old != new:
-        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        k = diff[0] if diff else "?"
-        raise DataError(f"holds a bench run with a different config ({k}: {old.get(k)!r} != {new.get(k)!r}); "
-                        f"use another --out", path=out)
-    return m
+_load = load_samples  # the old private name
 
 
 def _dist_state():
@@ -307,250 +149,326 @@ def _dist_state():
     return st if st.num_processes > 1 else None
 
 
+def _variant_with_profile(card: BenchmarkCard, variant: str, prof: profiles.Profile) -> str:
+    """A profile that changes the prompt adds a derived variant ``<variant>+<profile>`` to the card."""
+    over = prof.prompt.get(card.format)
+    if not over:
+        return variant
+    name = f"{variant}+{prof.name}"
+    card.prompt_variants[name] = {**card.variant(variant), **over}
+    return name
+
+
 def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_root: str | Path | None = None,
         image_root: str | Path | None = None, frames: int | None = None, limit: int | None = None,
         batch_size: int = 1, prompt_variant: str | None = None, parser: str | None = None,
-        max_new_tokens: int | None = None, seed: int = 0, progress: bool = True,
-        device: str | None = None, judge: Any = None) -> BenchResult:
+        max_new_tokens: int | None = None, seed: int = 0, progress: Progress | bool | None = None,
+        device: str | None = None, judge: Any = None, profile: str | None = None, scorer: str = "generate",
+        blind: bool | None = None, label: str | None = None, force: bool = False,
+        wait: bool = False) -> BenchResult:
     """Run ``model`` on ``benchmark`` (card name or YAML path) over ``data`` into run folder ``out``.
 
     Args:
-        model: model id / local dir (``gaspprobe.models.load``), a special name (``oracle:answers``,
-            ``baseline:frequency``, ``baseline:random``) or an adapter object with ``generate``.
+        model: model id / local dir (``gaspprobe.models.load``), a special answerer
+            (``oracle:answers``, ``baseline:frequency``, ``baseline:random``, ``baseline:chance``),
+            ``blind:<model>``, or an adapter object with ``generate``.
         data: question file or folder in the benchmark's schema, or ``"hf"`` for the hub dataset.
         video_root / image_root: where videos / images live (default: beside the question file).
         frames: frames per video (default: the card's, 32 for VSI-Bench); recorded.
         limit: evaluate only the first ``limit`` questions (dataset order).
-        batch_size: samples per ``generate`` call (results do not depend on it).
-        prompt_variant / parser: named non-default choices of the card (default: official).
+        batch_size: samples per ``generate`` call (results do not depend on it); batches are
+            grouped by prompt length within windows of consecutive samples.
+        prompt_variant / parser: named non-default choices of the card (default: the profile's).
         max_new_tokens: default the card's (16).
         seed: for ``baseline:random``.
-        progress: show a rich progress bar with the running score.
+        progress: a callback ``progress({"benchmark", "done", "total", "score"})`` called after
+            every batch (the CLI draws a bar with it); None/False/True: no callback.
         device: where a model given by name is loaded (default: the shard's device under
             accelerate/torchrun, else "cuda" when available, else "cpu"); not part of the config.
         judge: optional answer extractor for multiple-choice outputs the rule parser cannot read
-            (callable ``judge(raw, sample) -> letter | None`` or ``"module:function"``); off by
-            default, recorded in the config and the summary when used.
+            (callable ``judge(raw, sample) -> letter | None`` or ``"module:function"``).
+        profile: harness profile (:mod:`gaspprobe.benchmarking.profiles`; default ``gaspprobe``).
+        scorer: ``"generate"`` (official: generate, parse) or ``"likelihood"`` (NON-official,
+            multiple choice by option likelihood, :mod:`gaspprobe.benchmarking.likelihood`).
+        blind: also run the model without images/video per sample (``baselines.blind``);
+            default on for real models, off for special answerers.
+        label: recorded as the manifest's ``model_label`` (the loop's "base"/"gasp").
+        force: start over even if ``out`` holds a finished or differing run.
+        wait: wait for another process using ``out`` instead of refusing.
     Returns:
         :class:`BenchResult` with the run folder and its summary.
     """
+    from gaspprobe.runs import decide, open_run
+
     t0 = time.perf_counter()
     card = load_card(benchmark)
     out = Path(out)
-    variant = prompt_variant or card.prompt_variant
+    if scorer not in SCORERS:
+        raise GaspError(f"scorer: expected one of {', '.join(SCORERS)}, got {scorer!r}")
+    prof = profiles.get(profile)
+    variant = _variant_with_profile(card, prompt_variant or card.prompt_variant, prof)
     card.variant(variant)
-    parser_name = card.check_parser(parser)
+    parser_name = card.check_parser(parser or prof.parser.get(card.format))
     k = frames if frames is not None else card.frames
-    if card.format != "vsibench":
+    has_video = card.format == "vsibench" or bool(card.frames)
+    if not has_video:
         k = None
     if batch_size < 1:
         raise GaspError(f"batch_size: expected >= 1, got {batch_size}")
     if k is not None and k < 1:
         raise GaspError(f"frames: expected >= 1, got {k}")
-    judge_fn, judge_name = _resolve_judge(judge)
+    judge_fn, judge_name = resolve_judge(judge)
     model_str = model if isinstance(model, str) else None
+    is_special = model_str is not None and answerers.is_special(model_str)
+    if model_str is not None and is_special and model_str not in answerers.ANSWERERS:
+        answerers.ANSWERERS.get(model_str)  # one-line error naming the supported answerers
+    if blind is None:  # real models (by name, or adapters with a processor); never answerers or test doubles
+        blind = (model_str is not None and not is_special and not model_str.startswith(answerers.BLIND_PREFIX)) \
+            or (model_str is None and profiles.has_processor(model))
+    do_blind = bool(blind)
+    mnt = int(max_new_tokens or card.max_new_tokens)
     config = {"model": model_str or _object_name(model), "benchmark": card.name, "card_version": card.version,
               "data": str(data), "video_root": None if video_root is None else str(video_root),
               "image_root": None if image_root is None else str(image_root), "frames": k, "limit": limit,
-              "prompt_variant": variant, "parser": parser_name,
-              "max_new_tokens": int(max_new_tokens or card.max_new_tokens), "seed": seed, "judge": judge_name}
+              "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt, "seed": seed,
+              "judge": judge_name}
+    # keys added later are written only when not at their old default, so older runs still resume
+    if prof.name != profiles.DEFAULT:
+        config["profile"] = prof.name
+    if scorer != "generate":
+        config["scorer"] = scorer
+    if do_blind:
+        config["blind"] = True
     state = _dist_state()
     is_main = state is None or state.is_main_process
-    existing = _check_config(out, config)
-    if existing is not None and existing.get("status") == "complete" and (out / SUMMARY).exists():
-        summary = io.read_json(out / SUMMARY)
-        if not summary.get("n_failed"):
-            return BenchResult(out, summary)  # nothing left to do
-        # a complete run with failed samples (a missing/corrupt video, say): retry just those, so a
-        # repaired file is picked up; finished samples are never recomputed
+    extra = {"model": config["model"], "benchmark": card.name, "card_version": card.version,
+             "options": {"batch_size": batch_size}}
 
-    samples = _load(card, data, video_root, image_root, variant, limit)
-    if device is None:  # each shard on its own accelerator; a single process on cuda:0 if there is one
-        import torch
+    rk = open_run(out, "bench", config, publish="incremental", seed=seed, label=label, force=force,
+                  wait=wait) if is_main else None
+    try:
+        if rk is None:  # other shards: the same refusal as the main process, without the lock
+            decide(out, "bench", config, {}, on_change="replace" if force else "refuse")
+        if is_main and rk.cached and (out / SUMMARY).exists():
+            summary = io.read_json(out / SUMMARY)
+            if not summary.get("n_failed"):
+                if state is not None:
+                    state.wait_for_everyone()
+                return BenchResult(out, summary)  # nothing left to do
+            # a complete run with failed samples (a missing/corrupt video, say): retry just those
+        if is_main:
+            rk.start(**extra)
+        if state is not None:
+            state.wait_for_everyone()
+            if not is_main and io.read_manifest(out).get("status") == "complete":
+                return BenchResult(out, io.read_json(out / SUMMARY))
 
-        device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    mdl, model_name = _resolve_model(model, samples, seed, device)
-    manifest_extra = {"model": model_name, "benchmark": card.name, "card_version": card.version,
-                      "options": {"batch_size": batch_size}}
-    pred_path = out / PREDICTIONS
-    # every process must see the same finished set: read it before the barrier, i.e. before any
-    # process can start appending new records
-    done = _latest(io.read_jsonl(pred_path) + [r for p in sorted(out.glob("predictions.rank*.jsonl"))
-                                                 for r in io.read_jsonl(p)])
-    todo = [s for s in samples if s.id not in done or done[s.id].get("failed")]
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        io.write_manifest(out, io.make_manifest("bench", config, seed=seed, status="running", **manifest_extra))
-    my_path = pred_path
-    if state is not None:
-        state.wait_for_everyone()
-        with state.split_between_processes(todo) as mine:
-            todo = list(mine)
-        my_path = out / f"predictions.rank{state.process_index}.jsonl"
+        samples = load_samples(card, data, video_root, image_root, variant, limit)
+        if device is None:  # each shard on its own accelerator; a single process on cuda:0 if there is one
+            import torch
 
-    parse = _with_judge(_parser(card, parser_name), judge_fn)
-    mnt = int(max_new_tokens or card.max_new_tokens)
-    _generate_all(mdl, todo, card, parse, my_path, k, batch_size, mnt, progress and is_main, done,
-                  None if state is None else state.process_index)
+            device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        mdl, model_name = _resolve_model(model, samples, seed, device)
+        prof.check(profiles.family_of(mdl) if profiles.has_processor(mdl) else None, card.format)
+        if scorer == "likelihood" and not profiles.has_processor(mdl) and not hasattr(mdl, "option_logprobs"):
+            raise GaspError(f"scorer 'likelihood' needs a model with a processor and forward pass; "
+                            f"{model_name} has none")
+        pred_path = out / PREDICTIONS
+        # every process must see the same finished set: read it before the barrier, i.e. before any
+        # process can start appending new records
+        done = latest(io.read_jsonl(pred_path) + [r for p in sorted(out.glob("predictions.rank*.jsonl"))
+                                                  for r in io.read_jsonl(p)])
+        todo = [s for s in samples if s.id not in done or done[s.id].get("failed")]
+        my_path = pred_path
+        if state is not None:
+            state.wait_for_everyone()
+            with state.split_between_processes(todo) as mine:
+                todo = list(mine)
+            my_path = out / f"predictions.rank{state.process_index}.jsonl"
 
-    if state is not None:
-        state.wait_for_everyone()
-    if is_main:
-        shards = sorted(out.glob("predictions.rank*.jsonl"))
-        if shards:  # gather the shards (this run's, or a crashed sharded run's) into one file
-            with io.JsonlAppender(pred_path) as app:
+        parse = with_judge(parser_for(card, parser_name), judge_fn)
+        ctx = _Context(mdl, card, parse, prof, k, mnt, scorer, do_blind and not isinstance(mdl, answerers.Answerer),
+                       None if state is None else state.process_index)
+        _generate_all(ctx, todo, my_path, batch_size, progress if callable(progress) and is_main else None, done)
+
+        if state is not None:
+            state.wait_for_everyone()
+        summary: dict = {}
+        if is_main:
+            shards = sorted(out.glob("predictions.rank*.jsonl"))
+            if shards:  # gather the shards (this run's, or a crashed sharded run's) into one file
+                with io.JsonlAppender(pred_path) as app:
+                    for p in shards:
+                        for r in io.read_jsonl(p):
+                            app.write(r)
                 for p in shards:
-                    for r in io.read_jsonl(p):
-                        app.write(r)
-            for p in shards:
-                p.unlink()
-        latest = _latest(io.read_jsonl(pred_path))
-        meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
-                "data": str(data), "judge": judge_name, "seconds": round(time.perf_counter() - t0, 3)}
-        summary = _finalize(out, card, samples, latest, model_name, meta)
-        io.write_manifest(out, io.make_manifest("bench", config, seed=seed, status="complete", **manifest_extra))
-    if state is not None:
-        state.wait_for_everyone()
-        summary = io.read_json(out / SUMMARY)
-    return BenchResult(out, summary)
+                    p.unlink()
+            from gaspprobe.benchmarking.likelihood import LABEL
+            from gaspprobe.benchmarking.scoring import finalize
+
+            meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
+                    "data": str(data), "judge": judge_name, "profile": prof.name,
+                    "frame_sampler": prof.sampler if k else None,
+                    "scorer": scorer, "official": scorer == "generate",
+                    "scorer_label": LABEL if scorer == "likelihood" else "generate + official parser",
+                    "seconds": round(time.perf_counter() - t0, 3)}
+            summary = finalize(out, card, samples, latest(io.read_jsonl(pred_path)), model_name, meta)
+            rk.complete(**extra)
+        if state is not None:
+            state.wait_for_everyone()
+            summary = io.read_json(out / SUMMARY)
+        return BenchResult(out, summary)
+    finally:
+        if rk is not None:
+            rk.close()
 
 
-def _generate_all(mdl, todo: list[Sample], card: BenchmarkCard, parse: Callable, path: Path, k: int | None,
-                  batch_size: int, max_new_tokens: int, show: bool, done: dict, rank: int | None = None) -> None:
+# --------------------------------------------------------------------------- generation
+@dataclass
+class _Context:
+    mdl: Any
+    card: BenchmarkCard
+    parse: Callable
+    profile: profiles.Profile
+    frames: int | None
+    max_new_tokens: int
+    scorer: str
+    blind: bool
+    rank: int | None
+
+
+def length_groups(todo: Sequence[Sample], batch_size: int, window: int = 8) -> list[list[Sample]]:
+    """Batches of ``batch_size`` with similar prompt lengths: within each window of
+    ``window * batch_size`` consecutive samples (so questions about one video stay close and its
+    decoded frames are reused), samples are sorted by prompt length, then cut into batches.
+    Greedy results do not depend on the grouping."""
+    if batch_size <= 1:
+        return [[s] for s in todo]
+    out: list[list[Sample]] = []
+    w = window * batch_size
+    for a in range(0, len(todo), w):
+        chunk = sorted(todo[a: a + w], key=lambda s: (len(s.visual.get("images", [])), len(s.prompt)))
+        out += [chunk[b: b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return out
+
+
+def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[str, dict]]:
+    """Raw answers (and record extras) for loaded samples, under the context's profile and scorer."""
+    mdl, prof = ctx.mdl, ctx.profile
+    if isinstance(mdl, answerers.Answerer):
+        return [(mdl.answer(s), {}) for s, _, _ in ok]
+    res: list[tuple[str, dict] | None] = [None] * len(ok)
+    gen_idx = list(range(len(ok)))
+    if ctx.scorer == "likelihood":
+        from gaspprobe.benchmarking import likelihood
+
+        gen_idx = []
+        for i, (s, vis, _) in enumerate(ok):
+            if s.kind != "mca" or not s.options:
+                gen_idx.append(i)
+                continue
+            lps = _option_logprobs(ctx, s, vis, blind=False)
+            res[i] = (likelihood.pick(s.options, lps), {"option_logprobs": lps})
+    if gen_idx:
+        sub = [ok[i] for i in gen_idx]
+        if prof.uses_adapter_generate or not profiles.has_processor(mdl):
+            raws = mdl.generate([(vis, s.prompt) for s, vis, _ in sub], max_new_tokens=ctx.max_new_tokens)
+        else:
+            fam = profiles.family_of(mdl)
+            items = [(vis, s.prompt, prof.wants_video(fam, s.visual)) for s, vis, _ in sub]
+            raws = profiles.generate_inputs(mdl, profiles.build_inputs(mdl, items, prof),
+                                            max_new_tokens=ctx.max_new_tokens, stop=prof.stop)
+        if len(raws) != len(sub):
+            raise GaspError(f"model returned {len(raws)} answers for {len(sub)} prompts")
+        for i, raw in zip(gen_idx, raws):
+            res[i] = (str(raw), {})
+    return res  # type: ignore[return-value]
+
+
+def _option_logprobs(ctx: _Context, s: Sample, vis: list, *, blind: bool) -> list[float]:
+    from gaspprobe.benchmarking import likelihood
+
+    mdl, prof = ctx.mdl, ctx.profile
+    if hasattr(mdl, "option_logprobs") and not profiles.has_processor(mdl):
+        return list(mdl.option_logprobs([] if blind else vis, s.prompt, sorted(s.options)))
+    tok = getattr(mdl.processor, "tokenizer", mdl.processor)
+    conts = likelihood.continuation_ids(tok, sorted(s.options))
+    if blind:
+        inputs = profiles.text_inputs(mdl, [s.prompt], system=prof.system_prompt(profiles.family_of(mdl)))
+    elif prof.uses_adapter_generate:
+        inputs = mdl.prepare([(vis, s.prompt)], add_generation_prompt=True)
+    else:
+        fam = profiles.family_of(mdl)
+        inputs = profiles.build_inputs(mdl, [(vis, s.prompt, prof.wants_video(fam, s.visual))], prof)
+    return likelihood.option_logprobs(mdl.model, inputs, conts)
+
+
+def _blind_answers(ctx: _Context, samples: list[Sample]) -> list[str]:
+    mdl, prof = ctx.mdl, ctx.profile
+    out: list[str | None] = [None] * len(samples)
+    gen = []
+    for i, s in enumerate(samples):
+        if ctx.scorer == "likelihood" and s.kind == "mca" and s.options:
+            from gaspprobe.benchmarking import likelihood
+
+            out[i] = likelihood.pick(s.options, _option_logprobs(ctx, s, [], blind=True))
+        else:
+            gen.append(i)
+    if gen:
+        fam = profiles.family_of(mdl)
+        raws = profiles.blind_generate(mdl, [samples[i].prompt for i in gen], max_new_tokens=ctx.max_new_tokens,
+                                       system=None if prof.uses_adapter_generate else prof.system_prompt(fam),
+                                       stop=prof.stop)
+        for i, r in zip(gen, raws):
+            out[i] = str(r)
+    return out  # type: ignore[return-value]
+
+
+def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int, progress: Progress | None,
+                  done: dict) -> None:
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from gaspprobe.cli._common import console
-
-    loader = _VisualLoader(k)
+    needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler)
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("running score {task.fields[score]}"), TimeRemainingColumn(),
-                    console=console, disable=not show, transient=False)
-    with prog, io.JsonlAppender(path) as app:
-        task = prog.add_task(card.name, total=len(todo), score="-")
-        for b in range(0, len(todo), batch_size):
-            batch = todo[b: b + batch_size]
+    n_done, total = 0, len(todo)
+
+    def tick(n: int) -> None:
+        nonlocal n_done
+        n_done += n
+        if progress is not None:
+            progress({"benchmark": ctx.card.name, "done": n_done, "total": total,
+                      "score": 100 * sum(scores) / len(scores) if scores else None})
+
+    with io.JsonlAppender(path) as app:
+        for batch in length_groups(todo, batch_size):
             ok: list[tuple[Sample, list, dict]] = []
             for s in batch:
-                if not getattr(mdl, "needs_visuals", True):
+                if not needs_visuals:
                     ok.append((s, [], {}))
                     continue
                 try:
                     vis, extra = loader(s)
                 except DataError as e:  # one bad sample: recorded, scored 0, the run goes on
-                    app.write(_record(s, None, None, 0.0, str(e)))
-                    prog.advance(task)
+                    app.write(record(s, None, None, 0.0, str(e)))
+                    tick(1)
                     continue
                 ok.append((s, vis, extra))
             if not ok:
                 continue
-            if isinstance(mdl, _Special):
-                raws = [mdl.answer(s) for s, _, _ in ok]
-            else:
-                raws = mdl.generate([(vis, s.prompt) for s, vis, _ in ok], max_new_tokens=max_new_tokens)
-                if len(raws) != len(ok):
-                    raise GaspError(f"model returned {len(raws)} answers for {len(ok)} prompts")
-            for (s, _, extra), raw in zip(ok, raws):
-                parsed, sc = score_sample(s, str(raw), parse, card)
-                if rank is not None:
-                    extra = {**extra, "process": rank}
-                app.write(_record(s, str(raw), parsed, sc, None, extra))
+            answers = _answers(ctx, ok)
+            blind = _blind_answers(ctx, [s for s, _, _ in ok]) if ctx.blind else None
+            for j, ((s, _, extra), (raw, more)) in enumerate(zip(ok, answers)):
+                exp = ctx.mdl.expected_score(s) if isinstance(ctx.mdl, answerers.Answerer) else None
+                if exp is not None:
+                    parsed, sc = None, float(exp)
+                else:
+                    parsed, sc = score_sample(s, str(raw), ctx.parse, ctx.card)
+                extra = {**extra, **more}
+                if blind is not None:
+                    bp, bs = score_sample(s, blind[j], ctx.parse, ctx.card)
+                    extra.update(blind_raw=blind[j], blind_parsed=bp, blind_score=bs)
+                if ctx.rank is not None:
+                    extra["process"] = ctx.rank
+                app.write(record(s, str(raw), parsed, sc, None, extra))
                 scores.append(sc)
-            prog.update(task, advance=len(ok), score=f"{100 * sum(scores) / len(scores):.1f}")
-
-
-# --------------------------------------------------------------------------- rescoring
-def _unwrap(x: Any) -> str | None:
-    while isinstance(x, (list, tuple)):
-        if not x:
-            return None
-        x = x[0]
-    return None if x is None else str(x)
-
-
-def read_predictions(path: str | Path, samples: Sequence[Sample]) -> dict[str, str]:
-    """Raw outputs by sample id from: our ``predictions.jsonl`` (``id``, ``raw``); lmms-eval's
-    per-sample log (``doc_id``, ``doc``, ``filtered_resps``/``resps``: the id is ``doc['id']`` or
-    ``doc['index']`` when logged, else the position ``doc_id`` in the dataset order); or a
-    VLMEvalKit-style ``.tsv``/``.csv`` with ``index`` and ``prediction`` columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("predictions file not found", path=path)
-    if path.suffix in (".tsv", ".csv"):
-        import pandas as pd
-
-        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        for c in ("index", "prediction"):
-            if c not in df.columns:
-                raise DataError(f"missing column {c!r} (VLMEvalKit predictions need index, prediction)", path=path)
-        return {str(i): p for i, p in zip(df["index"], df["prediction"])}
-    out: dict[str, str] = {}
-    for n, r in enumerate(io.read_jsonl(path)):
-        if not isinstance(r, dict):
-            raise DataError(f"line {n + 1}: expected a JSON object", path=path)
-        if "raw" in r and "id" in r:
-            if r.get("failed"):
-                continue
-            out[str(r["id"])] = "" if r["raw"] is None else str(r["raw"])
-        elif "doc_id" in r and ("filtered_resps" in r or "resps" in r):
-            doc = r.get("doc") or {}
-            sid = doc.get("id", doc.get("index")) if isinstance(doc, dict) else None
-            if sid is None:
-                try:
-                    i = int(r["doc_id"])
-                except (TypeError, ValueError, OverflowError):
-                    raise DataError(f"line {n + 1}: doc_id {r['doc_id']!r} is not an integer", path=path) from None
-                if not 0 <= i < len(samples):
-                    raise DataError(f"line {n + 1}: doc_id {i} is outside the dataset ({len(samples)} rows)", path=path)
-                sid = samples[i].id
-            raw = _unwrap(r.get("filtered_resps")) if "filtered_resps" in r else _unwrap(r.get("resps"))
-            if isinstance(sid, float):
-                if not sid.is_integer():
-                    raise DataError(f"line {n + 1}: doc id {sid!r} is not an integer", path=path)
-                sid = int(sid)
-            out[str(sid)] = raw or ""
-        else:
-            raise DataError(f"line {n + 1}: neither a gaspprobe record (id, raw) nor an lmms-eval sample "
-                            f"(doc_id, resps/filtered_resps)", path=path)
-    return out
-
-
-def score(benchmark: str, data: str | Path, predictions: str | Path, out: str | Path, *,
-          video_root: str | Path | None = None, image_root: str | Path | None = None,
-          prompt_variant: str | None = None, parser: str | None = None, model: str | None = None) -> BenchResult:
-    """Rescore predictions made elsewhere with this benchmark's official parsing and aggregation.
-
-    Only samples with a prediction are scored (``n_missing`` counts the others); the run folder has
-    the same files as :func:`run`.
-    """
-    card = load_card(benchmark)
-    out = Path(out)
-    variant = prompt_variant or card.prompt_variant
-    parser_name = card.check_parser(parser)
-    samples = _load(card, data, video_root, image_root, variant, None)
-    raws = read_predictions(predictions, samples)
-    known = {s.id for s in samples}
-    unknown = [i for i in raws if i not in known]
-    if unknown:
-        raise DataError(f"{len(unknown)} prediction id(s) are not in the data (first: {unknown[0]!r})",
-                        path=predictions)
-    parse = _parser(card, parser_name)
-    records = []
-    for s in samples:
-        if s.id in raws:
-            parsed, sc = score_sample(s, raws[s.id], parse, card)
-            records.append(_record(s, raws[s.id], parsed, sc, None))
-    model_name = model or Path(predictions).stem
-    config = {"mode": "score", "model": model_name, "benchmark": card.name, "card_version": card.version,
-              "data": str(data), "predictions": str(predictions), "prompt_variant": variant, "parser": parser_name}
-    out.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(out / PREDICTIONS, "".join(json.dumps(r) + "\n" for r in records))
-    meta = {"frames": None, "prompt_variant": variant, "parser": parser_name, "data": str(data),
-            "predictions": str(predictions), "judge": None}
-    summary = _finalize(out, card, [s for s in samples if s.id in raws], _latest(records), model_name, meta)
-    summary["n_missing"] = len(samples) - len(records)
-    io.atomic_write_json(out / SUMMARY, summary)
-    io.write_manifest(out, io.make_manifest("bench", config, status="complete", model=model_name,
-                                            benchmark=card.name, card_version=card.version))
-    return BenchResult(out, summary)
+            tick(len(ok))

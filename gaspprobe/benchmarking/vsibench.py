@@ -175,8 +175,9 @@ def frame_indices(n: int, k: int):
     return np.linspace(0, n - 1, k, dtype=int)
 
 
-def read_video_frames(path: str | Path, k: int):
-    """Decode ``k`` uniformly sampled RGB frames with PyAV.
+def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
+    """Decode ``k`` uniformly sampled RGB frames with PyAV (``sampler``: see
+    :func:`gaspprobe.benchmarking.profiles.sample_indices`; ``uniform_tail`` gives k + 1).
 
     n is the container's frame count (``stream.frames``, what decord's ``len()`` reads from the
     index); when the container does not say, or fewer frames decode than it says, n is the number
@@ -187,6 +188,11 @@ def read_video_frames(path: str | Path, k: int):
     """
     import av
     import numpy as np
+
+    from gaspprobe.benchmarking.profiles import sample_indices
+
+    def frame_indices(n: int, k: int):
+        return sample_indices(n, k, sampler)
 
     path = Path(path)
     if not path.is_file():

@@ -12,6 +12,17 @@ from gaspprobe.cli._common import console, set_threads
 app = typer.Typer(no_args_is_help=True)
 
 
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _ci(ci: dict | None, task: str | None) -> str:
+    if not ci:
+        return ""
+    lo, hi = ci.get("overall") if task is None else ci.get("tasks", {}).get(task, [None, None])
+    return "" if lo is None else f"[{lo:.1f}, {hi:.1f}]"
+
+
 def _print_summary(s: dict, run_dir: Path) -> None:
     import os
 
@@ -19,17 +30,51 @@ def _print_summary(s: dict, run_dir: Path) -> None:
 
     if os.environ.get("RANK", "0") != "0":  # sharded run: only the main process prints
         return
-    t = Table(title=f"{s['benchmark']} (card v{s['card_version']}) - {s['model']}", show_header=True)
-    t.add_column("task")
-    t.add_column("score", justify="right")
-    t.add_column("n", justify="right")
+    scorer = s.get("scorer", "generate")
+    note = "" if s.get("official", True) else f" [yellow]scorer: {s.get('scorer_label', scorer)}"
+    t = Table(title=f"{s['benchmark']} (card v{s['card_version']}) - {s['model']} - profile "
+              f"{s.get('profile') or '-'}{note}", show_header=True)
+    for c in ("task", "score", "95% CI", "n", "chance", "frequent", "blind"):
+        t.add_column(c, justify="left" if c == "task" else "right")
+    bl = s.get("baselines") or {}
+
+    def base(kind: str, task: str | None) -> str:
+        b = bl.get(kind)
+        if not b:
+            return "-"
+        return _f(b.get("overall") if task is None else b.get("tasks", {}).get(task))
+
     for task, v in s["tasks"].items():
-        t.add_row(task, f"{v:.1f}", str(s.get("n_per_task", {}).get(task, "")))
-    ov = s["overall"]
-    t.add_row("[bold]overall", f"[bold]{ov:.1f}" if ov is not None else "-", str(s["n"]))
+        t.add_row(task, _f(v), _ci(s.get("ci"), task), str(s.get("n_per_task", {}).get(task, "")),
+                  base("chance", task), base("frequency", task), base("blind", task))
+    t.add_row("[bold]overall", f"[bold]{_f(s['overall'])}", _ci(s.get("ci"), None), str(s["n"]),
+              base("chance", None), base("frequency", None), base("blind", None))
     console.print(t)
     extra = f"frames={s.get('frames')} prompt={s.get('prompt_variant')} parser={s.get('parser')}"
     console.print(f"{extra}  failed={s['n_failed']}  parse failures={s['parse_failures']}  -> {run_dir}")
+
+
+class _Bar:
+    """The runner's progress callback drawn as a rich bar (the library never imports the CLI)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("running score {task.fields[score]}"), TimeRemainingColumn(),
+                             console=console, transient=False)
+        self.task = None
+
+    def __call__(self, ev: dict) -> None:
+        if self.task is None:
+            self.prog.start()
+            self.task = self.prog.add_task(ev["benchmark"], total=ev["total"], score="-")
+        sc = ev.get("score")
+        self.prog.update(self.task, completed=ev["done"], score="-" if sc is None else f"{sc:.1f}")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.prog.stop()
 
 
 @app.command("run")
@@ -50,14 +95,30 @@ def run_cmd(
                                         "for unparsed multiple-choice outputs (off: official rules only)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Harness profile: gaspprobe (default), "
+                                          "lmms-eval, vlmevalkit, official."),
+    scorer: str = typer.Option("generate", "--scorer", help="generate (official) or likelihood (NON-official: "
+                               "multiple choice by option likelihood)."),
+    blind: Optional[bool] = typer.Option(None, "--blind/--no-blind", help="Also run the model without images/video "
+                                         "(the blind baseline; default on for real models)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Label recorded in the manifest (e.g. base, gasp)."),
+    force: bool = typer.Option(False, "--force", help="Start over even if --out holds a finished or other run."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for another process using --out instead of refusing."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Run a model on a benchmark: predictions.jsonl, scores.parquet, summary.json, manifest.json."""
     set_threads(threads)
     from gaspprobe.api import bench
 
-    r = bench(model, benchmark, data, out, video_root=video_root, image_root=image_root, frames=frames,
-              limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed,
-              device=device, judge=judge)
+    bar = _Bar() if progress else None
+    try:
+        r = bench(model, benchmark, data, out, video_root=video_root, image_root=image_root, frames=frames,
+                  limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed,
+                  device=device, judge=judge, profile=profile, scorer=scorer, blind=blind, label=label,
+                  force=force, wait=wait, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     _print_summary(r.summary, r.run_dir)
 
 
@@ -71,11 +132,14 @@ def score_cmd(
     prompt_variant: Optional[str] = typer.Option(None, "--prompt-variant"),
     parser: Optional[str] = typer.Option(None, "--parser"),
     model: Optional[str] = typer.Option(None, "--model", help="Model name to record (default: file stem)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Label recorded in the manifest."),
+    force: bool = typer.Option(False, "--force", help="Replace a finished run in --out."),
 ) -> None:
     """Rescore predictions made elsewhere with the official parsing and aggregation."""
-    from gaspprobe.benchmarking.runner import score
+    from gaspprobe.benchmarking.rescoring import score
 
-    r = score(benchmark, data, predictions, out, prompt_variant=prompt_variant, parser=parser, model=model)
+    r = score(benchmark, data, predictions, out, prompt_variant=prompt_variant, parser=parser, model=model,
+              label=label, force=force)
     _print_summary(r.summary, r.run_dir)
 
 
@@ -89,11 +153,13 @@ def synthesize_cmd(
     fps: int = typer.Option(10, "--fps", help="VSI: video frame rate."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Keep only this many evenly spaced frames per scene."),
     per_type: int = typer.Option(2, "--per-type", help="Questions per type (VSI) / category (All-Angles) per scene."),
+    force: bool = typer.Option(False, "--force", help="Rewrite even if --out already holds this data."),
 ) -> None:
     """Write a synthetic benchmark in the exact schema and layout of VSI-Bench or All-Angles Bench."""
     from gaspprobe.benchmarking.synthetic import synthesize
 
-    info = synthesize(scenes, out, format=format, seed=seed, views=views, fps=fps, frames=frames, per_type=per_type)
+    info = synthesize(scenes, out, format=format, seed=seed, views=views, fps=fps, frames=frames, per_type=per_type,
+                      force=force)
     console.print(f"{info['n']} questions ({', '.join(f'{k}: {v}' for k, v in info['per_type'].items())}) -> {out}")
 
 
@@ -113,3 +179,42 @@ def list_cmd() -> None:
         t.add_row(name, c.version, c.format, c.dataset.hf_id or "synthetic", c.parser, c.prompt_variant,
                   str(c.frames or "-"))
     console.print(t)
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="Bench run folder A (e.g. base)."),
+    run_b: Path = typer.Argument(..., help="Bench run folder B (e.g. gasp), same benchmark."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap draws."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Paired comparison of two runs on the samples both scored: per task A, B, delta, paired
+    cluster-bootstrap 95% interval (* = excludes zero), McNemar's exact p (multiple choice)."""
+    from rich.table import Table
+
+    from gaspprobe.benchmarking.stats import compare_runs
+
+    r = compare_runs(run_a, run_b, n_boot=n_boot, seed=seed)
+    a, b = r["a"], r["b"]
+
+    def who(x: dict) -> str:
+        sc = "" if x["scorer"] == "generate" else f", scorer {x['scorer']} (non-official)"
+        return f"{x['label'] or x['model']} [{x['profile'] or '-'}{sc}]"
+
+    t = Table(title=f"{r['benchmark']}: B = {who(b)} vs A = {who(a)}  ({r['n']} paired samples, "
+              f"{r['clusters']} clusters)", show_header=True)
+    for c in ("task", "A", "B", "delta", "95% CI of delta", "McNemar p"):
+        t.add_column(c, justify="left" if c == "task" else "right")
+
+    def add(name: str, x: dict) -> None:
+        ci = "-" if x["delta_low"] is None else f"[{x['delta_low']:+.1f}, {x['delta_high']:+.1f}]"
+        star = " *" if x["significant"] else ""
+        p = "-" if x["mcnemar_p"] is None else f"{x['mcnemar_p']:.3g} ({x['a_only']}/{x['b_only']})"
+        d = "-" if x["delta"] is None else f"{x['delta']:+.1f}{star}"
+        t.add_row(name, _f(x["a"]), _f(x["b"]), d, ci, p)
+
+    for task, x in r["tasks"].items():
+        add(task, x)
+    add("[bold]overall", r["overall"])
+    console.print(t)
+    console.print("* the paired bootstrap interval excludes zero; McNemar (A-only/B-only discordant) on 0/1 tasks")

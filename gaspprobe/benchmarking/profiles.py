@@ -1,0 +1,274 @@
+"""Harness profiles: how a model is fed and scored, as each evaluation harness does it.
+
+The same model and benchmark differ by up to ~5 points between harnesses (EASI
+docs/Benchmark_Verification.md: Qwen2.5-VL-7B on VSI-Bench 33.50 official code, 33.70 VLMEvalKit,
+38.67 lmms-eval), so a number means little without the profile that made it. Every summary
+records ``profile``; ``gaspprobe bench compare`` shows profiles side by side.
+
+==========  ==============================================================================
+gaspprobe   (default; the historical numbers) the adapter's own ``generate``: frames as a list
+            of images, the family's chat template without a system prompt, the card's prompt
+            and parser, ``np.linspace(0, n-1, k)`` frames.
+lmms-eval   lmms-eval 0.7.3's model classes: Qwen-VL and LLaVA-OneVision get VSI videos as a
+            *video* (``{"type": "video"}`` in the chat, the processor's video path), system
+            prompt "You are a helpful assistant." (Qwen), Qwen pixel budget min 256*28*28 /
+            max 1,605,632, ``np.linspace`` frames with the last frame appended when missing,
+            greedy, stop strings cut after decoding; its lenient VSI scorer
+            (first number, number words included).
+vlmevalkit  VLMEvalKit: frames as images, ``uniform_tail`` sampling (k frames plus the last),
+            VSI numeric post-prompt "Answer briefly and directly in one float number.", its
+            can_infer matching for options then the first number.
+official    the benchmark's own released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
+            video path, first-token scorer); All-Angles = the authors' VLMEvalKit fork.
+==========  ==============================================================================
+
+A profile unknown for a family (or for a card) is a :class:`~gaspprobe.errors.ConfigError`
+(exit 2). Adding a profile is one :class:`Profile` plus one ``PROFILES.register`` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from gaspprobe.errors import ConfigError
+from gaspprobe.registry import Registry
+
+QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one harness feeds a model and scores its output.
+
+    ``visual``: "images" (each frame an image message) or "video" (one video message where the
+    family has a video path; images otherwise). ``sampler``: "linspace" (``np.linspace(0, n-1, k,
+    dtype=int)``), "linspace_last" (lmms-eval Qwen: the same, last frame appended when missing) or
+    "uniform_tail" (VLMEvalKit: k uniform frames plus the last). ``pixels``: per family
+    ``(min_pixels, max_pixels)`` (None: the processor's own). ``parser``: per card format the
+    scorer's parser (None: the card's default). ``prompt``: per card format prompt-variant
+    overrides. ``families``: the model families the profile knows (empty: all).
+    """
+
+    name: str
+    description: str
+    visual: str = "images"
+    sampler: str = "linspace"
+    system: dict[str, str | None] = field(default_factory=dict)
+    pixels: dict[str, tuple[int, int]] = field(default_factory=dict)
+    parser: dict[str, str] = field(default_factory=dict)
+    prompt: dict[str, dict] = field(default_factory=dict)
+    video_families: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    uses_adapter_generate: bool = False
+
+    def check(self, family: str | None, card_format: str) -> None:
+        """ConfigError unless this profile is defined for the family and the card's format."""
+        if self.formats and card_format not in self.formats:
+            raise ConfigError(f"profile {self.name!r} is not defined for {card_format} benchmarks "
+                              f"(defined for: {', '.join(self.formats)})")
+        if family is not None and self.families and family not in self.families:
+            raise ConfigError(f"profile {self.name!r} is not defined for model family {family!r} "
+                              f"(defined for: {', '.join(self.families)})")
+
+    def system_prompt(self, family: str | None) -> str | None:
+        return self.system.get(family or "", self.system.get("*"))
+
+    def wants_video(self, family: str | None, sample_visual: dict) -> bool:
+        return self.visual == "video" and "video" in sample_visual and (family in self.video_families)
+
+
+LMMS_SYSTEM = "You are a helpful assistant."
+LMMS_QWEN_PIXELS = (256 * 28 * 28, 1605632)
+
+PROFILES: Registry[Profile] = Registry("profile")
+PROFILES.register("gaspprobe", Profile(
+    name="gaspprobe", description="the adapter's own generate: frames as images, no system prompt, card defaults",
+    uses_adapter_generate=True))
+PROFILES.register("lmms-eval", Profile(
+    name="lmms-eval", description="lmms-eval 0.7.3 model classes (qwen2_5_vl.py, llava_onevision.py)",
+    visual="video", sampler="linspace_last",
+    system={f: LMMS_SYSTEM for f in QWEN_FAMILIES},
+    pixels={f: LMMS_QWEN_PIXELS for f in QWEN_FAMILIES},
+    parser={"vsibench": "lmms_eval_lenient"},
+    video_families=QWEN_FAMILIES + ("llava_onevision",),
+    families=QWEN_FAMILIES + ("llava_onevision", "llava", "idefics3"),
+    formats=("vsibench",),
+    stop=("<|im_end|>",)))
+PROFILES.register("vlmevalkit", Profile(
+    name="vlmevalkit", description="VLMEvalKit: frames as images, uniform_tail sampling, its VSI prompt and matching",
+    visual="images", sampler="uniform_tail",
+    parser={"vsibench": "vlmevalkit_then_first_token", "allangles": "vlmevalkit_can_infer"},
+    prompt={"vsibench": {"na_post_prompt": "Answer briefly and directly in one float number."}},
+    formats=("vsibench", "allangles")))
+PROFILES.register("official", Profile(
+    name="official", description="the benchmark's released code (VSI-Bench: thinking-in-space; All-Angles: "
+    "the authors' VLMEvalKit fork)",
+    visual="video", sampler="linspace",
+    parser={"vsibench": "vsibench_first_token", "allangles": "vlmevalkit_can_infer"},
+    video_families=("llava_onevision",) + QWEN_FAMILIES,
+    formats=("vsibench", "allangles")))
+
+DEFAULT = "gaspprobe"
+
+
+def get(name: str | None) -> Profile:
+    """The profile registered as ``name`` (None: the default); ConfigError when unknown."""
+    name = name or DEFAULT
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES.names())}")
+    return PROFILES.get(name)
+
+
+def family_of(model: Any) -> str | None:
+    """The HF ``model_type`` of an adapter (None for objects without a model config)."""
+    cfg = getattr(getattr(model, "model", None), "config", None)
+    return getattr(cfg, "model_type", None)
+
+
+# --------------------------------------------------------------------------- frame sampling
+def sample_indices(n: int, k: int, sampler: str) -> np.ndarray:
+    """Frame indices of a video of ``n`` frames.
+
+    - ``linspace``: ``np.linspace(0, n-1, k, dtype=int)`` (lmms-eval's ``load_video``; official).
+    - ``linspace_last``: the same, then ``n-1`` appended when it is not already the last index
+      (lmms-eval's Qwen classes; with linspace the last index always is n-1, so this matters only
+      for a reader that subsamples, kept for the record).
+    - ``uniform_tail``: VLMEvalKit's default: ``k`` frames at the centres of ``k`` equal segments
+      (``int(n / k * (i + 0.5))``) plus the last frame ``n-1`` (``k+1`` in all).
+    """
+    if n < 1 or k < 1:
+        raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
+    if sampler == "linspace":
+        return np.linspace(0, n - 1, k, dtype=int)
+    if sampler == "linspace_last":
+        idx = np.linspace(0, n - 1, k, dtype=int)
+        return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
+    if sampler == "uniform_tail":
+        seg = n / k
+        idx = np.array([min(int(seg * (i + 0.5)), n - 1) for i in range(k)], dtype=int)
+        return np.append(idx, n - 1)
+    raise ConfigError(f"unknown frame sampler {sampler!r}")
+
+
+# --------------------------------------------------------------------------- inputs
+def _messages(n_images: int, prompt: str, system: str | None, video: bool = False) -> list[dict]:
+    content: list[dict] = [{"type": "video"}] if video else [{"type": "image"} for _ in range(n_images)]
+    if prompt:
+        content.append({"type": "text", "text": prompt})
+    msgs = [{"role": "user", "content": content}]
+    if system:
+        msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+    return msgs
+
+
+def _to_device(adapter: Any, inputs: Any) -> Any:
+    dt = getattr(adapter, "dtype", None)
+    dev = getattr(adapter, "device", "cpu")
+    if dt is not None and dt.is_floating_point and hasattr(inputs, "data") and any(
+            getattr(v, "is_floating_point", lambda: False)() for v in inputs.data.values()):
+        return inputs.to(device=dev, dtype=dt)  # BatchFeature: floats (pixels) to the model's dtype
+    return inputs.to(dev)
+
+
+def text_inputs(adapter: Any, prompts: Sequence[str], *, system: str | None = None,
+                add_generation_prompt: bool = True) -> Any:
+    """Processor inputs of prompts with no image or video at all (the blind baseline)."""
+    proc = adapter.processor
+    texts = [proc.apply_chat_template(_messages(0, p, system), add_generation_prompt=add_generation_prompt,
+                                      tokenize=False) for p in prompts]
+    tok = getattr(proc, "tokenizer", proc)
+    return _to_device(adapter, tok(texts, return_tensors="pt", padding=True, add_special_tokens=False))
+
+
+def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: Profile, *,
+                 add_generation_prompt: bool = True) -> Any:
+    """ONE processor call for a batch of ``(frames uint8 [F,H,W,3], prompt, as_video)`` samples
+    under ``profile`` (system prompt, pixel budget, video or images)."""
+    from PIL import Image
+
+    from gaspprobe.models.base import as_frames
+
+    fam = family_of(adapter)
+    system = profile.system_prompt(fam)
+    proc = adapter.processor
+    texts, images, videos = [], [], []
+    for i, (frames, prompt, as_video) in enumerate(items):
+        arr = as_frames(frames, what=f"sample {i} frames")
+        texts.append(proc.apply_chat_template(_messages(len(arr), prompt, system, video=as_video),
+                                              add_generation_prompt=add_generation_prompt, tokenize=False))
+        if as_video:
+            videos.append(arr)
+        else:
+            images.append([Image.fromarray(f) for f in arr])
+    kw: dict[str, Any] = {}
+    pix = profile.pixels.get(fam or "")
+    if images:
+        imgs = images if fam == "llava_onevision" else [im for ims in images for im in ims]
+        kw["images"] = imgs
+        if pix:
+            kw["images_kwargs"] = {"min_pixels": pix[0], "max_pixels": pix[1]}
+    if videos:
+        kw["videos"] = videos
+        if pix:
+            kw["videos_kwargs"] = {"min_pixels": pix[0], "max_pixels": pix[1], "do_sample_frames": False}
+        else:
+            kw["videos_kwargs"] = {"do_sample_frames": False}
+    inputs = proc(text=texts, return_tensors="pt", padding=True, **kw)
+    return _to_device(adapter, inputs)
+
+
+def decode_new(adapter: Any, out: Any, n_in: int, stop: Sequence[str] = ()) -> list[str]:
+    """New tokens decoded (special tokens skipped), each cut at the first stop string, stripped."""
+    tok = getattr(adapter.processor, "tokenizer", adapter.processor)
+    texts = tok.batch_decode(out[:, n_in:], skip_special_tokens=True)
+    res = []
+    for t in texts:
+        for s in stop:
+            if s and s in t:
+                t = t.split(s)[0]
+        res.append(t.strip())
+    return res
+
+
+def generate_inputs(adapter: Any, inputs: Any, *, max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    """Greedy generation from processor inputs."""
+    import torch
+
+    tok = getattr(adapter.processor, "tokenizer", adapter.processor)
+    with torch.inference_mode():
+        out = adapter.model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False,
+                                     pad_token_id=tok.pad_token_id)
+    return decode_new(adapter, out, inputs["input_ids"].shape[1], stop)
+
+
+def has_processor(model: Any) -> bool:
+    return getattr(model, "processor", None) is not None and getattr(model, "model", None) is not None
+
+
+def blind_generate(model: Any, prompts: Sequence[str], *, max_new_tokens: int = 16,
+                   system: str | None = None, stop: Sequence[str] = ()) -> list[str]:
+    """The model's answers to the prompts with no image or video (real adapters: text-only
+    processor inputs; other objects: ``generate`` with empty frame lists)."""
+    if not prompts:
+        return []
+    if not has_processor(model):
+        return list(model.generate([([], p) for p in prompts], max_new_tokens=max_new_tokens))
+    return generate_inputs(model, text_inputs(model, prompts, system=system), max_new_tokens=max_new_tokens,
+                           stop=stop)
+
+
+def resolve(card: Any, name: str | None, model: Any) -> Profile:
+    """The profile ``name`` checked for the model's family and the card (ConfigError otherwise).
+    Objects without a model config (test doubles, answerers) take any profile's defaults."""
+    p = get(name)
+    p.check(family_of(model) if has_processor(model) else None, card.format)
+    return p
+
+
+def with_overrides(p: Profile, **kw: Any) -> Profile:
+    return replace(p, **kw)
