@@ -20,7 +20,12 @@ def register(app: typer.Typer) -> None:
         scenes: Path = typer.Option(..., "--scenes", "-s", help="Training scenes folder (`gaspprobe scenes make`)."),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML/YAML TrainConfig (see docs/training.md)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its newest checkpoint."),
+        resume: bool = typer.Option(True, "--resume/--no-resume", hidden=True,
+                                    help="Kept for old scripts: an unfinished run with the same config always resumes."),
+        force: bool = typer.Option(False, "--force", help="Start afresh over a complete run or one with another config."),
+        label: Optional[str] = typer.Option(None, "--label", help="The model's label in reports (manifest model_label)."),
+        lora_targets: Optional[str] = typer.Option(None, "--lora-targets",
+                                                   help="LoRA module regex (default: the family's language-model linears)."),
         full: Optional[bool] = typer.Option(None, "--full/--lora", help="Full fine-tuning of the LLM instead of LoRA."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
@@ -37,16 +42,20 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     ) -> None:
-        """Train GASP heads + LoRA on scenes with known geometry; writes RUN/model (merged), heads, logs."""
+        """Train GASP heads + LoRA on scenes with known geometry; writes RUN/model (merged), heads, logs.
+
+        Rerunning on an interrupted run folder with the same config continues it from its newest
+        checkpoint; on a complete one it does nothing; another config is refused (use --force or a
+        new --out)."""
         from gaspprobe.training.trainer import resolve_config, train
 
         set_threads(threads)
         cfg = resolve_config(
             config, full=full, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-            frames_per_clip=frames, lora_rank=lora_rank, vision=vision, layers=layers, head_init=head_init,
+            frames_per_clip=frames, lora_rank=lora_rank, lora_targets=lora_targets, vision=vision, layers=layers, head_init=head_init,
             mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
             threads=threads)
-        res = train(model, scenes, out, cfg, resume=resume, progress=progress)
+        res = train(model, scenes, out, cfg, label=label, force=force, progress=progress)
         if int(os.environ.get("RANK", "0")) != 0:      # multi-process: the main process reports
             return
         s = res.summary
@@ -60,6 +69,8 @@ def register(app: typer.Typer) -> None:
         t.add_row("steps", str(s.get("steps")))
         if s.get("final_loss") is not None:
             t.add_row("final loss (last 20 steps)", f"{s['final_loss']:.4f}")
+        if s.get("lora_targets"):
+            t.add_row("LoRA targets", s["lora_targets"])
         if s.get("val_peak_accuracy") is not None:
             t.add_row("validation peak raw acc (r=0)", f"{s['val_peak_accuracy']:.3f} at {s['val_peak_layer']}")
         t.add_row("trained", f"{s.get('trainable_parameters')} (vision: {s.get('vision')})")
