@@ -72,12 +72,17 @@ def test_cli_probe_oracle_writes_a_complete_run_and_reruns_cached(scene_dir, tmp
                  "--gaps", "1,2", "--modes", "hidden,attention", "--no-depth-probe")
     assert again.returncode == 0 and "not recomputed" in again.stdout
     other = _cli("probe", "--model", "oracle:random:8x8", "--scenes", scene_dir, "--out", out, "--recipe", "quick")
-    assert other.returncode == 2 and "different model" in other.stderr
+    assert other.returncode == 2 and "different config.depth_probe, config.gaps, config.modes, model" in other.stderr
 
 
 @pytest.mark.parametrize("args, msg", [
     (["--gaps", "1,x"], "--gaps: expected comma-separated integers"),
-    (["--modes", "hidden,depth"], "modes: expected a non-empty list"),
+    (["--modes", "hidden,depth"], "modes: unknown feature source 'depth'; known: hidden, attention, q, k, v"),
+    (["--tolerances", "0,-1"], "tolerances: expected integers >= 0"),
+    (["--headline-r", "3"], "headline_r: 3 is not one of the tolerances"),
+    (["--patch-unit", "pixel"], "patch_unit: expected 'llm_token' or 'vision_patch'"),
+    (["--gaps", "1,2,40", "--recipe", "paper"], "gaps: Δt 40 needs clips of 41 frames, frames_per_clip is 32"),
+    (["--recipe", "paper"], "gaps: Δt up to 24 needs clips of 25 frames; scene scene0000_00 gives 4"),
     (["--recipe", "nope"], "unknown recipe 'nope'"),
     (["--model", "oracle:xyz:axb"], "bad oracle grid"),
 ])

@@ -217,7 +217,7 @@ def test_rerun_is_cached_and_mismatch_is_an_error(tmp_path):
     assert r2.cached and ad.calls == 2
     assert r2.summary == r1.summary
     pd.testing.assert_frame_equal(r2.table, r1.table)
-    with pytest.raises(DataError, match="different model, scenes, dtype or recipe"):
+    with pytest.raises(DataError, match=r"run: holds a probe run with a different config\.seed;"):
         probe(ad, sc, "quick", out=out, seed=1)
     r3 = probe(ad, sc, "quick", out=out, seed=1, overwrite=True)
     assert not r3.cached and ad.calls == 4
@@ -233,7 +233,8 @@ def test_same_seed_same_numbers_and_table_schema():
     pd.testing.assert_frame_equal(a.table, b.table)
     c = probe(ad, sc, None, modes=["hidden"], gaps=[1, 2, 4], seed=3)
     assert a.summary["n_matches"] != c.summary["n_matches"] or not a.table.equals(c.table)
-    assert list(a.table.columns) == ["model", "scene", "layer", "gap", "metric", "value", "n"]
+    assert list(a.table.columns) == ["model", "scene", "layer", "gap", "metric", "value", "n", "patch_unit"]
+    assert set(a.table.patch_unit) == {"llm_token"}
     assert str(a.table.gap.dtype) == "Int64"
     assert a.summary["layers"] == ["vision", "llm.0", "llm.1"]
     assert a.summary["peak_layer"] in ("llm.0", "llm.1")

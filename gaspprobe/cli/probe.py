@@ -69,10 +69,18 @@ def print_summary(summary: dict) -> None:
             row += [_fmt(d.get("absrel")), _fmt(d.get("delta1"))]
         t.add_row(*row)
     console.print(t)
+    hr = summary.get("headline_r", 0)
+    unit = summary.get("patch_unit", "llm_token")
+    rob = _fmt(summary.get("robustness"))
+    if summary.get("robustness_reason"):
+        rob += f" (n/a: {summary['robustness_reason']})"
     console.print(
-        f"peak ({mode}, r=0): [bold]{_fmt(summary.get('peak_accuracy'))}[/] at {summary.get('peak_layer')}"
-        f"   layer mean: {_fmt(summary.get('layer_mean_accuracy'))}   chance: {_fmt(summary.get('chance'))}"
-        f"   robustness: {_fmt(summary.get('robustness'))}")
+        f"peak ({mode}, PCK@{hr} {unit}): [bold]{_fmt(summary.get('peak_accuracy'))}[/] at "
+        f"{summary.get('peak_layer')}   chance: {_fmt(summary.get('headline_chance', summary.get('chance')))}"
+        f"   layer mean: {_fmt(summary.get('layer_mean_accuracy'))}"
+        f"   gap-balanced: {_fmt(summary.get('gap_balanced_accuracy'))}   robustness: {rob}"
+        + (f"   PCK_{summary.get('robustness_max_gap')}/PCK_1: {_fmt(summary.get('robustness_at_max_gap'))}"
+           if summary.get("robustness_max_gap") else ""))
     bg = summary.get("accuracy_by_gap") or {}
     if bg:
         console.print("by gap at peak: " + ", ".join(f"g={g}: {_fmt(v)}" for g, v in bg.items()))
@@ -91,15 +99,23 @@ def register(app: typer.Typer) -> None:
         scenes: Path = typer.Option(..., "--scenes", "-s", help="a scene folder or a folder of scenes"),
         out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
         recipe: str = typer.Option("gasp", "--recipe", "-r",
-                                   help="recipe name under gaspprobe/probing/recipes/ (gasp, quick) or a .toml path"),
+                                   help="recipe name under gaspprobe/probing/recipes/ (gasp, paper, quick) or a .toml path"),
         frames_per_clip: Optional[int] = typer.Option(None, help="frames per forward pass"),
         gaps: Optional[str] = typer.Option(None, help="frame gaps, e.g. 1,2,4,8,16,24"),
         pairs_per_gap: Optional[int] = typer.Option(None, help="pairs per scene and gap"),
         both_directions: Optional[bool] = typer.Option(None, "--both-directions/--one-direction",
                                                        help="also match each pair in reverse"),
         depth_tol: Optional[float] = typer.Option(None, help="relative depth tolerance of GT visibility"),
-        tolerances: Optional[str] = typer.Option(None, help="tolerances r in patches, e.g. 0,1"),
-        modes: Optional[str] = typer.Option(None, help="hidden,attention"),
+        tolerances: Optional[str] = typer.Option(None, help="tolerances r in patches, e.g. 0,1,2"),
+        headline_r: Optional[int] = typer.Option(None, help="tolerance of the headline number (peak layer, "
+                                                            "robustness); the paper: 2"),
+        patch_unit: Optional[str] = typer.Option(None, help="what a patch is: llm_token or vision_patch"),
+        frame_stride: Optional[int] = typer.Option(None, help="take every k-th frame of a scene into the clip"),
+        fps: Optional[float] = typer.Option(None, help="frame rate of the scene frames (recorded; Δt in seconds)"),
+        skip_long_gaps: Optional[bool] = typer.Option(None, "--skip-long-gaps/--require-all-gaps",
+                                                      help="skip gaps a clip cannot hold / refuse them"),
+        modes: Optional[str] = typer.Option(None, help="feature sources: hidden,attention,q,k,v,q_rope,k_rope,"
+                                                      "oracle:xyz,oracle:random"),
         conf_temperature: Optional[float] = typer.Option(None, help="hidden-mode confidence temperature"),
         layers: Optional[str] = typer.Option(None, help="layers to probe, e.g. vision,llm.0 (default all)"),
         per_frame: Optional[bool] = typer.Option(None, "--per-frame/--joint",
@@ -110,6 +126,7 @@ def register(app: typer.Typer) -> None:
         depth_train_fraction: Optional[float] = typer.Option(None, help="fraction of scenes to fit the depth probe"),
         seed: Optional[int] = typer.Option(None, help="pair-sampling seed"),
         overwrite: bool = typer.Option(False, help="replace a complete run made with other settings"),
+        label: Optional[str] = typer.Option(None, help="a label for the model in reports (e.g. base, gasp)"),
         device: str = typer.Option("cpu", help="device to load the model on (cpu, cuda, cuda:1, ...)"),
         dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
         threads: Optional[int] = typer.Option(1, help="torch CPU threads (1 is fastest on a busy box)"),
@@ -122,12 +139,13 @@ def register(app: typer.Typer) -> None:
         overrides = dict(
             frames_per_clip=frames_per_clip, gaps=_ints(gaps, "--gaps"), pairs_per_gap=pairs_per_gap,
             both_directions=both_directions, depth_tol=depth_tol,
-            tolerances=_ints(tolerances, "--tolerances"), modes=_strs(modes),
+            tolerances=_ints(tolerances, "--tolerances"), modes=_strs(modes), headline_r=headline_r,
+            patch_unit=patch_unit, frame_stride=frame_stride, fps=fps, skip_long_gaps=skip_long_gaps,
             conf_temperature=conf_temperature, layers=_strs(layers), per_frame=per_frame,
             depth_probe=depth_probe, ridge_lambda=ridge_lambda,
             depth_train_fraction=depth_train_fraction, seed=seed)
         res = probe(model, scenes, recipe, out=out, progress=True, overwrite=overwrite, device=device,
-                    dtype=dtype, **overrides)
+                    dtype=dtype, label=label, **overrides)
         if res.cached:
             console.print(f"[dim]{out}: complete run with the same model, scenes and recipe; not recomputed[/]")
         print_summary(res.summary)

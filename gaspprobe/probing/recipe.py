@@ -4,8 +4,9 @@ A recipe says which frames of each scene go into one forward pass (the clip), wh
 are compared (gaps, pairs per gap, seed), how ground truth is built (depth tolerance), what is
 measured (feature modes, tolerances r, confidence temperature, depth probe) and on which layers.
 
-Recipes live as TOML files under ``gaspprobe/probing/recipes/`` (``gaspprobe/probing/recipes/gasp.toml`` is the paper-style default,
-``recipes/quick.toml`` a fast one); :func:`load_recipe` accepts a :class:`Recipe`, a path, a
+Recipes live as TOML files under ``gaspprobe/probing/recipes/``: ``gasp.toml`` is the default
+(unchanged numbers), ``paper.toml`` measures exactly what the GASP paper plots (PCK@2patch
+headline, every Δt 1..24), ``quick.toml`` a fast one; :func:`load_recipe` accepts a :class:`Recipe`, a path, a
 recipe name (``"gasp"``) or ``None`` (the defaults, identical to ``gaspprobe/probing/recipes/gasp.toml``), then
 applies keyword overrides (the CLI flags). Unknown keys and wrong types raise a one-line
 :class:`~gaspprobe.errors.ConfigError` naming the key.
@@ -46,8 +47,27 @@ class Recipe:
         help="match tolerances r in patches (Chebyshev distance in (row, col)); r=0 is the exact token")
     modes: list[str] = C.field(
         default_factory=lambda: ["hidden", "attention"],
-        help="feature modes: 'hidden' (cosine of hidden states) and/or 'attention' (the layer's own "
-             "q.k logits, heads averaged)")
+        help="feature sources, all through the same matcher: 'hidden' (cosine of hidden states), "
+             "'attention' (the layer's own q.k logits, heads averaged), 'q', 'k', 'v' (projections, "
+             "heads concatenated, before rotary), 'q_rope', 'k_rope' (after rotary), 'oracle:xyz' "
+             "(world points on the model's grid: upper bound), 'oracle:random' (chance); see "
+             "gaspprobe.probing.features")
+    headline_r: int = C.field(
+        0, help="the tolerance (in patches) of the headline number: the peak layer is chosen on it, "
+                "and robustness and the per-gap curve are measured at it (the paper: 2 = PCK@2patch)")
+    patch_unit: str = C.field(
+        "llm_token", help="what one 'patch' of a tolerance r is: 'llm_token' (one image token of the "
+                          "LLM) or 'vision_patch' (one vision-encoder patch; a token merging s x s "
+                          "patches then counts within floor(r / s) tokens). Written on every table")
+    frame_stride: int = C.field(
+        1, help="the clip takes every k-th frame of the scene (frames 0, k, 2k, ...); gaps (Δt) are "
+                "counted in clip frames")
+    fps: float | None = C.field(
+        None, help="the frame rate of the scene's frames (recorded with the results so Δt converts "
+                   "to seconds: Δt * frame_stride / fps); None = unknown")
+    skip_long_gaps: bool = C.field(
+        True, help="skip gaps a scene's clip cannot hold (True, the gasp/quick recipes) or refuse "
+                   "them before the model loads (False, the paper recipe: every Δt must be measured)")
     conf_temperature: float = C.field(
         0.07, help="temperature of the hidden-mode softmax confidence: softmax(cos / T) over the "
                    "target frame's tokens (attention mode uses the model's own logits, T=1)")
@@ -65,9 +85,9 @@ class Recipe:
     seed: int = C.field(0, help="seed of the pair sampling (and of oracle:random features)")
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.modes if m not in ("hidden", "attention")]
-        if bad or not self.modes:
-            raise ConfigError(f"modes: expected a non-empty list of 'hidden'/'attention', got {self.modes!r}")
+        from gaspprobe.probing.features import check_sources
+
+        self.modes = check_sources(list(self.modes))
         if self.frames_per_clip < 1:
             raise ConfigError(f"frames_per_clip: must be >= 1, got {self.frames_per_clip}")
         if not self.gaps or any(g < 1 for g in self.gaps):
@@ -77,7 +97,18 @@ class Recipe:
         if not self.tolerances or any(r < 0 for r in self.tolerances):
             raise ConfigError(f"tolerances: expected integers >= 0, got {self.tolerances!r}")
         if 0 not in self.tolerances:
-            raise ConfigError("tolerances: must include 0 (the exact-token accuracy drives the peak)")
+            raise ConfigError("tolerances: must include 0 (the exact-token accuracy)")
+        if self.headline_r not in self.tolerances:
+            raise ConfigError(f"headline_r: {self.headline_r} is not one of the tolerances {self.tolerances}")
+        if self.patch_unit not in ("llm_token", "vision_patch"):
+            raise ConfigError(f"patch_unit: expected 'llm_token' or 'vision_patch', got {self.patch_unit!r}")
+        if self.frame_stride < 1:
+            raise ConfigError(f"frame_stride: must be >= 1, got {self.frame_stride}")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"fps: must be > 0 (or omitted), got {self.fps}")
+        if not self.skip_long_gaps and max(self.gaps) >= self.frames_per_clip:
+            raise ConfigError(f"gaps: Δt {max(self.gaps)} needs clips of {max(self.gaps) + 1} frames, "
+                              f"frames_per_clip is {self.frames_per_clip}")
         if self.depth_tol <= 0:
             raise ConfigError(f"depth_tol: must be > 0, got {self.depth_tol}")
         if self.conf_temperature <= 0:
@@ -88,7 +119,6 @@ class Recipe:
             raise ConfigError(f"depth_train_fraction: must be in (0, 1), got {self.depth_train_fraction}")
         self.gaps = sorted(set(self.gaps))
         self.tolerances = sorted(set(self.tolerances))
-        self.modes = [m for m in ("hidden", "attention") if m in self.modes]
 
 
 def recipes_dir() -> Path:

@@ -35,12 +35,14 @@ from typing import Any
 
 import torch
 
-from gaspprobe import io
+from gaspprobe import io, tables
 from gaspprobe.errors import ConfigError, DataError, ModelError
 from gaspprobe.probing.depth import RidgeStats, depth_scores, predict_depth, valid_tokens
 from gaspprobe.probing.match import chance_within, hits_within, match_tokens, spearman
 from gaspprobe.probing.recipe import Recipe, load_recipe
-from gaspprobe.probing.temporal import robustness, sample_pairs
+from gaspprobe.probing.features import SOURCES, check_adapter_supports, oracle_features
+from gaspprobe.probing.metrics import patch_tokens
+from gaspprobe.probing.temporal import sample_pairs
 
 COLUMNS = ["model", "scene", "layer", "gap", "metric", "value", "n"]
 
@@ -159,6 +161,7 @@ class _Acc:
         self.modes_seen: list[str] = []
         self.depth: dict[tuple, tuple[float, float, int]] = {}  # (scene, layer) -> (sum absrel, sum d1, n)
         self.n_pairs = 0
+        self.scale = 1  # vision patches per token side (patch_unit "vision_patch"); 1 = LLM tokens
 
     def add_layer(self, mode, scene, layer, m, gap_idx, cols):
         G = len(self.gaps)
@@ -169,9 +172,11 @@ class _Acc:
         gi = gap_idx[m.pair] if len(m) else torch.zeros(0, dtype=torch.long)
         self.n[(mode, scene, layer)] = torch.bincount(gi, minlength=G)
         for r in self.r.tolerances:
-            h = hits_within(m.pred, m.gt, cols, r)
+            h = hits_within(m.pred, m.gt, cols, patch_tokens(r, self.scale))
             self.hits[(mode, scene, layer, r)] = torch.bincount(gi, weights=h.double(), minlength=G).round().long()
-        self.conf[(mode, scene, layer)] = [(m.conf, (m.pred == m.gt).double())]
+        # confidence vs correctness at the headline tolerance (r = 0: the exact token)
+        ok = hits_within(m.pred, m.gt, cols, patch_tokens(self.r.headline_r, self.scale))
+        self.conf[(mode, scene, layer)] = [(m.conf, ok.double())]
 
 
 def _nan_if_zero(num: float, n: int) -> float:
@@ -179,26 +184,56 @@ def _nan_if_zero(num: float, n: int) -> float:
 
 
 # --------------------------------------------------------------------------- the runner
+def clip_indices(n_frames: int, rcp: Recipe) -> list[int]:
+    """The scene frames that form the clip: every ``frame_stride``-th, at most ``frames_per_clip``."""
+    return list(range(0, n_frames, rcp.frame_stride))[:rcp.frames_per_clip]
+
+
+def check_gaps(scene_list: list, rcp: Recipe) -> None:
+    """With ``skip_long_gaps = false``: every scene's clip must hold the largest Δt (one line
+    naming the setting and the first short scene), checked before the model loads."""
+    if rcp.skip_long_gaps:
+        return
+    need = max(rcp.gaps) + 1
+    for s in scene_list:
+        F = len(clip_indices(s.num_frames, rcp))
+        if F < need:
+            raise ConfigError(f"gaps: Δt up to {max(rcp.gaps)} needs clips of {need} frames; scene "
+                              f"{s.name} gives {F} ({s.num_frames} frames, frame_stride "
+                              f"{rcp.frame_stride}, frames_per_clip {rcp.frames_per_clip})")
+
+
+def patch_scale(adapter: Any, rcp: Recipe) -> int:
+    """Vision patches per LLM token side under the recipe's ``patch_unit`` (1 for ``llm_token``;
+    the family's ``merge_size`` for ``vision_patch``)."""
+    if rcp.patch_unit == "llm_token":
+        return 1
+    spec = getattr(adapter, "spec", None)
+    return int(getattr(spec, "merge_size", 1) or 1)
+
+
 def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, *,
-          out: "str | Path | None" = None, progress: bool = False, overwrite: bool = False,
-          device: str = "cpu", dtype: str = "auto", **overrides: Any) -> ProbeResult:
+          out: "str | Path | None" = None, progress: Any = False, overwrite: bool = False,
+          device: str = "cpu", dtype: str = "auto", label: str | None = None,
+          **overrides: Any) -> ProbeResult:
     """Probe ``model`` on ``scenes`` layer by layer.
 
     Args:
         model: a hub id or model folder (loaded with :func:`gaspprobe.models.load`),
             ``"oracle:xyz"`` / ``"oracle:random"`` (optionally ``":ROWSxCOLS"``), or a loaded adapter.
         scenes: a scene folder / folder of scene folders, a :class:`Scene`, or a list of them.
-        recipe: a :class:`Recipe`, a recipe file, a recipe name under ``gaspprobe/probing/recipes/`` ("gasp",
-            "quick"), or None (the defaults = ``gaspprobe/probing/recipes/gasp.toml``).
-        out: run folder to write (``probe.parquet``/``.csv``, ``summary.json``, ``manifest.json``,
-            PNGs). If it already holds a complete probe run of the same model, scenes and recipe,
-            that result is returned without recomputing (``cached=True``).
-        progress: show a rich progress bar over scenes.
-        overwrite: replace a complete run in ``out`` made with a different model/scenes/recipe
-            (otherwise that is an error).
+        recipe: a :class:`Recipe`, a recipe file, a recipe name under ``gaspprobe/probing/recipes/``
+            ("gasp", "paper", "quick"), or None (the defaults = ``gasp``).
+        out: run folder (``probe.parquet``/``.csv``, ``summary.json``, ``manifest.json``, figures),
+            opened through the run kernel (:func:`gaspprobe.runs.open_run`, kind ``probe``, staged;
+            identity = recipe, model, scenes, dtype). A complete identical run is returned without
+            recomputing (``cached=True``); a differing one is refused naming the keys.
+        progress: a callback ``progress(done, total)`` after each scene, or True for a rich bar.
+        overwrite: replace a complete run in ``out`` made with a different model/scenes/recipe.
         device, dtype: where and in which precision a model given by name is loaded
             (:func:`gaspprobe.models.load`); matching and the depth statistics run on the device
             of the captured features. Recorded in the manifest, not part of the recipe.
+        label: written as the manifest's ``model_label`` (the loop passes "base"/"gasp").
         **overrides: recipe keys (e.g. ``gaps=[1, 4]``, ``modes=["hidden"]``).
 
     Returns:
@@ -208,23 +243,46 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     model_str = str(model) if isinstance(model, (str, Path)) else str(
         getattr(model, "model_id", type(model).__name__))
     scenes_desc = describe_scenes(scenes)
-    if out is not None:  # a complete identical run is returned before loading scenes or model
-        out = Path(out)
-        cached = _cached(out, rcp, model_str, scenes_desc, overwrite, dtype)
-        if cached is not None:
-            return cached
+    if out is None:
+        return _run(model, scenes, rcp, progress=progress, device=device, dtype=dtype)
+    from gaspprobe.runs import open_run
+
+    out = Path(out)
+    with open_run(out, "probe", rcp, publish="staged", seed=rcp.seed, label=label,
+                  identity={"model": model_str, "scenes": scenes_desc, "dtype": dtype},
+                  on_change="replace" if overwrite else "refuse") as run:
+        if run.cached:  # a complete identical run: returned before loading scenes or model
+            return load_result(out)
+        res = _run(model, scenes, rcp, progress=progress, device=device, dtype=dtype)
+        write_result(res, run.dir)
+        run.complete(device=device, patch_unit=rcp.patch_unit, tables=tables.schema_versions("probe"))
+        res.out = out
+        res.figures = [out / p.name for p in res.figures]
+    return res
+
+
+def write_result(res: ProbeResult, d: Path) -> None:
+    """The table (versioned schema), summary.json and figures of ``res`` into folder ``d``."""
+    tables.write_table(res.table, d / "probe.parquet", tables.PROBE, patch_unit=res.recipe.patch_unit,
+                       meta={"patch_unit": res.recipe.patch_unit, "headline_r": res.recipe.headline_r})
+    io.atomic_write_json(d / "summary.json", res.summary)
+    from gaspprobe.probing.plots import write_figures
+
+    res.figures = write_figures(res.summary, d)
+
+
+def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dtype: str) -> ProbeResult:
     scene_list = resolve_scenes(scenes)
+    check_gaps(scene_list, rcp)
     adapter, model_str = resolve_model(model, rcp, device=device, dtype=dtype)
     if rcp.layers is not None:
         known = list(adapter.layer_names())
         bad = [l for l in rcp.layers if l not in known]
         if bad or not rcp.layers:
             raise ConfigError(f"layers: unknown {bad or rcp.layers} for {model_str}; known: {', '.join(known)}")
-    if out is not None:
-        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
-                                                scenes=scenes_desc, status="running",
-                                                device=device, dtype=dtype))
+    check_adapter_supports(adapter, rcp.modes, model_str)
     acc = _Acc(rcp)
+    acc.scale = patch_scale(adapter, rcp)
     n_sc = len(scene_list)
     do_depth = rcp.depth_probe and "hidden" in rcp.modes and n_sc >= 2
     n_train = min(max(int(round(rcp.depth_train_fraction * n_sc)), 1), n_sc - 1) if do_depth else 0
@@ -232,7 +290,7 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     weights: dict[str, Any] = {}
     scale = None
 
-    bar = _progress(progress, n_sc)
+    bar = _progress(True, n_sc) if progress is True else None
     try:
         for si, scene in enumerate(scene_list):
             if do_depth and si == n_train:  # all training scenes seen: fit, then drop the statistics
@@ -244,46 +302,16 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
                          stats=stats, weights=weights, scale=scale)
             if bar is not None:
                 bar[0].advance(bar[1])
+            elif callable(progress):
+                progress(si + 1, n_sc)
     finally:
         if bar is not None:
             bar[0].stop()
 
-    table = _table(acc, model_str, [s.name for s in scene_list])
-    summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train,
-                       [s.name for s in scene_list])
-    res = ProbeResult(table=table, summary=summary, recipe=rcp, out=out)
-    if out is not None:
-        io.write_table(table, out / "probe.parquet")
-        io.atomic_write_json(out / "summary.json", summary)
-        from gaspprobe.probing.plots import write_figures
-
-        res.figures = write_figures(summary, out)
-        io.write_manifest(out, io.make_manifest("probe", rcp, seed=rcp.seed, model=model_str,
-                                                scenes=scenes_desc, status="complete",
-                                                device=device, dtype=dtype))
-    return res
-
-
-def _cached(out: Path, rcp: Recipe, model_str: str, scenes_desc: Any, overwrite: bool, dtype: str):
-    if not (out / io.MANIFEST).exists():
-        return None
-    m = io.read_manifest(out)
-    if m.get("kind") != "probe" or m.get("status") != "complete":
-        if m.get("kind") != "probe" and not overwrite:
-            raise DataError(f"holds a {m.get('kind')!r} run, not a probe run; choose another --out", path=out)
-        return None  # an unfinished probe run is recomputed from scratch
-    same = (io.is_complete(out, kind="probe", config=rcp) and m.get("model") == model_str
-            and m.get("scenes") == io.json.loads(io.to_json(scenes_desc)) and m.get("dtype", "auto") == dtype)
-    if same:
-        table = io.read_table(out / "probe.parquet")
-        table["gap"] = table["gap"].astype("Int64")
-        summary = io.read_json(out / "summary.json")
-        figs = [p for p in (out / "accuracy_vs_layer.png", out / "accuracy_vs_gap.png") if p.exists()]
-        return ProbeResult(table=table, summary=summary, recipe=rcp, out=out, cached=True, figures=figs)
-    if not overwrite:
-        raise DataError("already holds a complete probe run with a different model, scenes, dtype or recipe; "
-                        "choose another --out or pass --overwrite", path=out)
-    return None
+    names = [s.name for s in scene_list]
+    table = tables.conform(_table(acc, model_str, names), tables.PROBE, patch_unit=rcp.patch_unit)
+    summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train, names)
+    return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
 
 def _progress(enabled: bool, total: int):
@@ -300,8 +328,9 @@ def _progress(enabled: bool, total: int):
 def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, weights, scale) -> None:
     from gaspprobe.scenes import patch_depth, patch_matches_many
 
-    F = min(scene.num_frames, rcp.frames_per_clip)
-    clip = scene if F == scene.num_frames else scene.subset(list(range(F)))
+    idx = clip_indices(scene.num_frames, rcp)
+    F = len(idx)
+    clip = scene if idx == list(range(scene.num_frames)) else scene.subset(idx)
     seed = (rcp.seed * 1000003) ^ zlib.crc32(scene.name.encode())
     pairs = sample_pairs(F, rcp.gaps, rcp.pairs_per_gap, seed=seed, both_directions=rcp.both_directions)
     acc.n_pairs += len(pairs)
@@ -325,20 +354,24 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
         acc.gt_n[scene.name] = torch.bincount(per_match_gap, minlength=G)
         gt_all = torch.cat(st["tgt"]) if st["tgt"] else torch.zeros(0, dtype=torch.long)
         for r in rcp.tolerances:
-            ch = chance_within(gt_all, grid.rows, grid.cols, r).double()
+            ch = chance_within(gt_all, grid.rows, grid.cols, patch_tokens(r, acc.scale)).double()
             acc.chance[(scene.name, r)] = torch.zeros(G, dtype=torch.float64).index_add_(0, per_match_gap, ch)
         st["depth"] = patch_depth(clip, grid) if depth_role else None
 
     if hasattr(adapter, "set_scene"):
         adapter.set_scene(clip)
+    seen_layers: list[str] = []
     for mode in rcp.modes:
+        src = SOURCES.get(mode)
+        if src.capture_mode is None:
+            continue  # oracle sources: after the model's sources, on the grid they used
         first = True
         layers = rcp.layers
-        if mode == "attention" and layers is not None:
+        if mode != "hidden" and layers is not None:
             layers = [l for l in layers if l != "vision"]  # the projector output has no attention
             if not layers:
                 continue
-        for cap in adapter.capture(clip.rgb, mode=mode, layers=layers, per_frame=rcp.per_frame):
+        for cap in adapter.capture(clip.rgb, mode=src.capture_mode, layers=layers, per_frame=rcp.per_frame):
             if first:
                 lg = getattr(adapter, "last_grid", None)
                 if "grid" not in st:
@@ -348,42 +381,58 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                 first = False
             grid, src_idx, tgt_idx, depth = st["grid"], st["src"], st["tgt"], st["depth"]
             rows, cols = grid.rows, grid.cols
-            if mode == "hidden":
-                if cap.feats is None:
+            pair = src.tensors(cap)
+            if pair is None:
+                if mode == "hidden":
                     raise ModelError(f"{cap.name}: hidden-mode capture has no feats")
-                feats = _check_shape(cap.feats, F, rows, cols, cap.name)
-                m = match_tokens(feats, feats, pair_t, src_idx, tgt_idx, cosine=True,
-                                 temperature=rcp.conf_temperature)
-                if depth_role == "train":
-                    x, d = valid_tokens(feats, depth)
-                    if cap.name not in stats:
-                        stats[cap.name] = RidgeStats(x.shape[-1])
-                    elif stats[cap.name].dim != x.shape[-1]:
-                        raise ModelError(f"{cap.name}: feature width {x.shape[-1]} differs between "
-                                         f"scenes ({stats[cap.name].dim} before)")
-                    stats[cap.name].update(x, torch.log(d))
-                elif depth_role == "test":
-                    x, d = valid_tokens(feats, depth)
-                    wb = weights.get(cap.name)
-                    if wb is not None and wb[0].numel() != x.shape[-1]:
-                        raise ModelError(f"{cap.name}: feature width {x.shape[-1]} differs from the "
-                                         f"training scenes' {wb[0].numel()}")
-                    if wb is not None and d.numel():
-                        sc = depth_scores(predict_depth(x, *wb), d)
-                        acc.depth[(scene.name, cap.name)] = (sc.absrel * sc.n, sc.delta1 * sc.n, sc.n)
-                    else:
-                        acc.depth[(scene.name, cap.name)] = (0.0, 0.0, 0)
-            else:
-                if cap.query is None or cap.key is None:
-                    continue  # e.g. the vision layer has no self-attention of its own
-                q = _check_shape(cap.query, F, rows, cols, cap.name)
-                k = _check_shape(cap.key, F, rows, cols, cap.name)
-                m = match_tokens(q, k, pair_t, src_idx, tgt_idx, cosine=False, logit_scale=scale,
+                continue  # e.g. the vision layer has no self-attention of its own
+            a = _check_shape(pair[0], F, rows, cols, cap.name)
+            b = a if pair[1] is pair[0] else _check_shape(pair[1], F, rows, cols, cap.name)
+            if src.pair:
+                m = match_tokens(a, b, pair_t, src_idx, tgt_idx, cosine=False, logit_scale=scale,
                                  temperature=1.0)
+            else:
+                m = match_tokens(a, b, pair_t, src_idx, tgt_idx, cosine=True,
+                                 temperature=rcp.conf_temperature)
+            if mode == "hidden" and depth_role is not None:
+                _depth_layer(cap.name, a, depth, depth_role, stats, weights, acc, scene.name)
             acc.add_layer(mode, scene.name, cap.name, m, gap_idx, cols)
-            del cap
-    if "grid" not in st:  # no layer came back (nothing to probe): still record the scene's GT
+            if cap.name not in seen_layers:
+                seen_layers.append(cap.name)
+            del cap, a, b
+    if "grid" not in st:  # no layer came back (or oracle sources only): the grid without a forward
         setup(adapter.token_grid(clip.size, F))
+    oracles = [SOURCES.get(m) for m in rcp.modes if SOURCES.get(m).oracle is not None]
+    if oracles:
+        grid = st["grid"]
+        names = seen_layers or list(rcp.layers or adapter.layer_names())
+        for o in oracles:
+            f = oracle_features(o.oracle, clip, grid, seed=rcp.seed).to(torch.float32)
+            m = match_tokens(f, f, pair_t, st["src"], st["tgt"], cosine=True, temperature=rcp.conf_temperature)
+            for name in names:  # model-independent: the same matches on every layer row
+                acc.add_layer(o.name, scene.name, name, m, gap_idx, grid.cols)
+
+
+def _depth_layer(name, feats, depth, role, stats, weights, acc, scene_name) -> None:
+    """Ridge statistics (training scenes) or held-out depth scores (test scenes) of one layer."""
+    x, d = valid_tokens(feats, depth)
+    if role == "train":
+        if name not in stats:
+            stats[name] = RidgeStats(x.shape[-1])
+        elif stats[name].dim != x.shape[-1]:
+            raise ModelError(f"{name}: feature width {x.shape[-1]} differs between "
+                             f"scenes ({stats[name].dim} before)")
+        stats[name].update(x, torch.log(d))
+        return
+    wb = weights.get(name)
+    if wb is not None and wb[0].numel() != x.shape[-1]:
+        raise ModelError(f"{name}: feature width {x.shape[-1]} differs from the "
+                         f"training scenes' {wb[0].numel()}")
+    if wb is not None and d.numel():
+        sc = depth_scores(predict_depth(x, *wb), d)
+        acc.depth[(scene_name, name)] = (sc.absrel * sc.n, sc.delta1 * sc.n, sc.n)
+    else:
+        acc.depth[(scene_name, name)] = (0.0, 0.0, 0)
 
 
 def _check_grid(adapter, grid) -> None:
@@ -495,32 +544,61 @@ def _pooled(idx: dict, metric: str, layer=None, gap=None):
     return idx.get((metric, layer, None if gap is None else int(gap)), (float("nan"), 0))
 
 
+def _chance_by_gap(acc: _Acc, r: int) -> dict[int, float]:
+    """Chance at tolerance r per gap, pooled over scenes' matches (NaN for a gap without any)."""
+    G = len(acc.gaps)
+    c = torch.zeros(G, dtype=torch.float64)
+    n = torch.zeros(G, dtype=torch.long)
+    for s, tot in acc.gt_n.items():
+        c += acc.chance[(s, r)]
+        n += tot
+    return {g: (float(c[i]) / int(n[i]) if int(n[i]) else float("nan")) for i, g in enumerate(acc.gaps)}
+
+
 def _mode_block(acc: _Acc, idx: dict, mode: str) -> dict:
+    """One feature source's headline: peak layer (on the headline tolerance), per-gap curve and
+    normalized PCK at it, robustness, balanced mean; every number from :mod:`gaspprobe.tables`."""
+    hr = acc.r.headline_r
     layers = [l for l in acc.layers if (f"{mode}/acc_r0", l, None) in idx]
     accuracy = {f"r{r}": {l: _pooled(idx, f"{mode}/acc_r{r}", l)[0] for l in layers}
                 for r in acc.r.tolerances}
+    head = accuracy[f"r{hr}"]
+    peak = tables.peak_layer(head)
     llm = [l for l in layers if l.startswith("llm.")] or layers
-    cands = [(accuracy["r0"][l], -i, l) for i, l in enumerate(llm) if not math.isnan(accuracy["r0"][l])]
-    peak = max(cands)[2] if cands else None
-    by_gap, n_by_gap = {}, {}
-    if peak is not None:
+    chance_by_gap = _chance_by_gap(acc, hr)
+
+    def curve(layer):
+        by_gap, n_by_gap = {}, {}
         for g in acc.gaps:
-            v, n = _pooled(idx, f"{mode}/acc_r0", peak, g)
+            v, n = _pooled(idx, f"{mode}/acc_r{hr}", layer, g)
             if n > 0:  # only the gaps the clips allowed and that had matches
                 by_gap[g], n_by_gap[g] = v, n
-    rob, ratios = robustness(by_gap, n_by_gap)
-    llm_vals = [accuracy["r0"][l] for l in llm if not math.isnan(accuracy["r0"][l])]
+        return by_gap, n_by_gap
+
+    by_gap, n_by_gap = curve(peak) if peak is not None else ({}, {})
+    rob = tables.robustness(by_gap, n_by_gap, chance_by_gap=chance_by_gap)
+    balanced, _ = tables.gap_balanced_accuracy(by_gap, n_by_gap)
+    normalized = {}
+    for l in layers:
+        b, n = curve(l)
+        normalized[l] = {str(g): v for g, v in tables.normalized_curve(b, n).items()}
+    llm_vals = [head[l] for l in llm if not math.isnan(head[l])]
     return {
         "layers": layers,
         "accuracy": accuracy,
         "peak_layer": peak,
-        "peak_accuracy": accuracy["r0"][peak] if peak is not None else float("nan"),
+        "peak_accuracy": head[peak] if peak is not None else float("nan"),
         "layer_mean_accuracy": sum(llm_vals) / len(llm_vals) if llm_vals else float("nan"),
-        "vision_accuracy": accuracy["r0"].get("vision", float("nan")),
+        "vision_accuracy": head.get("vision", float("nan")),
+        "gap_balanced_accuracy": balanced,
         "accuracy_by_gap": {str(g): v for g, v in by_gap.items()},
         "n_by_gap": {str(g): n for g, n in n_by_gap.items()},
-        "robustness": rob,
-        "robustness_ratios": {str(g): v for g, v in ratios.items()},
+        "robustness": rob.value,
+        "robustness_ratios": {str(g): v for g, v in rob.ratios.items()},
+        "robustness_at_max_gap": rob.at_max_gap,
+        "robustness_max_gap": rob.max_gap,
+        "robustness_reason": rob.reason,
+        "normalized_by_layer": normalized,
         "confidence_spearman": {l: _pooled(idx, f"{mode}/conf_spearman", l)[0] for l in layers},
     }
 
@@ -535,6 +613,7 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
                                    "layer_mean_accuracy": float("nan"), "accuracy_by_gap": {},
                                    "robustness": float("nan"), "confidence_spearman": {}}
     chance, n_matches = _pooled(idx, "chance")
+    hr = rcp.headline_r
     out = {
         "model": model_str,
         "mode": primary,
@@ -549,6 +628,13 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
         "scenes": scene_names,
         "gaps": list(rcp.gaps),
         "tolerances": list(rcp.tolerances),
+        "headline_r": hr,
+        "headline_chance": chance if hr == 0 else _pooled(idx, f"chance_r{hr}")[0],
+        "patch_unit": rcp.patch_unit,
+        "patch_scale": acc.scale,
+        "frame_stride": rcp.frame_stride,
+        "fps": rcp.fps,
+        "schema_version": tables.PROBE.version,
     }
     if do_depth:
         out["depth_probe"] = {l: {"absrel": _pooled(idx, "depth/absrel", l)[0],
@@ -557,8 +643,9 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
                               for l in acc.layers if ("depth/absrel", l, None) in idx}
         out["depth_train_scenes"] = scene_names[:n_train]
         out["depth_test_scenes"] = scene_names[n_train:]
-    if "attention" in blocks:
-        out["attention"] = {k: v for k, v in blocks["attention"].items()}
+    for m, b in blocks.items():  # every other feature source under its own name
+        if m != primary:
+            out[m] = dict(b)
     # exactly what summary.json holds (NaN -> null), so a fresh and a cached result are equal
     return io.json.loads(io.to_json(io._finite(out)))
 
@@ -572,7 +659,7 @@ def load_result(run_dir: "str | Path") -> ProbeResult:
     from gaspprobe import config as C
 
     rcp = C.from_dict(Recipe, m["config"], where=str(run_dir / io.MANIFEST))
-    table = io.read_table(run_dir / "probe.parquet")
-    table["gap"] = table["gap"].astype("Int64")
+    table = tables.read_table(run_dir / "probe.parquet", tables.PROBE)
+    figs = sorted(p for p in run_dir.iterdir() if p.suffix in (".png", ".pdf"))
     return ProbeResult(table=table, summary=io.read_json(run_dir / "summary.json"), recipe=rcp,
-                       out=run_dir, cached=True)
+                       out=run_dir, cached=True, figures=figs)

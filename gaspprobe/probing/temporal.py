@@ -4,7 +4,7 @@
 clip), up to ``pairs_per_gap`` distinct start frames i (seeded) and returns the pairs (i, i+g)
 (and (i+g, i) when both directions are asked).
 
-**Temporal robustness** (:func:`robustness`), the definition used everywhere in gaspprobe: at
+**Temporal robustness** (implemented once, in :func:`gaspprobe.tables.robustness`): at
 one layer (the peak layer), with acc(g) the accuracy pooled over all matches of all pairs at gap
 g and g_min the smallest gap that has matches,
 
@@ -17,8 +17,6 @@ baselines collapse beyond about 8 frames.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -42,13 +40,9 @@ def sample_pairs(n_frames: int, gaps: list[int], pairs_per_gap: int, *, seed: in
 
 
 def robustness(acc_by_gap: dict[int, float], n_by_gap: dict[int, int]) -> tuple[float, dict[int, float]]:
-    """Temporal robustness from per-gap accuracies (see the module docstring).
+    """Temporal robustness from per-gap accuracies: ``(value, ratios)`` of
+    :func:`gaspprobe.tables.robustness` (the one implementation; kept for old callers)."""
+    from gaspprobe.tables import robustness as _rob
 
-    Returns ``(robustness, ratios)`` with ``ratios[g] = acc(g) / acc(g_min)`` for the gaps used
-    (g_min included, ratio 1); robustness is NaN when undefined."""
-    gaps = sorted(g for g in acc_by_gap if n_by_gap.get(g, 0) > 0 and not math.isnan(acc_by_gap[g]))
-    if len(gaps) < 2 or acc_by_gap[gaps[0]] <= 0:
-        return float("nan"), {}
-    base = acc_by_gap[gaps[0]]
-    ratios = {g: acc_by_gap[g] / base for g in gaps}
-    return sum(ratios[g] for g in gaps[1:]) / (len(gaps) - 1), ratios
+    r = _rob(acc_by_gap, n_by_gap)
+    return r.value, r.ratios
