@@ -701,3 +701,69 @@ def test_two_gasp_models_of_one_base(tmp_path):
     d = _md_table(md, "Base -> GASP deltas").set_index("Base -> GASP")["Δ peak corr."]
     assert d.to_dict() == {"org/base -> GASP(org/base)": "+40.0",
                            "org/base -> GASP(org/base) #2": "+28.0"}   # 60 - 32
+
+
+# --------------------------------------------------------------------------- scale, templates
+def test_scale_note_for_tiny_models_and_likelihood_scorer(built, tmp_path):
+    """What the tiny scale can and cannot show is said when a benchmarked model is tiny (the
+    fixture loop's base is 'tiny:...', its GASP model inherits that) or a run used the
+    non-official likelihood scorer; a real model scored the official way gets no such note."""
+    from gaspprobe.reporting.report import report
+
+    md = (built[0] / "report.md").read_text()
+    bench = md.split("## Benchmarks per question type", 1)[1]
+    assert "What this scale can and cannot show" in bench and "likelihood scorer" in bench
+    a = write_bench(tmp_path / "a", "org/m1", TASKS["base"], scores=VSI_SCORES["base"])
+    md = report([a], tmp_path / "o1", formats=("png",)).with_name("report.md").read_text()
+    assert "What this scale can and cannot show" not in md
+    b = write_bench(tmp_path / "b", "org/m1", TASKS["base"], scores=VSI_SCORES["base"],
+                    summary_extra={"scorer": "likelihood"})
+    md = report([b], tmp_path / "o2", formats=("png",)).with_name("report.md").read_text()
+    assert "What this scale can and cannot show" in md
+    assert "### synthetic_vsi: score per question type (x100, measured; scorer: likelihood " \
+           "(NON-official))" in md
+
+
+def test_templates_come_from_the_package_or_the_checkout(monkeypatch):
+    """The jinja2 templates are found as package data (gaspprobe.report_templates) when installed
+    that way, else in the checkout's reports/templates/; the renderers use exactly those files."""
+    from importlib import resources
+
+    from gaspprobe.reporting import publish
+
+    root = publish.templates_dir()
+    for f in publish.TEMPLATE_FILES:
+        assert root.joinpath(f).is_file()
+    checkout = Path(__file__).resolve().parents[1] / "reports" / "templates"
+    try:
+        pkg = resources.files(publish.TEMPLATES_PACKAGE)
+    except ModuleNotFoundError:
+        pkg = None
+    if pkg is not None and pkg.joinpath("report.html.j2").is_file():
+        assert root == pkg
+    else:
+        assert Path(str(root)) == checkout
+    # Neither place: one line naming where it looked.
+    monkeypatch.setattr(publish, "TEMPLATE_FILES", ("no_such_template.j2",))
+    with pytest.raises(DataError, match="no_such_template.j2.*reinstall"):
+        publish.templates_dir()
+
+
+def test_headline_reads_new_probe_keys(tmp_path):
+    """A paper-recipe summary (headline r = 2, gap-balanced mean, ratio at the largest gap, a reason
+    for an undefined robustness) is shown as written, under PCK@2patch column names."""
+    from gaspprobe.reporting.report import report
+
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP, summary_extra={
+        "headline_r": 2, "peak_accuracy": 0.61, "headline_chance": 25 / 64,
+        "gap_balanced_accuracy": 0.25, "robustness_at_max_gap": 0.25, "robustness": None,
+        "robustness_reason": "accuracy at gap 1 (0.400) is within noise of chance"})
+    md = report([a], tmp_path / "out", formats=("png",)).with_name("report.md").read_text()
+    head = _md_table(md, "Headline").set_index("Model")
+    assert head.loc["m1", "Peak PCK@2patch (%)"] == "61.0"
+    assert head.loc["m1", "Chance (%)"] == "39.1"                # 25/64 at r = 2
+    assert head.loc["m1", "Gap-balanced (%)"] == "25.0"
+    assert head.loc["m1", "Norm. PCK at max Δt (%)"] == "25.0"
+    assert head.loc["m1", "Robustness (%)"] == "–"
+    assert "m1: robustness undefined, accuracy at gap 1 (0.400) is within noise of chance" in md
+    assert "nan" not in md.lower().replace("nan-", "")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
+from gaspprobe.errors import GaspError
 from gaspprobe.reporting import plots
 
 DASH = "–"
@@ -132,22 +133,32 @@ def interval(lo: Any, hi: Any) -> str:
 
 
 # --------------------------------------------------------------------------- tables
+def headline_r(data) -> int:
+    """The probes' headline tolerance in patches (0 unless their recipe says otherwise; runs of
+    different recipes are refused or warned about by load_runs)."""
+    vals = [num(x) for x in data.probe["headline_r"]] if len(data.probe) else []
+    return int(next((v for v in vals if math.isfinite(v)), 0))
+
+
 def headline_tables(data, runset) -> tuple[Table, Table | None]:
     """The headline table (one row per model) and the base -> GASP delta table (or None)."""
     names = [m.name for m in runset.models.values()]
     role = {m.name: m.role for m in runset.models.values()}
     pr = {r.model: r for r in data.probe.itertuples()}
-    has_att = bool(data.probe["attention_peak"].notna().any()) if len(data.probe) else False
+    def has(col: str) -> bool:
+        return bool(len(data.probe)) and any(math.isfinite(num(v)) for v in data.probe[col])
+
+    has_att, has_max, has_bal = has("attention_peak"), has("robustness_at_max_gap"), has("gap_balanced")
     benches = list(dict.fromkeys(data.overall["benchmark"]))
     ov = {(r.model, r.benchmark): r.overall for r in data.overall.itertuples()}
-    hr = int(next((num(x) for x in data.probe["headline_r"] if math.isfinite(num(x))), 0)) \
-        if len(data.probe) else 0
+    hr = headline_r(data)
     peak_col = "Peak corr. r=0 (%)" if hr == 0 else f"Peak PCK@{hr}patch (%)"
     cols = ["Model", "Role"]
     if len(data.probe):
         cols += [peak_col, "Peak layer", "Layer mean (%)", "Vision (%)", "Chance (%)"]
         cols += ["Peak q·k (%)"] if has_att else []
-        cols += ["Robustness (%)", "Conf. ρ"]
+        cols += ["Robustness (%)"] + (["Norm. PCK at max Δt (%)"] if has_max else [])
+        cols += (["Gap-balanced (%)"] if has_bal else []) + ["Conf. ρ"]
     cols += [f"{b} overall" for b in benches]
     rows = []
     for n in names:
@@ -155,12 +166,13 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
         if len(data.probe):
             p = pr.get(n)
             if p is None:
-                row += [DASH] * (7 + has_att)
+                row += [DASH] * (7 + has_att + has_max + has_bal)
             else:
                 row += [pct(p.peak), str(p.peak_layer) if isinstance(p.peak_layer, str) else DASH,
                         pct(p.layer_mean), pct(p.vision), pct(p.chance)]
                 row += [pct(p.attention_peak)] if has_att else []
-                row += [pct(p.robustness), rho(p.conf_rho)]
+                row += [pct(p.robustness)] + ([pct(p.robustness_at_max_gap)] if has_max else [])
+                row += ([pct(p.gap_balanced)] if has_bal else []) + [rho(p.conf_rho)]
         row += [pts(ov.get((n, b))) for b in benches]
         rows.append(row)
     modes = sorted(set(data.probe["mode"].dropna())) if len(data.probe) else []
@@ -170,12 +182,16 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
                     for r in data.probe.itertuples()
                     if isinstance(r.robustness_reason, str) and r.robustness_reason)
     mode_note += (why + ". ") if why else ""
-    within = "within r=0 patches" if hr == 0 else f"within {hr} patches (Chebyshev, PCK@{hr}patch)"
+    within = "at r=0 (the exact token)" if hr == 0 else f"within {hr} patches (Chebyshev, PCK@{hr}patch)"
     head = Table("Headline (measured)", cols, rows,
                  note=mode_note + f"Correspondence: nearest-neighbour patch matching accuracy {within} on the "
                       "probe's scenes (peak over LLM layers; layer mean over LLM layers; vision = "
                       "the projector output). Robustness: mean over gaps g > g_min of "
-                      "acc(g)/acc(g_min) at the peak layer. Benchmark overall: the benchmark's "
+                      "acc(g)/acc(g_min) at the peak layer (normalized PCK_Δt / PCK_1 averaged over Δt" +
+                      ("; 'at max Δt' is that ratio at the largest gap" if has_max else "") + ")" +
+                      ("; gap-balanced: the mean over gaps of each gap's accuracy (pooled over "
+                       "matches, the peak is mostly the nearest gap)" if has_bal else "") +
+                      ". Benchmark overall: the benchmark's "
                       "official aggregate, x100. Conf. ρ: Spearman correlation between match "
                       "confidence and correctness at the peak layer. Probe data: "
                  + "; ".join(f"{r.model}: {integer(r.n_scenes)} scenes, {integer(r.n_pairs)} frame "
@@ -261,7 +277,6 @@ def bench_tables(data, runset) -> list[Table]:
                                      getattr(sc.get((gg, task)), "score", None)))
             rows.append(row)
         fails = [f"{m}: {integer(r.n_failed)} failed, {integer(r.parse_failures)} unparsed"
-                 + (f", scorer {r.scorer}" if isinstance(r.scorer, str) and r.scorer else "")
                  for m, r in ov.items()]
         note = "n = questions of that type; overall = the benchmark's official aggregate. "
         if any(math.isfinite(num(getattr(r, "ci_low", None))) for r in ov.values()):
@@ -272,7 +287,11 @@ def bench_tables(data, runset) -> list[Table]:
         if paired:
             note += ("Δ: GASP minus base on the same questions; * = the paired bootstrap 95% "
                      "interval [lo, hi] excludes zero. ")
-        tables.append(Table(f"{b}: score per question type (x100, measured)", cols, rows,
+        scorers = sorted({r.scorer for r in ov.values() if isinstance(r.scorer, str) and r.scorer
+                          and r.scorer != "generate"})
+        how = "".join(f"; scorer: {x}" + (" (NON-official)" if x == "likelihood" else "")
+                      for x in scorers)
+        tables.append(Table(f"{b}: score per question type (x100, measured{how})", cols, rows,
                             note=note + "; ".join(fails)))
         pc = data.consistency[data.consistency["benchmark"] == b] \
             if data.consistency is not None else None
@@ -304,6 +323,28 @@ SCALE_NOTE = (
     "With a few dozen questions per task a bootstrap interval spans tens of points: a delta is only "
     "evidence where its paired interval excludes zero (marked *), and a score inside the "
     "chance/frequency/blind baselines says nothing about spatial understanding.")
+
+
+def needs_scale_note(data, runset) -> bool:
+    """True when the benchmark numbers come from tiny models or the non-official likelihood
+    scorer: the report then says what that scale can and cannot show."""
+    from gaspprobe.models.tiny import read_meta
+
+    def tiny(m) -> bool:
+        if m.model.startswith("tiny:"):
+            return True
+        p = Path(m.model)
+        try:
+            return p.is_dir() and read_meta(p) is not None
+        except GaspError:  # an unreadable meta file: not known to be tiny
+            return False
+
+    models = list(runset.models.values())
+    tiny_keys = {m.key for m in models if tiny(m)}
+    tiny_keys |= {m.key for m in models if m.base_key in tiny_keys}
+    bench_models = {r.model_key for r in runset.of_kind("bench")}
+    likelihood = any(x == "likelihood" for x in data.overall["scorer"])
+    return likelihood or bool(tiny_keys & bench_models)
 
 
 def paper_table() -> Table:
@@ -363,12 +404,15 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
                  "accuracy correlation ρ per layer; (c) normalized PCK (PCK_Δt / PCK_1) against "
                  "frame distance Δt at each model's peak layer. Measured on this report's probe "
                  "runs; not the paper's numbers.", top)
+    # the headline tolerance of the probes (r = 0, or 2 = PCK@2patch): the curves, the chance line
+    # and the peak all at that one tolerance
+    hr = headline_r(data)
     chance = {r.model: r.chance for r in data.probe.itertuples()}
     for mode, label in (("hidden", "hidden states"), ("attention", "attention q·k")):
-        c = data.corr[(data.corr["mode"] == mode) & (data.corr["r"] == "r0")]
+        c = data.corr[(data.corr["mode"] == mode) & (data.corr["r"] == f"r{hr}")]
         if len(c):
             save(plots.accuracy_vs_layer_figure(c, pal, chance=chance, paper=paper,
-                                                title=f"Correspondence accuracy (r=0, {label})"),
+                                                title=f"Correspondence accuracy (r={hr}, {label})"),
                  f"accuracy_vs_layer_{mode}", f"Correspondence accuracy vs layer ({label})",
                  "Solid: each LLM layer; dashed: the vision-tower output (projector) in the model's "
                  "colour; dotted grey: chance (1 / tokens per frame)."
@@ -376,7 +420,7 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
                     if paper else ""), figs)
     if len(data.gaps):
         save(plots.accuracy_vs_gap_figure(data.gaps, pal), "accuracy_vs_gap",
-             "Accuracy vs frame gap", "Hidden-state accuracy (r=0) at each model's own peak layer.",
+             "Accuracy vs frame gap", f"Accuracy (r={hr}) at each model's own peak layer.",
              figs)
     rob = data.probe[["model", "robustness"]].dropna()
     if len(rob):
@@ -422,7 +466,8 @@ def build_sections(data, runset, top: list[FigureRef], figs: list[FigureRef], *,
         sections.append(Section("Figures", list(figs), anchor="figures"))
     bt = bench_tables(data, runset)
     if bt:
-        sections.append(Section("Benchmarks per question type", [SCALE_NOTE] + list(bt),
+        note = [SCALE_NOTE] if needs_scale_note(data, runset) else []
+        sections.append(Section("Benchmarks per question type", note + list(bt),
                                 anchor="benchmarks"))
     sections.append(Section("Models and runs", [models_table(runset), runs_table(runset)],
                             kind="info", anchor="runs"))

@@ -40,10 +40,6 @@ NON_RECIPE_KEYS = frozenset({
     "progress", "resume", "verbose", "quiet", "shard", "num_processes",
 })
 
-PROBE_COLUMNS = ("model", "scene", "layer", "gap", "metric", "value", "n")
-BENCH_COLUMNS = ("model", "benchmark", "id", "question_type", "prediction", "parsed", "target",
-                 "score")
-
 # How deep to look for run folders inside a folder that is not itself a run (a loop output keeps
 # its stages one or two levels down).
 _MAX_DEPTH = 3
@@ -196,7 +192,9 @@ def _find_runs(folder: Path, depth: int) -> list[Path]:
 
 # --------------------------------------------------------------------------- reading one run
 def read_run(path: str | Path) -> Run:
-    """Read and validate one run folder (manifest, status, its tables)."""
+    """Read and validate one run folder (manifest, status, its tables through gaspprobe.tables)."""
+    from gaspprobe import tables
+
     path = Path(path)
     m = io.read_manifest(path)
     kind = m.get("kind")
@@ -208,11 +206,11 @@ def read_run(path: str | Path) -> Run:
                         path=path)
     if kind == "probe":
         summary = _read_summary(path)
-        table = _read_parquet(path, "probe.parquet", PROBE_COLUMNS)
+        table = _read_parquet(path, "probe.parquet", tables.PROBE)
         _check_probe_summary(path, summary)
     elif kind == "bench":
         summary = _read_summary(path)
-        table = _read_parquet(path, "scores.parquet", BENCH_COLUMNS)
+        table = _read_parquet(path, "scores.parquet", tables.BENCH)
         for k in ("benchmark", "overall"):
             if k not in summary:
                 raise DataError(f"summary.json has no {k!r}: half-written bench run", path=path)
@@ -240,36 +238,39 @@ def _read_summary(path: Path) -> dict:
     return s
 
 
-def _read_parquet(path: Path, name: str, columns: tuple[str, ...]):
+def _read_parquet(path: Path, name: str, schema):
+    """``path/name`` read through :func:`gaspprobe.tables.read_table` (schema version and columns
+    checked; tables written before schemas were versioned are read too)."""
+    from gaspprobe import tables
+
     p = path / name
     if not p.is_file():
         raise DataError(f"no {name}: half-written run", path=path)
     try:
-        df = io.read_table(p)
-    except DataError:
-        raise DataError(f"{name} is not a readable parquet table", path=path) from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"{name} lacks columns {missing}", path=path)
-    return df
+        return tables.read_table(p, schema)
+    except DataError as e:
+        msg = str(e)[len(f"{e.path}: "):] if e.path is not None else str(e)
+        raise DataError(f"{name}: {msg}", path=path) from None
 
 
 def _read_train_log(path: Path):
     import pandas as pd
 
+    from gaspprobe import tables
+
     p = path / "train_log.csv"
     if not p.is_file() and (path / "train_log.parquet").is_file():
-        return _read_parquet(path, "train_log.parquet", ("step", "loss"))
+        return _read_parquet(path, "train_log.parquet", tables.TRAIN_LOG)
     if not p.is_file():
         raise DataError("no train_log.csv: half-written train run", path=path)
     try:
         df = pd.read_csv(p)
     except Exception as e:  # pandas raises several types for garbage files
         raise DataError(f"train_log.csv is not a readable CSV ({type(e).__name__})", path=path) from None
-    missing = [c for c in ("step", "loss") if c not in df.columns]
-    if missing:
-        raise DataError(f"train_log.csv lacks columns {missing}", path=path)
-    return df
+    try:
+        return tables.conform(df, tables.TRAIN_LOG)
+    except DataError as e:
+        raise DataError(f"train_log.csv: {e}", path=path) from None
 
 
 def _check_probe_summary(path: Path, s: dict) -> None:
