@@ -154,10 +154,25 @@ def internvl_expected(ad, inputs, n_frames):
     return sums_to_uvw(merged).reshape(-1, 3)
 
 
+def smolvlm_expected(ad, inputs, n_frames):
+    """Decode every tile's 14-px patches (the conv sees floor(384/14) = 27) and merge them with the
+    MODEL's connector pixel shuffle."""
+    from gaspprobe.models.base import _unwrap
+
+    inner = _unwrap(ad.model).model
+    p = int(ad.model.config.vision_config.patch_size)
+    pv = unnormalize(inputs["pixel_values"][0], ad.processor.image_processor)  # [views (all frames), 3, T, T]
+    sums = patch_sums(pv, p)  # [views, 27, 27, 3]
+    flat = sums.reshape(sums.shape[0], -1, 3).contiguous()
+    shuf = inner.connector.pixel_shuffle(flat, scale_factor=int(ad.model.config.scale_factor))  # [views, 81, 27]
+    return sums_to_uvw(shuf.unflatten(-1, (-1, 3)).sum(-2)).reshape(-1, 3)
+
+
 EXPECTED = {
     "llava_next": llava_next_expected,
     "llava_next_video": llava_next_expected,
     "internvl": internvl_expected,
+    "smolvlm": smolvlm_expected,
 }
 
 
