@@ -51,7 +51,7 @@ def trained(tmp_path_factory, tiny_dir, scenes):
     from gaspprobe.training.trainer import train
 
     out = tmp_path_factory.mktemp("run") / "run"
-    res = train(str(tiny_dir), scenes, out, progress=False, **FAST)
+    res = train(str(tiny_dir), scenes, out, progress=False, label="gasp", **FAST)
     return out, res
 
 
@@ -67,6 +67,19 @@ def test_outputs_manifest_and_log(trained, tiny_dir):
     assert m["status"] == "complete" and m["model"] == str(tiny_dir)
     assert m["output_model"] == str(out / "model") and m["seed"] == 0
     assert m["summary"]["steps"] == 4 and m["plan"]["vision"] == "projector" and m["plan"]["tiny"] is True
+    assert m["model_label"] == "gasp" and m["plan"]["family"] == "qwen2_5_vl"
+    # logs are versioned tables (schema name + version in the parquet metadata, and in the manifest)
+    from gaspprobe import tables
+
+    assert m["tables"] == {"train_log": tables.TRAIN_LOG.version, "val_log": tables.VAL_LOG.version}
+    for name, schema in (("train_log", tables.TRAIN_LOG), ("val_log", tables.VAL_LOG)):
+        meta = tables.table_meta(out / f"{name}.parquet")
+        assert meta["table"] == name and meta["version"] == schema.version
+    val = res.val
+    assert list(val.columns[:5]) == ["step", "layer", "gap", "acc_r0", "n"]
+    summ = val[val.layer == "summary"].iloc[-1]
+    assert summ.step == 4 and summ.peak_layer == m["summary"]["val_peak_layer"]
+    assert summ.acc_r0 == pytest.approx(m["summary"]["val_peak_accuracy"])
     for f in ("heads.safetensors", "train_log.csv", "train_log.parquet", "loss_curve.png", "model/config.json",
               "model/gaspprobe_model.json", "model/tokenizer.json"):
         assert (out / f).is_file(), f
@@ -123,10 +136,12 @@ def test_rerun_same_config_is_noop_and_different_config_refused(trained, tiny_di
 
     out, _ = trained
     before = (out / "heads.safetensors").stat().st_mtime_ns
-    res = train(str(tiny_dir), scenes, out, progress=False, **FAST)
+    res = train(str(tiny_dir), scenes, out, progress=False, label="gasp", **FAST)
     assert res.skipped and (out / "heads.safetensors").stat().st_mtime_ns == before
-    with pytest.raises(GaspError, match="different config"):
+    with pytest.raises(DataError, match=r"different config\.lr\b"):
         train(str(tiny_dir), scenes, out, progress=False, **{**FAST, "lr": 1e-3})
+    with pytest.raises(DataError, match=r"different model"):       # before any model loads
+        train(str(out / "nowhere"), scenes, out, progress=False, **FAST)
 
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
