@@ -401,7 +401,7 @@ def test_per_question_type_tables(built):
     assert _first(t.loc["object_counting", "Δ gasp"]) == "+50.0"
     # the two room-size questions share one scene (bootstrap cluster): every draw holds both,
     # so the paired interval is [5, 5] and excludes zero
-    assert t.loc["room_size_estimation", "Δ gasp"] == "+5.0* [5.0, 5.0]"      # 0.4 - 0.35
+    assert t.loc["room_size_estimation", "Δ gasp"] == "+5.0* [5.0, 5.0]"  # MRA scores: no McNemar
     assert _first(t.loc["overall", "Δ gasp"]) == "+27.5"
     lo, hi = _bracket(t.loc["object_counting", "Δ gasp"])
     # clusters scene_0 (ids 0-2, both discordant questions) and scene_1 (id 3): a draw of
@@ -431,8 +431,8 @@ def test_significant_delta_is_marked(tmp_path):
     out = tmp_path / "out"
     md = report([a, b], out, formats=("png",)).with_name("report.md").read_text()
     t = _md_table(md, "synthetic_allangles: score per question type").set_index("Question type")
-    assert t.loc["camera_pose", "Δ gasp"] == "+100.0* [100.0, 100.0]"
-    assert t.loc["overall", "Δ gasp"] == "+100.0* [100.0, 100.0]"
+    assert t.loc["camera_pose", "Δ gasp"] == "+100.0* [100.0, 100.0] p=1.91e-06"   # 2 / 2^20
+    assert t.loc["overall", "Δ gasp"] == "+100.0* [100.0, 100.0] p=1.91e-06"
     paired = json.loads((out / "report.json").read_text())["measured"]["paired"]
     p = {r["task"]: r for r in paired}
     assert p["camera_pose"]["p"] == pytest.approx(2 / 2 ** 20) and p["camera_pose"]["significant"]

@@ -268,7 +268,8 @@ def bench_tables(data, runset) -> list[Table]:
                 p = paired.get((bb, gg, task))
                 if p is not None and math.isfinite(num(p.delta)):
                     row.append(f"{num(p.delta):+.1f}" + ("*" if p.significant else "")
-                               + interval(p.ci_low, p.ci_high))
+                               + interval(p.ci_low, p.ci_high)
+                               + (f" p={num(p.p):.3g}" if math.isfinite(num(p.p)) else ""))
                 elif task == "overall":
                     row.append(delta(getattr(ov.get(bb), "overall", None),
                                      getattr(ov.get(gg), "overall", None)))
@@ -281,12 +282,16 @@ def bench_tables(data, runset) -> list[Table]:
         note = "n = questions of that type; overall = the benchmark's official aggregate. "
         if any(math.isfinite(num(getattr(r, "ci_low", None))) for r in ov.values()):
             note += "[lo, hi]: bootstrap 95% interval. "
-        if baselines:
-            note += ("Baselines: chance = uniform guess over the options; frequency = always the "
-                     "most frequent answer; blind = the same model without images or video. ")
+        said = {"chance": "chance = a uniform guess over the options",
+                "frequency": "frequency = always the most frequent answer of the question type",
+                "blind": "blind = the same model without images or video"}
+        kinds = [k for k in said if any(c == k or c.startswith(f"{k} (") for c in baselines)]
+        if kinds:
+            note += "Baselines: " + "; ".join(said[k] for k in kinds) + ". "
         if paired:
             note += ("Δ: GASP minus base on the same questions; * = the paired bootstrap 95% "
-                     "interval [lo, hi] excludes zero. ")
+                     "interval [lo, hi] excludes zero; p = McNemar's exact test (multiple "
+                     "choice). ")
         scorers = sorted({r.scorer for r in ov.values() if isinstance(r.scorer, str) and r.scorer
                           and r.scorer != "generate"})
         how = "".join(f"; scorer: {x}" + (" (NON-official)" if x == "likelihood" else "")
