@@ -47,6 +47,7 @@ CARD_FIXTURES: dict[str, tuple[Path, dict]] = {
     "mindcube_tiny": (FIX / "mindcube", {}),
     "embspatial": (FIX / "embspatial", {}),
     "sitebench_image": (FIX / "sitebench", {}),
+    "sparbench_tiny": (FIX / "sparbench", {}),
 }
 # the named non-default prompt variants that change which samples exist (snapshotted too)
 EXTRA_VARIANTS = {name: ["circular"] for name in CARD_FIXTURES if name.startswith("blink_")}
@@ -81,14 +82,15 @@ def test_card_loads_its_fixture_and_every_sample_validates(name):
     for m in card.metrics.values():
         METRICS.get(m)
     assert samples and len({s.id for s in samples}) == len(samples)
+    parse = PARSERS.get(card.parser)
     for s in samples:
         assert s.kind in ("mca", "na") and s.prompt.strip() and s.task
         assert s.kind in card.metrics
         if s.kind == "mca":
             assert len(s.options) >= 2 and s.target in s.options
             assert list(s.options) == list(C.LETTERS[: len(s.options)])  # letters run A, B, ... in order
-        else:
-            assert float(s.target) > 0
+        # the ground truth, read by the card's own parser, gets full marks from the card's metric
+        assert METRICS.get(card.metrics[s.kind])(parse(s.target, s), s.target) == pytest.approx(1.0), s.id
         files = [s.visual["video"]] if "video" in s.visual else s.visual["images"]
         assert files and all(Path(f).is_file() for f in files), (s.id, files)
 
@@ -423,6 +425,8 @@ BAD = {
                    lambda r: r.update(answer_options=["left"]), "answer_options"),
     "sitebench_image": (FIX / "sitebench" / "image_test.parquet", "visual",
                         lambda r: r.update(options=["only one"]), "options"),
+    "sparbench_tiny": (FIX / "sparbench" / "test-00000-of-00001.parquet", "task",
+                       lambda r: r.update(answer="E"), "answer"),
 }
 
 
@@ -479,3 +483,47 @@ def test_unknown_prompt_variant_and_missing_file_are_one_line_errors(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="not a readable .parquet"):
         LOADERS.get("mmsi")(card, tmp_path / "x.parquet")
+
+
+# --------------------------------------------------------------------------- SPAR-Bench-Tiny rules
+def test_spar_exact_match_and_number_rules_with_lmms_eval_quirks():
+    from gaspprobe.benchmarking.formats.sparbench import exact_match, process_na
+
+    assert exact_match("B", "b") and exact_match("B. the table", "B") and exact_match("b", "B")
+    assert not exact_match("The answer is B", "B")  # first character "t"
+    assert exact_match("", "B")  # lmms-eval quirk: an empty reply is "in" every answer
+    _, s = _samples("sparbench_tiny")
+    mca = s[0]
+    assert PARSERS.get("spar_lmms_eval")("", mca) == "B" and PARSERS.get("spar_strict")("", mca) is None
+    assert PARSERS.get("spar_lmms_eval")("A. the lamp", mca) == "A"  # recorded, scored wrong
+    assert process_na("about 2.5 m, maybe 3", "depth_prediction_oc") == 2.5
+    assert process_na("from 2 to 3.5", "depth_prediction_oc_mv") == 3.5  # *_mv: the last number
+    assert process_na("no idea", "depth_prediction_oc_mv") == -1.0 and process_na("no", "depth_prediction_oc") is None
+    assert process_na("-4", "depth_prediction_oo") == 4.0  # unsigned, as the harness's regex
+
+
+def test_spar_mra_and_vci_against_hand_values_and_a_naive_loop():
+    from gaspprobe.benchmarking.formats.sparbench import mra_abs, spar_number_or_vci, vci
+
+    rng = random.Random(3)
+    for _ in range(200):
+        p, t = rng.uniform(0, 10), rng.choice([0.0, rng.uniform(0.1, 10)])
+        d = abs(p - t) if t == 0 else abs(p - t) / t
+        naive = sum(d <= 1 - (0.5 + 0.05 * k) + 1e-12 for k in range(10)) / 10  # 0.50, 0.55, ..., 0.95
+        assert mra_abs(p, t) == pytest.approx(naive)
+    assert vci("move_right:0.5,rotate_left:30", "move_right:0.5,rotate_left:30") == pytest.approx(1.0)
+    # axes (gt, pred): right-left (0.5, 1.0) -> |0.5-1|/1 = 0.5 -> 0.1; rotate (-30, 0) -> 30 -> 0; others 1
+    assert vci("move_right:1.0", "move_right:0.5,rotate_left:30") == pytest.approx((0.1 + 1 + 1 + 0 + 1) / 5)
+    assert vci("turn a bit", "move_right:0.5") == 0.0
+    assert spar_number_or_vci(2.4, "2.4") == 1.0 and spar_number_or_vci(None, "2.4") == 0.0
+
+
+def test_spar_macro_is_the_mean_of_task_means():
+    import pandas as pd
+
+    df = pd.DataFrame({"question_type": ["depth_prediction_oc", "depth_prediction_oc", "position_matching",
+                                         "obj_spatial_relation_oo"],
+                       "task": ["a"] * 4, "score": [1.0, 0.0, 1.0, 0.0]})
+    out = AGGREGATIONS.get("spar_macro")(df)
+    assert out["overall"] == pytest.approx(100 * (0.5 + 1.0 + 0.0) / 3)
+    assert out["extra"]["levels"] == {"low": 50.0, "middle": 100.0, "high": 0.0}

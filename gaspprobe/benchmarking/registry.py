@@ -27,6 +27,7 @@ BENCHMARKS.register("viewspatial", "viewspatial.yaml")
 BENCHMARKS.register("mindcube_tiny", "mindcube_tiny.yaml")
 BENCHMARKS.register("embspatial", "embspatial.yaml")
 BENCHMARKS.register("sitebench_image", "sitebench_image.yaml")
+BENCHMARKS.register("sparbench_tiny", "sparbench_tiny.yaml")
 
 PARSERS: Registry = Registry("parser")
 PARSERS.register("vsibench_first_token", "gaspprobe.benchmarking.parse:vsibench_first_token")
@@ -40,10 +41,13 @@ PARSERS.register("viewspatial_last_line", "gaspprobe.benchmarking.formats.viewsp
 PARSERS.register("mindcube_extract", "gaspprobe.benchmarking.formats.mindcube:mindcube_extract")
 PARSERS.register("site_mmmu", "gaspprobe.benchmarking.formats.sitebench:site_mmmu")
 PARSERS.register("site_mmmu_strict", "gaspprobe.benchmarking.formats.sitebench:site_mmmu_strict")
+PARSERS.register("spar_lmms_eval", "gaspprobe.benchmarking.formats.sparbench:spar_lmms_eval")
+PARSERS.register("spar_strict", "gaspprobe.benchmarking.formats.sparbench:spar_strict")
 
 METRICS: Registry = Registry("metric")
 METRICS.register("accuracy", "gaspprobe.benchmarking.metrics:accuracy")
 METRICS.register("mra", "gaspprobe.benchmarking.metrics:mra")
+METRICS.register("spar_number_or_vci", "gaspprobe.benchmarking.formats.sparbench:spar_number_or_vci")
 
 AGGREGATIONS: Registry = Registry("aggregation")
 AGGREGATIONS.register("vsibench_macro", "gaspprobe.benchmarking.metrics:vsibench_macro")
@@ -52,6 +56,7 @@ AGGREGATIONS.register("micro_by_task", "gaspprobe.benchmarking.formats.common:mi
 AGGREGATIONS.register("circular_micro", "gaspprobe.benchmarking.formats.common:circular_micro")
 AGGREGATIONS.register("threedsr_circular", "gaspprobe.benchmarking.formats.threedsr:threedsr_circular")
 AGGREGATIONS.register("site_caa", "gaspprobe.benchmarking.formats.sitebench:site_caa")
+AGGREGATIONS.register("spar_macro", "gaspprobe.benchmarking.formats.sparbench:spar_macro")
 
 # card.format -> loader(card, data, *, video_root, image_root, prompt_variant) -> list[Sample]
 LOADERS: Registry = Registry("benchmark format")
@@ -65,3 +70,4 @@ LOADERS.register("viewspatial", "gaspprobe.benchmarking.formats.viewspatial:load
 LOADERS.register("mindcube", "gaspprobe.benchmarking.formats.mindcube:load_samples")
 LOADERS.register("embspatial", "gaspprobe.benchmarking.formats.embspatial:load_samples")
 LOADERS.register("sitebench", "gaspprobe.benchmarking.formats.sitebench:load_samples")
+LOADERS.register("sparbench", "gaspprobe.benchmarking.formats.sparbench:load_samples")
