@@ -97,6 +97,8 @@ def check(
 ) -> None:
     """Detect the format, read every scene and say what was found; prints each problem (one line,
     naming the file) and exits 2 if any."""
+    from rich.markup import escape
+
     from gaspprobe.cli._common import console, err_console
     from gaspprobe.scenes.index import describe
 
@@ -108,12 +110,12 @@ def check(
         if info.problems:
             bad += 1
             for msg in info.problems:
-                err_console.print(f"[red]problem[/] {msg}", highlight=False, soft_wrap=True)
+                err_console.print("[red]problem[/] " + escape(msg), highlight=False, soft_wrap=True)
             continue
         fx, fy, cx, cy = info.K
-        console.print(f"[green]ok[/] {info.path} [{info.format}] {info.name}: {info.frames} frames, "
+        console.print(f"[green]ok[/] " + escape(f"{info.path} [{info.format}] {info.name}: {info.frames} frames, "
                       f"{info.width}x{info.height}, fx {fx:.2f} fy {fy:.2f} cx {cx:.2f} cy {cy:.2f}, "
-                      f"depth {'metric' if info.metric else 'NOT metric (unknown scale)'}",
+                      f"depth {'metric' if info.metric else 'NOT metric (unknown scale)'}"),
                       highlight=False, soft_wrap=True)
     fmts = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if bad:
