@@ -4,6 +4,7 @@ bad inputs, atomic writes, and the photometric consistency of the renderer's gro
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -268,3 +269,69 @@ def test_check_reports_frames_without_depth(tmp_path, tiny):
     Image.fromarray(np.zeros((64, 64), np.uint16)).save(p / "depth" / "2.png")
     probs = check_scene(p)
     assert len(probs) == 1 and "no valid depth" in probs[0] and "depth" in probs[0]
+
+
+def test_path_motion_hand_computed():
+    from gaspprobe.scenes.synthetic import path_motion
+
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[1, :3, 3] = torch.tensor([0.03, 0.04, 0.0])  # 5 cm
+    a = math.radians(10)
+    c2w[2, :3, :3] = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    c2w[2, :3, 3] = c2w[1, :3, 3]
+    t, r = path_motion(c2w)
+    assert t.tolist() == pytest.approx([0.05, 0.0]) and r.tolist() == pytest.approx([0.0, 10.0], abs=1e-5)
+
+
+def test_video_camera_moves_like_handheld_video():
+    """Median per-frame motion at 30 fps: ~8 mm and ~0.3 deg (0.25 m/s, ~10 deg/s; docs/probe.md),
+    and 25 frames hold Δt = 24 in one clip."""
+    from gaspprobe.scenes.synthetic import generate_scene, path_motion, scene_seed
+
+    T, R = [], []
+    for k in range(6):
+        sc = generate_scene(scene_seed(0, k), frames=25, size=16, camera="video")
+        t, r = path_motion(sc.cam_to_world)
+        T.append(t)
+        R.append(r)
+    T, R = torch.cat(T), torch.cat(R)
+    assert 0.006 < float(T.median()) < 0.012, float(T.median())
+    assert 0.15 < float(R.median()) < 0.6, float(R.median())
+    # speed is set in m/s: twice the fps halves the per-frame step
+    sc = generate_scene(scene_seed(0, 0), frames=25, size=16, camera="video", fps=60.0)
+    assert float(path_motion(sc.cam_to_world)[0].median()) < 0.7 * float(T.median())
+    with pytest.raises(ValueError, match="camera: expected 'arc' or 'video'"):
+        generate_scene(0, frames=2, size=16, camera="drone")
+
+
+def test_video_camera_keeps_the_room_size():
+    from gaspprobe.scenes.synthetic import generate_scene
+
+    a = generate_scene(3, frames=4, size=16)
+    v = generate_scene(3, frames=4, size=16, camera="video")
+    assert a.room["size"] == v.room["size"]  # objects differ: they keep clear of another path
+    assert not torch.equal(a.cam_to_world, v.cam_to_world)
+
+
+def test_make_scenes_through_the_run_kernel(tmp_path):
+    out = tmp_path / "s"
+    make_scenes(out, n_scenes=2, frames=2, size=16, seed=1)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["kind"] == "scenes" and m["status"] == "complete" and m["scenes"] == ["scene0000_00", "scene0001_00"]
+    # an interrupted run of the same config keeps its finished scenes
+    m["status"] = "running"
+    (out / "manifest.json").write_text(json.dumps(m))
+    first = (out / "scene0000_00" / "color" / "0.png").stat().st_mtime_ns
+    make_scenes(out, n_scenes=2, frames=2, size=16, seed=1)
+    assert (out / "scene0000_00" / "color" / "0.png").stat().st_mtime_ns == first
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    # a different config replaces the stale scenes (3 -> 1 scene: the others are gone)
+    make_scenes(out, n_scenes=1, frames=2, size=16, seed=1, camera="video")
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["scene0000_00"]
+    assert json.loads((out / "manifest.json").read_text())["config"]["camera"] == "video"
+    # a folder that is not a scenes run is refused in one line naming it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"other: exists, is not empty and is not a gaspprobe|other: exists and is not a gaspprobe"):
+        make_scenes(other, n_scenes=1, frames=2, size=16)

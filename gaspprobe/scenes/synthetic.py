@@ -59,6 +59,15 @@ FLOOR_COLORS = ("brown", "gray", "beige")  # no black floors: texture contrast s
 
 N_TEX = 24  # texture sinusoids
 
+# The "video" camera (generate_scene(camera="video")): hand-held indoor video at 30 fps. A person
+# scanning a room walks at ~0.2-0.4 m/s and turns ~5-30 deg/s (TUM RGB-D hand-held sequences, see
+# docs/probe.md); 0.25 m/s and an 8-degree yaw sway over 4 s give a median of ~8 mm and ~0.4 deg
+# per frame at 30 fps (measured by path_motion; tests/test_scenes.py checks it).
+VIDEO_FPS = 30.0
+VIDEO_SPEED = 0.25
+VIDEO_SWAY = 8.0
+VIDEO_SWAY_PERIOD = 4.0
+
 
 def _texture(rng: np.random.Generator, n_surfaces: int) -> tuple[torch.Tensor, ...]:
     """Wave vectors [3,N_TEX] (rad/m; wavelengths 1.2 m .. 3 cm, log-spaced, random directions),
@@ -84,22 +93,44 @@ def _accent(rng: np.random.Generator, base: tuple[float, float, float]) -> np.nd
     return np.clip(b * k + tint + (0.1 if k > 1 else 0.0), 0.02, 1.0)
 
 
-def _camera_path(rng, room, frames, motion, turn_deg, margin, height):
+def _camera_path(rng, room, frames, motion, turn_deg, margin, height, video=None):
+    """Eye and target points [F,3] and dense samples of the path (clearance test).
+
+    ``video`` = None: the arc covers ``motion`` of a loop over the sequence whatever its length,
+    and the yaw sways by ``turn_deg`` with 0.6 periods per sequence. ``video`` = (fps, speed m/s,
+    sway deg, sway period s): the camera walks at ``speed`` along the same kind of arc, frame k at
+    time k / fps, its yaw swaying by ``sway`` degrees with that period (a person scanning a room),
+    so per-frame motion is set in metres and degrees per second, independent of the frame count.
+    The random draws are the same in both cases (same rooms and objects for a seed)."""
     Lx, Ly, Lz = room
     ax = max(Lx / 2 - margin, 0.25)
     ay = max(Ly / 2 - margin, 0.25)
     th0 = rng.uniform(0, 2 * math.pi)
-    span = motion * 2 * math.pi * (1 if rng.uniform() < 0.5 else -1)
-    s = np.linspace(0, 1, frames)
-    th = th0 + span * s
+    direction = 1 if rng.uniform() < 0.5 else -1
     h0 = rng.uniform(*height)
-    eye = np.stack([Lx / 2 + ax * np.cos(th), Ly / 2 + ay * np.sin(th),
-                    h0 + 0.08 * np.sin(2 * math.pi * s + rng.uniform(0, 6.3))], -1)
+    ph_h, ph_yaw = rng.uniform(0, 6.3), rng.uniform(0, 6.3)
+    pitch = math.radians(rng.uniform(-20, -8))
+    if video is None:
+        span = motion * 2 * math.pi * direction
+        s = np.linspace(0, 1, frames)
+        sway_t = 0.6 * s
+        turn = turn_deg
+        bob = 0.08 * np.sin(2 * math.pi * s + ph_h)
+    else:
+        fps, speed, turn, period = video
+        t = np.arange(frames) / fps
+        perimeter = 2 * math.pi * math.sqrt((ax * ax + ay * ay) / 2)  # ellipse, close enough for a pace
+        duration = max(t[-1], 1e-9)
+        span = direction * 2 * math.pi * speed * duration / perimeter
+        s = t / duration if frames > 1 else np.zeros(1)
+        sway_t = t / period
+        bob = 0.01 * np.sin(2 * math.pi * t / 1.1 + ph_h)  # a step's small vertical bob (~1.1 s)
+    th = th0 + span * s
+    eye = np.stack([Lx / 2 + ax * np.cos(th), Ly / 2 + ay * np.sin(th), h0 + bob], -1)
     centre = np.array([Lx / 2, Ly / 2])
     fwd = centre[None] - eye[:, :2]
     base_yaw = np.arctan2(fwd[:, 1], fwd[:, 0])
-    yaw = base_yaw + math.radians(turn_deg) * np.sin(2 * math.pi * (0.6 * s) + rng.uniform(0, 6.3))
-    pitch = math.radians(rng.uniform(-20, -8))
+    yaw = base_yaw + math.radians(turn) * np.sin(2 * math.pi * sway_t + ph_yaw)
     look = np.stack([np.cos(yaw) * math.cos(pitch), np.sin(yaw) * math.cos(pitch),
                      np.full(frames, math.sin(pitch))], -1)
     # dense samples of the whole path, for the clearance test
@@ -109,11 +140,24 @@ def _camera_path(rng, room, frames, motion, turn_deg, margin, height):
     return eye, eye + look, dense
 
 
+def path_motion(cam_to_world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame camera motion of a trajectory: translation (metres) and rotation (degrees)
+    between consecutive frames, each float64 [F-1]. Works on any scene (``scene.cam_to_world``,
+    e.g. a real ScanNet export) so synthetic paths can be compared with real video."""
+    T = cam_to_world.double()
+    dt = (T[1:, :3, 3] - T[:-1, :3, 3]).norm(dim=-1)
+    R = T[:-1, :3, :3].transpose(-1, -2) @ T[1:, :3, :3]
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    return dt, torch.rad2deg(torch.arccos(cos))
+
+
 def generate_scene(seed: int, frames: int = 16, size: int | tuple[int, int] = 448, name: str | None = None, *,
                    n_objects: tuple[int, int] = (4, 12), room_size: tuple[tuple[float, float], ...] = ((3.0, 10.0), (3.0, 10.0), (2.5, 3.2)),
                    motion: float = 0.25, turn: float = 25.0, fov: float = 65.0,
                    clearance: float = 0.45, camera_margin: float = 0.8,
-                   camera_height: tuple[float, float] = (1.2, 1.7)) -> Scene:
+                   camera_height: tuple[float, float] = (1.2, 1.7), camera: str = "arc",
+                   fps: float = VIDEO_FPS, speed: float = VIDEO_SPEED, sway: float = VIDEO_SWAY,
+                   sway_period: float = VIDEO_SWAY_PERIOD) -> Scene:
     """Generate and render one procedural scene in memory (no disk).
 
     Args:
@@ -129,6 +173,11 @@ def generate_scene(seed: int, frames: int = 16, size: int | tuple[int, int] = 44
         clearance: minimum distance in metres from the camera path to any object's footprint.
         camera_margin: the path's distance from the walls in metres.
         camera_height: range of camera heights in metres.
+        camera: ``"arc"`` (default: ``motion`` of a loop over the sequence, whatever its length)
+            or ``"video"`` (motion like hand-held indoor video: frame k at time k / ``fps``, walking
+            at ``speed`` m/s with the yaw swaying ``sway`` degrees over ``sway_period`` seconds;
+            ``motion`` and ``turn`` are then unused). See docs/probe.md for the figures.
+        fps, speed, sway, sway_period: the video camera (defaults 30 fps, 0.25 m/s, 8 deg, 4 s).
     Returns:
         :class:`Scene` with ``objects`` (class, colour, centre, size, yaw), ``room``
         (``size``, ``floor_area``, ``wall_color``, ``floor_color``) and ``instance``.
@@ -139,7 +188,13 @@ def generate_scene(seed: int, frames: int = 16, size: int | tuple[int, int] = 44
     rng = np.random.default_rng(seed)
     room = tuple(float(rng.uniform(lo, hi)) for lo, hi in room_size)
     Lx, Ly, Lz = room
-    eye, target, dense = _camera_path(rng, room, frames, motion, turn, camera_margin, camera_height)
+    if camera not in ("arc", "video"):
+        raise ValueError(f"camera: expected 'arc' or 'video', got {camera!r}")
+    if camera == "video" and not (fps > 0 and speed >= 0 and sway_period > 0):
+        raise ValueError(f"video camera: fps and sway_period must be > 0 and speed >= 0 "
+                         f"(got fps={fps}, speed={speed}, sway_period={sway_period})")
+    video = (float(fps), float(speed), float(sway), float(sway_period)) if camera == "video" else None
+    eye, target, dense = _camera_path(rng, room, frames, motion, turn, camera_margin, camera_height, video)
 
     classes = list(VOCAB)
     n_want = int(rng.integers(n_objects[0], n_objects[1] + 1))
@@ -227,22 +282,22 @@ def make_scenes(out: str | Path, n_scenes: int = 8, frames: int = 16, size: int 
                 progress: Callable[[int, int], Any] | None = None, **knobs: Any) -> list[Path]:
     """Generate ``n_scenes`` scenes into ``out/<name>/`` (ScanNet layout) plus ``out/manifest.json``.
 
-    Each scene is written atomically; ``manifest.json`` (kind ``"scenes"``) is written last with
-    status ``complete``, so a rerun with the same arguments finds the set complete and returns
-    at once, and an interrupted run is resumed (finished scenes with the expected files are kept).
+    The folder is a ``scenes`` run of the run kernel (:func:`gaspprobe.runs.open_run`,
+    incremental, ``on_change="replace"``): each scene is written atomically under a ``running``
+    manifest, which is flipped to ``complete`` last. A rerun with the same arguments returns at
+    once; an interrupted run resumes (finished scenes are kept); a different config replaces the
+    folder's stale scenes; a folder that is not a scenes run is refused with one line.
 
     Args:
         out: output folder.
         n_scenes, frames, size, seed: defaults 8, 16, 448, 0.
         progress: optional callback ``progress(done, total)`` after each scene.
-        **knobs: passed to :func:`generate_scene` (``n_objects``, ``motion``, ``turn``, ...).
+        **knobs: passed to :func:`generate_scene` (``n_objects``, ``motion``, ``turn``, ... and
+            ``camera="video"`` with ``fps`` / ``speed`` / ``sway`` for video-like motion).
     Returns:
         The scene folders, in order.
     """
-    import shutil
-
-    from gaspprobe.errors import DataError
-    from gaspprobe.io import is_complete, make_manifest, read_manifest, write_manifest
+    from gaspprobe.runs import open_run
     from gaspprobe.scenes.scannet import save_scene
 
     out = Path(out)
@@ -250,34 +305,16 @@ def make_scenes(out: str | Path, n_scenes: int = 8, frames: int = 16, size: int 
            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(knobs.items())}}
     names = [f"scene{k:04d}_00" for k in range(n_scenes)]
     paths = [out / n for n in names]
-    if is_complete(out, kind="scenes", config=cfg):
-        return paths
-    resume = False
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        try:
-            old = read_manifest(out, kind="scenes")
-        except DataError:
-            raise DataError("exists and is not a gaspprobe scenes folder (no scenes manifest.json); "
-                            "choose an empty or new folder", path=out) from None
-        resume = _same_config(old.get("config"), cfg)  # an interrupted run of this config: keep its scenes
-        for nm in old.get("scenes", []):  # scenes of another config are stale: remove them
-            if (not resume or nm not in names) and (out / nm).is_dir():
-                shutil.rmtree(out / nm)
-    out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, make_manifest("scenes", cfg, seed=seed, status="running", scenes=names))
-    for k, (nm, p) in enumerate(zip(names, paths)):
-        if not (resume and (p / "intrinsic" / "intrinsic_color.txt").exists()):
-            sc = generate_scene(scene_seed(seed, k), frames=frames, size=size, name=nm, **knobs)
-            save_scene(sc, p, overwrite=p.exists())
-        if progress is not None:
-            progress(k + 1, n_scenes)
-    write_manifest(out, make_manifest("scenes", cfg, seed=seed, status="complete", scenes=names))
+    with open_run(out, "scenes", cfg, publish="incremental", seed=seed, on_change="replace") as run:
+        if run.cached:
+            return paths
+        resume = run.resumed  # an interrupted run of this config: keep its finished scenes
+        run.start(scenes=names)
+        for k, (nm, p) in enumerate(zip(names, paths)):
+            if not (resume and (p / "intrinsic" / "intrinsic_color.txt").exists()):
+                sc = generate_scene(scene_seed(seed, k), frames=frames, size=size, name=nm, **knobs)
+                save_scene(sc, p, overwrite=p.exists())
+            if progress is not None:
+                progress(k + 1, n_scenes)
+        run.complete(scenes=names)
     return paths
-
-
-def _same_config(a: Any, b: dict) -> bool:
-    import json
-
-    from gaspprobe.io import to_json
-
-    return a == json.loads(to_json(b))
