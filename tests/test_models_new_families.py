@@ -168,11 +168,24 @@ def smolvlm_expected(ad, inputs, n_frames):
     return sums_to_uvw(shuf.unflatten(-1, (-1, 3)).sum(-2)).reshape(-1, 3)
 
 
+def gemma3_expected(ad, inputs, n_frames):
+    """Decode the 14-px patches of each 896-px image and pool them with the MODEL's projector pooling."""
+    from gaspprobe.models.base import _unwrap
+
+    proj = _unwrap(ad.model).model.multi_modal_projector
+    p = int(ad.model.config.vision_config.patch_size)
+    pv = unnormalize(inputs["pixel_values"], ad.processor.image_processor)  # [F, 3, 896, 896]
+    sums = patch_sums(pv, p)  # [F, 64, 64, 3]
+    pooled = proj.avg_pool(sums.movedim(-1, 1)).movedim(1, -1)  # [F, 16, 16, 3]
+    return sums_to_uvw(pooled).reshape(-1, 3)
+
+
 EXPECTED = {
     "llava_next": llava_next_expected,
     "llava_next_video": llava_next_expected,
     "internvl": internvl_expected,
     "smolvlm": smolvlm_expected,
+    "gemma3": gemma3_expected,
 }
 
 

@@ -21,6 +21,7 @@ ADAPTERS.register("llava_next", "gaspprobe.models.llava_next:LlavaNextAdapter")
 ADAPTERS.register("llava_next_video", "gaspprobe.models.llava_next_video:LlavaNextVideoAdapter")
 ADAPTERS.register("internvl", "gaspprobe.models.internvl:InternVLAdapter")
 ADAPTERS.register("smolvlm", "gaspprobe.models.smolvlm:SmolVLMAdapter")
+ADAPTERS.register("gemma3", "gaspprobe.models.gemma3:Gemma3Adapter")
 
 # Text-only model_types people may try by mistake (the adapters need an image pathway).
 _TEXT_ONLY_HINT = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "opt")
