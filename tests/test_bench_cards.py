@@ -48,6 +48,7 @@ CARD_FIXTURES: dict[str, tuple[Path, dict]] = {
     "embspatial": (FIX / "embspatial", {}),
     "sitebench_image": (FIX / "sitebench", {}),
     "sparbench_tiny": (FIX / "sparbench", {}),
+    "sitebench_video": (FIX / "sitebench_video", {}),
 }
 # the named non-default prompt variants that change which samples exist (snapshotted too)
 EXTRA_VARIANTS = {name: ["circular"] for name in CARD_FIXTURES if name.startswith("blink_")}
@@ -100,7 +101,7 @@ def test_oracle_scores_100_through_the_public_api(name, tmp_path):
     data, kw = CARD_FIXTURES[name]
     r = gaspprobe.bench("oracle:answers", name, data, tmp_path / "run", progress=False, **kw)
     s = r.summary
-    if name == "sitebench_image" and (s["overall"] is None or s["overall"] != s["overall"]):
+    if name.startswith("sitebench_") and (s["overall"] is None or s["overall"] != s["overall"]):
         pytest.xfail("chance-adjusted accuracy needs the scores table's n_options column (requested from the "
                      "owner of benchmarking/scoring.py); test_site_oracle_caa_is_100 checks the aggregation")
     assert s["overall"] == pytest.approx(100.0)
@@ -527,3 +528,18 @@ def test_spar_macro_is_the_mean_of_task_means():
     out = AGGREGATIONS.get("spar_macro")(df)
     assert out["overall"] == pytest.approx(100 * (0.5 + 1.0 + 0.0) / 3)
     assert out["extra"]["levels"] == {"low": 50.0, "middle": 100.0, "high": 0.0}
+
+
+def test_site_video_sample_is_one_decodable_video_with_the_video_prompt():
+    import numpy as np
+
+    from gaspprobe.benchmarking.vsibench import read_video_frames
+
+    _, s = _samples("sitebench_video")
+    assert s[0].visual == {"video": str(FIX / "sitebench_video" / "videos" / "clip_0.mp4")}
+    assert s[1].prompt.startswith("Select the best answer to the following multiple-choice question based on the "
+                                  "video.") and s[1].prompt.endswith("B: backward\nGive me the answer letter "
+                                                                     "directly. The best answer is:")
+    frames, idx, n = read_video_frames(s[1].visual["video"], 4)
+    assert n == 12 and idx.tolist() == np.linspace(0, 11, 4, dtype=int).tolist() and frames.shape[0] == 4
+    assert load_card("sitebench_video").frames == 32

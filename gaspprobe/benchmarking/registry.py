@@ -27,6 +27,7 @@ BENCHMARKS.register("viewspatial", "viewspatial.yaml")
 BENCHMARKS.register("mindcube_tiny", "mindcube_tiny.yaml")
 BENCHMARKS.register("embspatial", "embspatial.yaml")
 BENCHMARKS.register("sitebench_image", "sitebench_image.yaml")
+BENCHMARKS.register("sitebench_video", "sitebench_video.yaml")
 BENCHMARKS.register("sparbench_tiny", "sparbench_tiny.yaml")
 
 PARSERS: Registry = Registry("parser")

@@ -1,6 +1,6 @@
-"""SITE (Wang et al., "SITE: towards Spatial Intelligence Thorough Evaluation", arXiv 2505.05456),
-image part: multiple-choice spatial questions over one or more images, scored by chance-adjusted
-accuracy.
+"""SITE (Wang et al., "SITE: towards Spatial Intelligence Thorough Evaluation", arXiv 2505.05456):
+multiple-choice spatial questions over images (config ``image_test``) or a video (``video_test``),
+scored by chance-adjusted accuracy.
 
 Source followed (read, not copied): lmms-eval ``lmms_eval/tasks/sitebench/`` at 75571cfe, itself
 "taken directly from" ``wenqi-wang20/SITE-Bench`` ``eval_scripts/sitebench/`` (``site_image.yaml``:
@@ -19,6 +19,12 @@ Prompt (``official``): ``"Question: {q}\\nOptions:\\nA: {o1}\\nB: {o2}"``, image
 resolved model kwargs, finds none and appends nothing; the yaml's post-prompt ("Give me the answer
 letter directly. The best answer is:") is the named variant ``post_prompt``. ``<image>``
 placeholders inside a question are removed (the harness interleaves images there).
+
+Video config (card ``sitebench_video``, ``site_video.yaml``): ``visual[0]`` is the video (under
+``--video-root``, default ``$HF_HOME/sitebench``), the prompt is ``sitebench_video_prompt``'s:
+"Select the best answer to the following multiple-choice question based on the video. Respond with
+only the letter of the correct option.\nQuestion: {q}\nOptions:\nA: ..\nGive me the answer letter
+directly. The best answer is:"; frames are sampled by the runner (the card's ``frames``).
 
 Parser ``site_mmmu``: MMMU's ``parse_multi_choice_response`` (``(A)``, then `` A ``, then ``A.``,
 then ``A:``; the last-occurring candidate when several), and when nothing matches a uniform random
@@ -99,6 +105,18 @@ def site_caa(df) -> dict:
     return out
 
 
+VIDEO_PRE = ("Select the best answer to the following multiple-choice question based on the video. Respond with "
+             "only the letter of the correct option.")
+
+
+def build_video_prompt(question: str, options: list[str], variant: dict) -> str:
+    """``sitebench_video_prompt``: fixed pre-prompt, ``Question: ..``, ``Options:`` lines ``A: ..``,
+    then the post-prompt (found by ``_get_specific_kwarg``, so sent here)."""
+    opts = "\n".join(f"{C.LETTERS[k]}: {o}" for k, o in enumerate(options))
+    post = variant.get("post_prompt", "Give me the answer letter directly. The best answer is:")
+    return f"{variant.get('pre_prompt') or VIDEO_PRE}\nQuestion: {question.strip()}\nOptions:\n{opts}\n{post}"
+
+
 def build_prompt(question: str, options: list[str], variant: dict) -> str:
     q = question.replace("<image>", " ").strip()
     opts = "\n".join(f"{C.LETTERS[k]}: {o}" for k, o in enumerate(options))
@@ -119,7 +137,9 @@ def default_image_root(data: Any, card: BenchmarkCard, folder: Path | None) -> P
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
     rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else default_image_root(data, card, folder)
+    video = card.dataset.config == "video_test"
+    given = video_root if video else image_root
+    root = Path(given) if given is not None else default_image_root(data, card, folder)
     variant = card.variant(prompt_variant)
     samples: list[Sample] = []
     seen: set[str] = set()
@@ -139,12 +159,16 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         ans = C.text(row, "answer", where, i, rid).strip()
         if ans not in C.LETTERS[: len(options)]:
             raise C.row_error(where, i, rid, "answer", f"{ans!r} is not one of {', '.join(C.LETTERS[:len(options)])}")
-        images = C.image_list(row["visual"], where, i, rid, "visual", root)
+        paths = C.image_list(row["visual"], where, i, rid, "visual", root)
         doc: dict[str, Any] = {k: row[k] for k in FIELDS} | ({"id": rid} if rid is not None else {})
+        if video:  # spatial_doc_to_visual_video: the first path is the video
+            prompt, visual, cluster = build_video_prompt(question, options, variant), {"video": paths[0]}, paths[0]
+        else:
+            prompt, visual, cluster = build_prompt(question, options, variant), {"images": paths}, sid
         samples.append(Sample(
-            id=sid, question_type=cat, kind="mca", prompt=build_prompt(question, options, variant), target=ans,
+            id=sid, question_type=cat, kind="mca", prompt=prompt, target=ans,
             task=card.tasks.get(cat, cat), options={C.LETTERS[j]: o for j, o in enumerate(options)},
-            visual={"images": images}, cluster=sid, doc=doc))
+            visual=visual, cluster=cluster, doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples
