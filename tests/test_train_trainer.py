@@ -288,7 +288,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_dir, scenes_dir):
     # On CPU, accelerate's simple launcher needs MPI for >1 process; its torchrun-based launcher
     # (--multi_gpu) with ACCELERATE_USE_CPU=1 runs 2 gloo processes, as documented in docs/training.md.
     cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "gaspprobe.training", "--model", str(tiny_dir), "--scenes",
+           "--dynamo_backend", "no", "-m", "gaspprobe.cli", "train", "--model", str(tiny_dir), "--scenes",
            str(scenes_dir), "--out", str(out), "--steps", "2", "--batch-size", "1", "--frames", "3",
            "--lora-rank", "4", "--no-progress", "--threads", "1"]
     cfg = tmp_path / "c.toml"

@@ -17,7 +17,7 @@ It assembles a run from the pieces that own each concern:
 Outputs: ``RUN/model/`` (LoRA merged; loads with ``gaspprobe.models.load`` like the base),
 ``RUN/heads.safetensors``, ``RUN/train_log.csv`` (+ parquet twin), ``RUN/val_log.csv``,
 ``RUN/loss_curve.png``, ``RUN/checkpoints/``, ``RUN/manifest.json`` (status "complete" last).
-``accelerate launch -m gaspprobe.training ...`` runs it on several processes as is.
+``accelerate launch -m gaspprobe.cli train ...`` runs it on several processes as is.
 """
 
 from __future__ import annotations
