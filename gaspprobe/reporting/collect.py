@@ -44,6 +44,7 @@ class ReportData:
 
 
 def num(v: Any) -> float:
+    """``v`` as a float; None, strings and other non-numbers are NaN."""
     try:
         return float(v)
     except (TypeError, ValueError):

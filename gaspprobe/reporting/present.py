@@ -18,6 +18,7 @@ from typing import Any, Callable, Union
 
 from gaspprobe.errors import GaspError
 from gaspprobe.reporting import plots
+from gaspprobe.reporting.collect import num
 
 DASH = "–"
 
@@ -91,14 +92,6 @@ def is_text(cell: str) -> bool:
 
 
 # --------------------------------------------------------------------------- formatting
-def num(v: Any) -> float:
-    """``v`` as a float; None, strings and other non-numbers are NaN."""
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def pct(v: Any) -> str:
     f = num(v)
     return f"{100 * f:.1f}" if math.isfinite(f) else DASH

@@ -32,7 +32,7 @@ from typing import Any, Iterable
 from gaspprobe import io
 from gaspprobe.errors import DataError, GaspError
 from gaspprobe.reporting import present, publish
-from gaspprobe.reporting.collect import ReportData, collect
+from gaspprobe.reporting.collect import ReportData, collect, num
 from gaspprobe.reporting.runs import RunSet, load_runs
 
 __all__ = ["report", "collect", "paired_rows", "ReportData"]
@@ -107,17 +107,10 @@ def paired_rows(runset: RunSet) -> list[tuple]:
                 continue
             items = [("overall", res["overall"])] + list(res["tasks"].items())
             for task, row in items:
-                rows.append((b, runset.name(bk), runset.name(gk), str(task), _f(row.get("delta")),
-                             _f(row.get("delta_low")), _f(row.get("delta_high")),
-                             bool(row.get("significant")), _f(row.get("mcnemar_p"))))
+                rows.append((b, runset.name(bk), runset.name(gk), str(task), num(row.get("delta")),
+                             num(row.get("delta_low")), num(row.get("delta_high")),
+                             bool(row.get("significant")), num(row.get("mcnemar_p"))))
     return rows
-
-
-def _f(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _paper_figure(runset: RunSet):
