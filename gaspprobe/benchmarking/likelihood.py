@@ -49,16 +49,29 @@ def option_logprobs(model: Any, inputs: Any, conts: Sequence[Sequence[int]]) -> 
             return [float(lp[c[0]]) for c in conts]
         out = []
         for c in conts:
-            ext = dict(inputs)
-            cid = torch.tensor([list(c)], dtype=ids.dtype, device=ids.device)
-            ext["input_ids"] = torch.cat([ids, cid], 1)
-            if "attention_mask" in inputs:
-                am = inputs["attention_mask"]
-                ext["attention_mask"] = torch.cat([am, torch.ones_like(cid, dtype=am.dtype)], 1)
+            ext = extend(inputs, c)
             logits = model(**ext).logits[0].float()
             lp = torch.log_softmax(logits[ids.shape[1] - 1: -1], -1)  # predicts the continuation tokens
             out.append(float(lp[torch.arange(len(c)), torch.tensor(list(c))].sum()))
         return out
+
+
+def extend(inputs: Any, cont: Sequence[int]) -> dict:
+    """``inputs`` with the text tokens ``cont`` appended: ``input_ids`` gets them, every other
+    per-token tensor [1, L] a matching tail (``attention_mask`` ones; token-type ids such as Qwen's
+    ``mm_token_type_ids`` zeros = text)."""
+    import torch
+
+    ids = inputs["input_ids"]
+    cid = torch.tensor([list(cont)], dtype=ids.dtype, device=ids.device)
+    ext = dict(inputs)
+    for k, v in inputs.items():
+        if k == "input_ids" or not isinstance(v, torch.Tensor) or tuple(v.shape[:2]) != tuple(ids.shape):
+            continue
+        fill = torch.ones if k == "attention_mask" else torch.zeros
+        ext[k] = torch.cat([v, fill((1, len(cont)) + tuple(v.shape[2:]), dtype=v.dtype, device=v.device)], 1)
+    ext["input_ids"] = torch.cat([ids, cid], 1)
+    return ext
 
 
 def pick(options: dict[str, str], logprobs: Sequence[float]) -> str:

@@ -21,7 +21,7 @@ PREDICTIONS = "predictions.jsonl"
 SUMMARY = "summary.json"
 SCORES = "scores.parquet"
 SCORE_COLUMNS = ["model", "benchmark", "id", "question_type", "prediction", "parsed", "target", "score", "task",
-                 "failed", "cluster", "pair_idx"]
+                 "failed", "cluster", "kind", "pair_idx"]
 
 
 def parser_for(card: BenchmarkCard, name: str | None) -> Callable:
@@ -183,7 +183,7 @@ def finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], last: di
         rows.append({"model": model_name, "benchmark": card.name, "id": s.id, "question_type": s.question_type,
                      "prediction": r.get("raw"), "parsed": format_parsed(r.get("parsed")), "target": s.target,
                      "score": float(r.get("score") or 0.0), "task": s.task,
-                     "failed": r.get("failed") or "", "cluster": cluster_of(s),
+                     "failed": r.get("failed") or "", "cluster": cluster_of(s), "kind": s.kind,
                      "pair_idx": None if s.pair_idx is None else str(s.pair_idx)})
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     agg = AGGREGATIONS.get(card.aggregation)

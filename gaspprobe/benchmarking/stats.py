@@ -212,7 +212,8 @@ def paired_comparison(a, b, agg: Callable, *, n_boot: int = N_BOOT, seed: int = 
     Returns:
         ``{"n", "clusters", "overall": row, "tasks": {task: row}}`` with each row
         ``{"a", "b", "delta", "delta_low", "delta_high", "significant", "mcnemar_p", "a_only",
-        "b_only"}`` (McNemar keys None unless every score of that task is 0 or 1). The bootstrap
+        "b_only"}`` (McNemar keys None unless the task is multiple
+        choice: ``kind`` "mca" where the table has it, and every score 0 or 1). The bootstrap
         resamples clusters once per draw and recomputes both aggregations on the same draw, so the
         interval is that of the paired delta.
     """
@@ -239,7 +240,8 @@ def paired_comparison(a, b, agg: Callable, *, n_boot: int = N_BOOT, seed: int = 
                "significant": bool(lo is not None and (lo > 0 or hi < 0)),
                "mcnemar_p": None, "a_only": None, "b_only": None}
         sa, sb = A.loc[mask, "score"].to_numpy(float), B.loc[mask, "score"].to_numpy(float)
-        if len(sa) and np.isin(sa, (0.0, 1.0)).all() and np.isin(sb, (0.0, 1.0)).all():
+        mc = (A.loc[mask, "kind"] == "mca").all() if "kind" in A.columns else True
+        if len(sa) and mc and np.isin(sa, (0.0, 1.0)).all() and np.isin(sb, (0.0, 1.0)).all():
             m = mcnemar_exact(sa == 1.0, sb == 1.0)
             out.update(mcnemar_p=m["p"], a_only=m["a_only"], b_only=m["b_only"])
         return out

@@ -199,7 +199,7 @@ def compare_cmd(
 
     def who(x: dict) -> str:
         sc = "" if x["scorer"] == "generate" else f", scorer {x['scorer']} (non-official)"
-        return f"{x['label'] or x['model']} [{x['profile'] or '-'}{sc}]"
+        return f"{x['label'] or x['model']} (profile {x['profile'] or '-'}{sc})"
 
     t = Table(title=f"{r['benchmark']}: B = {who(b)} vs A = {who(a)}  ({r['n']} paired samples, "
               f"{r['clusters']} clusters)", show_header=True)
