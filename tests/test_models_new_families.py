@@ -180,12 +180,20 @@ def gemma3_expected(ad, inputs, n_frames):
     return sums_to_uvw(pooled).reshape(-1, 3)
 
 
+def paligemma_expected(ad, inputs, n_frames):
+    """One token per 14-px patch of each squashed image, in raster order."""
+    p = int(ad.model.config.vision_config.patch_size)
+    pv = unnormalize(inputs["pixel_values"], ad.processor.image_processor)  # [F, 3, S, S]
+    return sums_to_uvw(patch_sums(pv, p)).reshape(-1, 3)
+
+
 EXPECTED = {
     "llava_next": llava_next_expected,
     "llava_next_video": llava_next_expected,
     "internvl": internvl_expected,
     "smolvlm": smolvlm_expected,
     "gemma3": gemma3_expected,
+    "paligemma": paligemma_expected,
 }
 
 
