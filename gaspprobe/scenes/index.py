@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from gaspprobe.errors import DataError
 from gaspprobe.scenes.formats import FORMATS, SceneFormat, by_priority
+from gaspprobe.scenes.types import Scene
 
 MAX_DEPTH = 4
 INDEX_COLUMNS = ["scene", "format", "frames", "height", "width", "fx", "fy", "cx", "cy", "metric", "path"]
@@ -86,18 +87,168 @@ def load_scene(path: str | Path, *, format: str | None = None, metric: bool | No
     return f.read(p, metric=metric)
 
 
-def load_scenes(path: str | Path, *, format: str | None = None, metric: bool | None = None) -> list:
+def load_scenes(path: str | Path, *, format: str | None = None, metric: bool | None = None,
+                lazy: bool = False, cache: "SceneCache | None" = None) -> list:
     """Every scene under ``path`` (a scene, a folder of scenes, a dataset root), any format.
 
     This is the loader the probe, the trainer and the benchmark writer use. Raises DataError
     (one line, naming the file) for a malformed scene.
+
+    With ``lazy=True`` nothing is read yet: each scene is a :class:`LazyScene` that reads its
+    frames on first access, through ``cache`` (default: a shared :class:`SceneCache` keeping the
+    4 most recently used scenes), so memory stays flat however many scenes there are. A
+    ``scenes.parquet`` index in ``path`` (``gaspprobe scenes index``) supplies frame counts and
+    sizes without opening scenes.
     """
     p = Path(path)
     if p.is_dir() and detect(p, format) is None and format is None and not any(p.iterdir()):
         from gaspprobe.scenes.scannet import load_scene as scannet_load
 
         scannet_load(p)  # its "empty folder (not a scene)" message
-    return [f.read(sp, metric=metric) for f, sp in find_scenes(p, format)]
+    found = find_scenes(p, format)
+    if not lazy:
+        return [f.read(sp, metric=metric) for f, sp in found]
+    facts = _index_facts(p)
+    return [LazyScene(f.name, sp, metric=metric, cache=cache, facts=facts.get(str(sp.resolve()))) for f, sp in found]
+
+
+def _index_facts(root: Path) -> dict[str, dict]:
+    """{absolute scene path: index row} from ``root/scenes.parquet`` when present (else {})."""
+    ip = root / "scenes.parquet"
+    if not ip.is_file():
+        return {}
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(ip)
+    except Exception:  # an unreadable index is only a missed shortcut: scenes are read instead
+        return {}
+    if not set(INDEX_COLUMNS) <= set(df.columns):
+        return {}
+    return {str((root / r["path"]).resolve()): r for r in df.to_dict("records")}
+
+
+# --------------------------------------------------------------------------- lazy scenes
+class SceneCache:
+    """The most recently used ``max_scenes`` scenes, read in full; older ones are dropped (LRU)."""
+
+    def __init__(self, max_scenes: int = 4):
+        from collections import OrderedDict
+
+        self.max_scenes = max(1, int(max_scenes))
+        self._d: "OrderedDict[tuple[str, str, bool | None], Any]" = OrderedDict()
+        self.reads = 0
+
+    def get(self, fmt: str, path: Path, metric: bool | None):
+        key = (fmt, str(path), metric)
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        s = FORMATS.get(fmt).read(path, metric=metric)
+        self.reads += 1
+        self._d[key] = s
+        while len(self._d) > self.max_scenes:
+            self._d.popitem(last=False)
+        return s
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+DEFAULT_CACHE = SceneCache()
+
+_HEAVY = ("rgb", "depth", "K", "cam_to_world", "objects", "frame_ids", "room", "instance")
+
+
+def _lazy_field(name: str):
+    def get(self):
+        if name in self._set:
+            return self._set[name]
+        return getattr(self._full(), name)
+
+    def set_(self, value):
+        self._set[name] = value
+
+    return property(get, set_)
+
+
+class LazyScene(Scene):
+    """A Scene whose frames are read on first access (through a :class:`SceneCache`).
+
+    ``name``, ``metric`` and, when a scene index gave them, ``num_frames`` and ``size`` are
+    known without reading. Pickling keeps only the format and path, so a data-loader worker
+    reads the scene itself instead of receiving its frames.
+    """
+
+    def __init__(self, fmt: str, path: str | Path, *, metric: bool | None = None,
+                 cache: SceneCache | None = None, facts: dict | None = None):
+        self.__dict__["_set"] = {}
+        self._fmt, self._path, self._metric_override = fmt, Path(path), metric
+        self._cache = cache
+        self._facts = dict(facts) if facts else None
+
+    @property
+    def name(self) -> str:  # known without reading: the index, or the format's naming rule
+        if "name" in self._set:
+            return self._set["name"]
+        if self._facts:
+            return str(self._facts["scene"])
+        f = FORMATS.get(self._fmt)
+        return f.scene_name(self._path) if f.scene_name else self._path.name
+
+    @name.setter
+    def name(self, v: str) -> None:
+        self._set["name"] = v
+
+    @property
+    def metric(self) -> bool:  # the override, the index, else the scene itself (ScanNet keeps it per scene)
+        if "metric" in self._set:
+            return self._set["metric"]
+        if self._metric_override is not None:
+            return self._metric_override
+        if self._facts:
+            return bool(self._facts["metric"])
+        return self._full().metric
+
+    @metric.setter
+    def metric(self, v: bool) -> None:
+        self._set["metric"] = v
+
+    def _full(self):
+        return (self._cache or DEFAULT_CACHE).get(self._fmt, self._path, self._metric_override)
+
+    @property
+    def loaded(self) -> bool:
+        c = self._cache or DEFAULT_CACHE
+        return (self._fmt, str(self._path), self._metric_override) in c._d
+
+    @property
+    def num_frames(self) -> int:
+        return int(self._facts["frames"]) if self._facts else self._full().num_frames
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (int(self._facts["height"]), int(self._facts["width"])) if self._facts else self._full().size
+
+    def __getstate__(self):
+        return {"fmt": self._fmt, "path": str(self._path), "metric": self._metric_override, "facts": self._facts,
+                "set": self._set}
+
+    def __setstate__(self, st):
+        self.__init__(st["fmt"], st["path"], metric=st["metric"], facts=st["facts"])
+        self._set.update(st["set"])
+
+    def __repr__(self) -> str:
+        return f"LazyScene({self._fmt!r}, {str(self._path)!r}, loaded={self.loaded})"
+
+    def __eq__(self, other):
+        return self is other
+
+    __hash__ = object.__hash__
+
+
+for n in _HEAVY:
+    setattr(LazyScene, n, _lazy_field(n))
 
 
 # --------------------------------------------------------------------------- check

@@ -93,10 +93,16 @@ def _pincam(d: Path, ip: Path, ts: float) -> tuple[Path, list[float]]:
     return p, v
 
 
+def scene_name(path: Path) -> str:
+    """The video id (the ``_frames`` suffix dropped when the frames folder itself is the scene)."""
+    d = _frames_dir(Path(path))
+    return d.name[: -len("_frames")] if d.name.endswith("_frames") else d.name
+
+
 def read(path: Path, *, metric: bool | None = None):
     path = Path(path)
     d = _frames_dir(path)
-    vid = d.name[: -len("_frames")] if d.name.endswith("_frames") else d.name
+    vid = scene_name(path)
     tp = d / "lowres_wide.traj"
     tts, w2cs = read_traj(tp)
     images = sorted((p for p in (d / "lowres_wide").glob("*.png") if not p.name.startswith(".")), key=_ts)
@@ -154,6 +160,6 @@ def write(scene, path: Path, *, t0: float = 6845.817, dt: float = 0.1, pose_offs
 
 
 FORMAT = SceneFormat(
-    name="arkitscenes", detect=detect, read=read, write=write, metric=True, priority=80,
+    name="arkitscenes", detect=detect, read=read, write=write, scene_name=scene_name, metric=True, priority=80,
     summary="<id>_frames/lowres_wide + lowres_depth (uint16 mm) + *.pincam + lowres_wide.traj (world->device)",
     depth_precision="1 mm (uint16 PNG)")

@@ -46,6 +46,7 @@ class SceneFormat:
     priority: int = 50
     summary: str = ""
     depth_precision: str = ""
+    scene_name: Callable[[Path], str] | None = None  # the name read() gives, without reading (default: folder name)
 
 
 def warn(msg: str) -> None:

@@ -75,6 +75,10 @@ def read_float16_png(path: Path, size: tuple[int, int]) -> np.ndarray:
     return a.view(np.float16).astype(np.float32)
 
 
+def scene_name(path: Path) -> str:
+    return f"{path.parent.name}_{path.name}"
+
+
 def read(path: Path, *, metric: bool | None = None):
     path = Path(path)
     ap = path.parent / "frame_annotations.jgz"
@@ -112,7 +116,7 @@ def read(path: Path, *, metric: bool | None = None):
         w2c = base.pose(FLIP @ R.T, FLIP @ T)
         frames.append({"rgb": rgb, "depth": depth, "K": K, "c2w": base.invert(w2c),
                        "id": int(a.get("frame_number", len(frames))), "file": ip})
-    return base.make_scene(f"{path.parent.name}_{path.name}", frames,
+    return base.make_scene(scene_name(path), frames,
                            metric=False if metric is None else metric, path=path)
 
 
@@ -163,6 +167,6 @@ def write(scene, path: Path) -> Path:
 
 
 FORMAT = SceneFormat(
-    name="co3dv2", detect=detect, read=read, write=write, metric=False, priority=80,
+    name="co3dv2", detect=detect, read=read, write=write, scene_name=scene_name, metric=False, priority=80,
     summary="<category>/frame_annotations.jgz (PyTorch3D NDC cameras) + <seq>/images + depths (float16 PNG)",
     depth_precision="float16 (relative 2^-11), reconstruction scale")

@@ -91,6 +91,10 @@ def intrinsics(H: int, W: int) -> np.ndarray:
     return base.edge_to_centre(base.K_from(f, f, W / 2.0, H / 2.0))
 
 
+def scene_name(path: Path) -> str:
+    return f"{path.parent.parent.name}_{path.name}"
+
+
 def read(path: Path, *, metric: bool | None = None):
     path = Path(path)
     root = path.parent.parent
@@ -119,7 +123,7 @@ def read(path: Path, *, metric: bool | None = None):
         base.check_size(dist, (H, W), dp)
         dist = np.where(np.isfinite(dist) & (dist > 0), dist, 0.0)
         frames.append({"rgb": rgb, "depth": base.ray_to_planar(dist, K), "K": K, "c2w": c2w, "id": i, "file": ip})
-    return base.make_scene(f"{root.name}_{cam}", frames, metric=True if metric is None else metric, path=path)
+    return base.make_scene(scene_name(path), frames, metric=True if metric is None else metric, path=path)
 
 
 def write(scene, path: Path, *, cam: str = "cam_00", mpau: float = 0.0254) -> Path:
@@ -154,6 +158,6 @@ def write(scene, path: Path, *, cam: str = "cam_00", mpau: float = 0.0254) -> Pa
 
 
 FORMAT = SceneFormat(
-    name="hypersim", detect=detect, read=read, write=write, metric=True, priority=80,
+    name="hypersim", detect=detect, read=read, write=write, scene_name=scene_name, metric=True, priority=80,
     summary="_detail/cam_XX/camera_keyframe_*.hdf5 (OpenGL, asset units) + depth_meters.hdf5 (ray distance)",
     depth_precision="float32 HDF5, ray distance converted to planar z")

@@ -42,6 +42,13 @@ def intrinsics(H: int, W: int) -> np.ndarray:
     return base.edge_to_centre(base.K_from(320.0 * W / 640, 320.0 * H / 480, W / 2, H / 2))
 
 
+def scene_name(path: Path) -> str:
+    """<env>_<Easy|Hard>_<P000> inside the release's tree, else the folder's name."""
+    if path.parent.name.lower() in ("easy", "hard"):
+        return "_".join([path.parent.parent.name, path.parent.name, path.name])
+    return path.name
+
+
 def read(path: Path, *, metric: bool | None = None):
     path = Path(path)
     pp = path / "pose_left.txt"
@@ -73,8 +80,7 @@ def read(path: Path, *, metric: bool | None = None):
         depth = base.read_depth_npy(path / "depth_left" / f"{n}_left_depth.npy", (H, W), max_depth=MAX_DEPTH)
         frames.append({"rgb": rgb, "depth": depth, "K": intrinsics(H, W), "c2w": NED_TO_ZUP @ T_ned @ CAM_TO_BODY,
                        "id": idx, "file": ip})
-    parts = [path.parent.parent.name, path.parent.name, path.name] if path.parent.name.lower() in ("easy", "hard") else [path.name]
-    return base.make_scene("_".join(parts), frames, metric=True if metric is None else metric, path=path)
+    return base.make_scene(scene_name(path), frames, metric=True if metric is None else metric, path=path)
 
 
 def write(scene, path: Path) -> Path:
@@ -98,6 +104,6 @@ def write(scene, path: Path) -> Path:
 
 
 FORMAT = SceneFormat(
-    name="tartanair", detect=detect, read=read, write=write, metric=True, priority=60,
+    name="tartanair", detect=detect, read=read, write=write, scene_name=scene_name, metric=True, priority=60,
     summary="image_left/*_left.png + depth_left/*_left_depth.npy (m) + pose_left.txt (NED, qx qy qz qw)",
     depth_precision="float32 (.npy)")
