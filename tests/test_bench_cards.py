@@ -375,7 +375,12 @@ def test_json_with_image_paths_and_tsv_with_base64_give_the_same_samples(tmp_pat
     assert Path(got[2].visual["images"][1]).read_bytes() == rows[2]["images"][1]
 
 
-def test_hub_path_loads_the_configured_dataset_with_images_undecoded(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, file, call", [
+    ("blink_depth", FIX / "blink" / "Relative_Depth.parquet", ("BLINK-Benchmark/BLINK", "Relative_Depth", "val")),
+    ("viewspatial", FIX / "viewspatial" / "test.parquet", ("oscarqjh/ViewSpatial_lmmseval", "default", "test")),
+    ("mmsi", FIX / "mmsi" / "MMSI_Bench.parquet", ("RunsenXu/MMSI-Bench", None, "test")),
+])
+def test_hub_path_loads_the_configured_dataset_with_images_undecoded(tmp_path, monkeypatch, name, file, call):
     import datasets
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
@@ -384,16 +389,16 @@ def test_hub_path_loads_the_configured_dataset_with_images_undecoded(tmp_path, m
 
     def fake_load_dataset(path, name=None, **kw):  # the hub is offline in tests: serve the fixture parquet
         calls.append((path, name, kw))
-        return real("parquet", data_files=str(FIX / "blink" / "Relative_Depth.parquet"), split="train",
-                    cache_dir=str(tmp_path / "hf"))
+        return real("parquet", data_files=str(file), split="train", cache_dir=str(tmp_path / "hf"))
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    card = load_card("blink_depth")
-    got = LOADERS.get("blink")(card, "hf")
-    assert calls == [("BLINK-Benchmark/BLINK", "Relative_Depth", {"split": "val", "revision": None})]
-    _, ref = _samples("blink_depth")
+    card = load_card(name)
+    got = LOADERS.get(card.format)(card, "hf")
+    assert calls == [(call[0], call[1], {"split": call[2], "revision": None})]
+    _, ref = _samples(name)
     assert [(s.id, s.prompt, s.target) for s in got] == [(s.id, s.prompt, s.target) for s in ref]
-    assert Path(got[0].visual["images"][0]).read_bytes() == Path(ref[0].visual["images"][0]).read_bytes()
+    assert [Path(p).read_bytes() for s in got for p in s.visual["images"]] == \
+        [Path(p).read_bytes() for s in ref for p in s.visual["images"]]
 
 
 # --------------------------------------------------------------------------- bad rows
