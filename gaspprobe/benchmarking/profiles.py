@@ -9,17 +9,23 @@ records ``profile``; ``gaspprobe bench compare`` shows profiles side by side.
 gaspprobe   (default; the historical numbers) the adapter's own ``generate``: frames as a list
             of images, the family's chat template without a system prompt, the card's prompt
             and parser, ``np.linspace(0, n-1, k)`` frames.
-lmms-eval   lmms-eval 0.7.3's model classes: Qwen-VL and LLaVA-OneVision get VSI videos as a
-            *video* (``{"type": "video"}`` in the chat, the processor's video path), system
-            prompt "You are a helpful assistant." (Qwen), Qwen pixel budget min 256*28*28 /
-            max 1,605,632, ``np.linspace`` frames with the last frame appended when missing,
-            greedy, stop strings cut after decoding; its lenient VSI scorer
-            (first number, number words included).
-vlmevalkit  VLMEvalKit: frames as images, ``uniform_tail`` sampling (k frames plus the last),
-            VSI numeric post-prompt "Answer briefly and directly in one float number.", its
-            can_infer matching for options then the first number.
-official    the benchmark's own released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
-            video path, first-token scorer); All-Angles = the authors' VLMEvalKit fork.
+lmms-eval   lmms-eval 0.7.3's model classes (``models/simple/qwen2_5_vl.py``): Qwen-VL gets a VSI
+            video as a *video* (``{"type": "video"}``, the processor's video path), system
+            prompt "You are a helpful assistant.", pixel budget min 256*28*28 / max 1,605,632
+            (qwen-vl-utils caps a video frame at 768*28*28), frames as qwen-vl-utils decodes
+            them (2 fps, ``round(linspace)``, an even count >= 4) then ``np.linspace`` to k with
+            the last decoded frame appended when missing; no fps reaches the processor (so
+            transformers assumes 24); greedy; the "until" strings cut after decoding, answers
+            not stripped; its lenient VSI scorer (first number, number words included).
+            LLaVA-OneVision: the video path with ``np.linspace`` frames. Others: images.
+vlmevalkit  VLMEvalKit (``vlmeval/dataset/vsibench.py``): frames as images saved to JPEG files
+            and read back, ``uniform_tail`` sampling (``np.linspace(0, n-1, k, dtype=int)``, the
+            last frame appended when missing), the NA post-prompt "Answer briefly and directly
+            in one float number.", its option matching then the first number. Per-model pixel
+            budgets of ``vlmeval/config.py`` are not reproduced (the processor's own are used).
+official    the benchmark's released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
+            video path where the family has one, linspace frames, first-token scorer);
+            All-Angles = the authors' VLMEvalKit fork (images, can_infer matching).
 ==========  ==============================================================================
 
 A profile unknown for a family (or for a card) is a :class:`~gaspprobe.errors.ConfigError`
@@ -47,7 +53,8 @@ class Profile:
     family has a video path; images otherwise). ``sampler``: "linspace" (``np.linspace(0, n-1, k,
     dtype=int)``), "linspace_last" (lmms-eval Qwen: the same, last frame appended when missing) or
     "uniform_tail" (VLMEvalKit: k uniform frames plus the last). ``pixels``: per family
-    ``(min_pixels, max_pixels)`` (None: the processor's own). ``parser``: per card format the
+    ``(min_pixels, max_pixels)`` (None: the processor's own). ``jpeg``: frames go through a JPEG
+    file round trip (PIL defaults) as VLMEvalKit's saved frames do. ``strip``: strip answers. ``parser``: per card format the
     scorer's parser (None: the card's default). ``prompt``: per card format prompt-variant
     overrides. ``families``: the model families the profile knows (empty: all).
     """
@@ -55,7 +62,7 @@ class Profile:
     name: str
     description: str
     visual: str = "images"
-    sampler: str = "linspace"
+    sampler: dict[str, str] = field(default_factory=lambda: {"*": "linspace"})
     system: dict[str, str | None] = field(default_factory=dict)
     pixels: dict[str, tuple[int, int]] = field(default_factory=dict)
     parser: dict[str, str] = field(default_factory=dict)
@@ -65,6 +72,12 @@ class Profile:
     stop: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     uses_adapter_generate: bool = False
+    jpeg: bool = False
+    strip: bool = True
+
+    def sampler_for(self, family: str | None) -> str:
+        """The frame sampler this profile uses for a family (``"*"``: the default)."""
+        return self.sampler.get(family or "", self.sampler.get("*", "linspace"))
 
     def check(self, family: str | None, card_format: str) -> None:
         """ConfigError unless this profile is defined for the family and the card's format."""
@@ -84,6 +97,7 @@ class Profile:
 
 LMMS_SYSTEM = "You are a helpful assistant."
 LMMS_QWEN_PIXELS = (256 * 28 * 28, 1605632)
+QWEN_VIDEO_FRAME_MAX_PIXELS = 768 * 28 * 28
 
 PROFILES: Registry[Profile] = Registry("profile")
 PROFILES.register("gaspprobe", Profile(
@@ -91,7 +105,7 @@ PROFILES.register("gaspprobe", Profile(
     uses_adapter_generate=True))
 PROFILES.register("lmms-eval", Profile(
     name="lmms-eval", description="lmms-eval 0.7.3 model classes (qwen2_5_vl.py, llava_onevision.py)",
-    visual="video", sampler="linspace_last",
+    visual="video", sampler={"*": "linspace", **{f: "qwen_fps2" for f in QWEN_FAMILIES}}, strip=False,
     system={f: LMMS_SYSTEM for f in QWEN_FAMILIES},
     pixels={f: LMMS_QWEN_PIXELS for f in QWEN_FAMILIES},
     parser={"vsibench": "lmms_eval_lenient"},
@@ -101,14 +115,14 @@ PROFILES.register("lmms-eval", Profile(
     stop=("<|im_end|>",)))
 PROFILES.register("vlmevalkit", Profile(
     name="vlmevalkit", description="VLMEvalKit: frames as images, uniform_tail sampling, its VSI prompt and matching",
-    visual="images", sampler="uniform_tail",
+    visual="images", sampler={"*": "uniform_tail"}, jpeg=True,
     parser={"vsibench": "vlmevalkit_then_first_token", "allangles": "vlmevalkit_can_infer"},
     prompt={"vsibench": {"na_post_prompt": "Answer briefly and directly in one float number."}},
     formats=("vsibench", "allangles")))
 PROFILES.register("official", Profile(
     name="official", description="the benchmark's released code (VSI-Bench: thinking-in-space; All-Angles: "
     "the authors' VLMEvalKit fork)",
-    visual="video", sampler="linspace",
+    visual="video",
     parser={"vsibench": "vsibench_first_token", "allangles": "vlmevalkit_can_infer"},
     video_families=("llava_onevision",) + QWEN_FAMILIES,
     formats=("vsibench", "allangles")))
@@ -131,28 +145,65 @@ def family_of(model: Any) -> str | None:
 
 
 # --------------------------------------------------------------------------- frame sampling
-def sample_indices(n: int, k: int, sampler: str) -> np.ndarray:
-    """Frame indices of a video of ``n`` frames.
+def qwen_fps_frames(n: int, video_fps: float, fps: float = 2.0, min_frames: int = 4,
+                    max_frames: int = 768) -> np.ndarray:
+    """The frames qwen-vl-utils decodes from a video of ``n`` frames at ``video_fps`` (its
+    ``smart_nframes`` + ``torch.linspace(0, n-1, nframes).round()``): ``n / video_fps * fps``
+    frames, at least ``min_frames`` (rounded up to even), at most ``min(max_frames, n)``, floored
+    to an even count."""
+    import math
+
+    import torch
+
+    lo = math.ceil(min_frames / 2) * 2
+    hi = math.floor(min(max_frames, n) / 2) * 2
+    want = n / video_fps * fps
+    m = math.floor(min(min(max(want, lo), hi), n) / 2) * 2
+    if not 2 <= m <= n:
+        raise ValueError(f"qwen_fps_frames: a video of {n} frames is too short (needs >= 2)")
+    return torch.linspace(0, n - 1, m).round().long().numpy()
+
+
+def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None) -> np.ndarray:
+    """Frame indices of a video of ``n`` frames (``video_fps`` frames per second).
 
     - ``linspace``: ``np.linspace(0, n-1, k, dtype=int)`` (lmms-eval's ``load_video``; official).
-    - ``linspace_last``: the same, then ``n-1`` appended when it is not already the last index
-      (lmms-eval's Qwen classes; with linspace the last index always is n-1, so this matters only
-      for a reader that subsamples, kept for the record).
-    - ``uniform_tail``: VLMEvalKit's default: ``k`` frames at the centres of ``k`` equal segments
-      (``int(n / k * (i + 0.5))``) plus the last frame ``n-1`` (``k+1`` in all).
+    - ``uniform_tail``: VLMEvalKit's default: the same, then ``n-1`` appended when it is not the
+      last index already (with ``np.linspace`` it always is, so k frames).
+    - ``qwen_fps2``: lmms-eval's Qwen classes: the frames qwen-vl-utils decodes
+      (:func:`qwen_fps_frames`, 2 fps), then ``np.linspace(0, m-1, k, dtype=int)`` of those with
+      the last decoded frame appended when missing (repeats frames when m < k, as lmms-eval does).
     """
     if n < 1 or k < 1:
         raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
     if sampler == "linspace":
         return np.linspace(0, n - 1, k, dtype=int)
-    if sampler == "linspace_last":
+    if sampler == "uniform_tail":
         idx = np.linspace(0, n - 1, k, dtype=int)
         return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
-    if sampler == "uniform_tail":
-        seg = n / k
-        idx = np.array([min(int(seg * (i + 0.5)), n - 1) for i in range(k)], dtype=int)
-        return np.append(idx, n - 1)
+    if sampler == "qwen_fps2":
+        dec = qwen_fps_frames(n, float(video_fps or 24.0))
+        sub = np.linspace(0, len(dec) - 1, k, dtype=int)
+        if len(dec) - 1 not in sub:
+            sub = np.append(sub, len(dec) - 1)
+        return dec[sub]
     raise ConfigError(f"unknown frame sampler {sampler!r}")
+
+
+def jpeg_roundtrip(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Frames saved as JPEG with PIL's defaults and read back (VLMEvalKit feeds saved frames)."""
+    import io as _io
+
+    from PIL import Image
+
+    out = []
+    for f in frames:
+        buf = _io.BytesIO()
+        Image.fromarray(np.asarray(f)).save(buf, format="JPEG")
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return out
 
 
 # --------------------------------------------------------------------------- inputs
@@ -161,8 +212,8 @@ def _messages(n_images: int, prompt: str, system: str | None, video: bool = Fals
     if prompt:
         content.append({"type": "text", "text": prompt})
     msgs = [{"role": "user", "content": content}]
-    if system:
-        msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+    if system:  # a plain string, as lmms-eval writes it
+        msgs.insert(0, {"role": "system", "content": system})
     return msgs
 
 
@@ -211,19 +262,23 @@ def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: 
         imgs = images if fam == "llava_onevision" else [im for ims in images for im in ims]
         kw["images"] = imgs
         if pix:
-            kw["images_kwargs"] = {"min_pixels": pix[0], "max_pixels": pix[1]}
+            kw["images_kwargs"] = {"size": {"shortest_edge": pix[0], "longest_edge": pix[1]}}
     if videos:
+        if getattr(proc, "video_processor", None) is None:
+            raise ConfigError(f"profile {profile.name!r} feeds videos through the processor's video path, and "
+                              f"this {fam} processor has none (real checkpoints have one; it needs torchvision)")
         kw["videos"] = videos
-        if pix:
-            kw["videos_kwargs"] = {"min_pixels": pix[0], "max_pixels": pix[1], "do_sample_frames": False}
-        else:
-            kw["videos_kwargs"] = {"do_sample_frames": False}
+        vk: dict[str, Any] = {"do_sample_frames": False}
+        if pix:  # qwen-vl-utils caps a video frame at 768 tokens' worth of pixels
+            vk["size"] = {"shortest_edge": pix[0], "longest_edge": min(pix[1], QWEN_VIDEO_FRAME_MAX_PIXELS)}
+        kw["videos_kwargs"] = vk
     inputs = proc(text=texts, return_tensors="pt", padding=True, **kw)
     return _to_device(adapter, inputs)
 
 
-def decode_new(adapter: Any, out: Any, n_in: int, stop: Sequence[str] = ()) -> list[str]:
-    """New tokens decoded (special tokens skipped), each cut at the first stop string, stripped."""
+def decode_new(adapter: Any, out: Any, n_in: int, stop: Sequence[str] = (), strip: bool = True) -> list[str]:
+    """New tokens decoded (special tokens skipped), each cut at the first stop string, stripped
+    unless ``strip=False`` (lmms-eval does not strip)."""
     tok = getattr(adapter.processor, "tokenizer", adapter.processor)
     texts = tok.batch_decode(out[:, n_in:], skip_special_tokens=True)
     res = []
@@ -231,11 +286,12 @@ def decode_new(adapter: Any, out: Any, n_in: int, stop: Sequence[str] = ()) -> l
         for s in stop:
             if s and s in t:
                 t = t.split(s)[0]
-        res.append(t.strip())
+        res.append(t.strip() if strip else t)
     return res
 
 
-def generate_inputs(adapter: Any, inputs: Any, *, max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+def generate_inputs(adapter: Any, inputs: Any, *, max_new_tokens: int, stop: Sequence[str] = (),
+                    strip: bool = True) -> list[str]:
     """Greedy generation from processor inputs."""
     import torch
 
@@ -243,7 +299,7 @@ def generate_inputs(adapter: Any, inputs: Any, *, max_new_tokens: int, stop: Seq
     with torch.inference_mode():
         out = adapter.model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False,
                                      pad_token_id=tok.pad_token_id)
-    return decode_new(adapter, out, inputs["input_ids"].shape[1], stop)
+    return decode_new(adapter, out, inputs["input_ids"].shape[1], stop, strip)
 
 
 def has_processor(model: Any) -> bool:
@@ -251,7 +307,7 @@ def has_processor(model: Any) -> bool:
 
 
 def blind_generate(model: Any, prompts: Sequence[str], *, max_new_tokens: int = 16,
-                   system: str | None = None, stop: Sequence[str] = ()) -> list[str]:
+                   system: str | None = None, stop: Sequence[str] = (), strip: bool = True) -> list[str]:
     """The model's answers to the prompts with no image or video (real adapters: text-only
     processor inputs; other objects: ``generate`` with empty frame lists)."""
     if not prompts:
@@ -259,7 +315,7 @@ def blind_generate(model: Any, prompts: Sequence[str], *, max_new_tokens: int = 
     if not has_processor(model):
         return list(model.generate([([], p) for p in prompts], max_new_tokens=max_new_tokens))
     return generate_inputs(model, text_inputs(model, prompts, system=system), max_new_tokens=max_new_tokens,
-                           stop=stop)
+                           stop=stop, strip=strip)
 
 
 def resolve(card: Any, name: str | None, model: Any) -> Profile:

@@ -98,13 +98,18 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str
 class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
-    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4):
+    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: bool = False):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
+        self.jpeg = jpeg
         self._cache: dict[str, tuple] = {}
 
     def __call__(self, s: Sample) -> tuple[list, dict]:
+        vis, extra = self._load(s)
+        return (profiles.jpeg_roundtrip(vis) if self.jpeg else vis), extra
+
+    def _load(self, s: Sample) -> tuple[list, dict]:
         if "video" in s.visual:
             from gaspprobe.benchmarking.vsibench import read_video_frames
 
@@ -114,7 +119,8 @@ class _VisualLoader:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[path] = read_video_frames(path, int(self.frames or 32), sampler=self.sampler)
             fr, idx, n = self._cache[path]
-            return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n)}
+            return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n),
+                              "frame_sampler": self.sampler}
         from gaspprobe.benchmarking.allangles import read_images
 
         return read_images(s.visual.get("images", [])), {}
@@ -308,7 +314,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
 
             meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
                     "data": str(data), "judge": judge_name, "profile": prof.name,
-                    "frame_sampler": prof.sampler if k else None,
+                    "frame_sampler": prof.sampler_for(profiles.family_of(mdl)) if k else None,
                     "scorer": scorer, "official": scorer == "generate",
                     "scorer_label": LABEL if scorer == "likelihood" else "generate + official parser",
                     "seconds": round(time.perf_counter() - t0, 3)}
@@ -377,7 +383,7 @@ def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[s
             fam = profiles.family_of(mdl)
             items = [(vis, s.prompt, prof.wants_video(fam, s.visual)) for s, vis, _ in sub]
             raws = profiles.generate_inputs(mdl, profiles.build_inputs(mdl, items, prof),
-                                            max_new_tokens=ctx.max_new_tokens, stop=prof.stop)
+                                            max_new_tokens=ctx.max_new_tokens, stop=prof.stop, strip=prof.strip)
         if len(raws) != len(sub):
             raise GaspError(f"model returned {len(raws)} answers for {len(sub)} prompts")
         for i, raw in zip(gen_idx, raws):
@@ -428,7 +434,8 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
                   done: dict) -> None:
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler)
+    fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg)
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
 

@@ -177,13 +177,14 @@ def frame_indices(n: int, k: int):
 
 def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
     """Decode ``k`` uniformly sampled RGB frames with PyAV (``sampler``: see
-    :func:`gaspprobe.benchmarking.profiles.sample_indices`; ``uniform_tail`` gives k + 1).
+    :func:`gaspprobe.benchmarking.profiles.sample_indices`, which also gets the stream's average
+    frame rate; a sampler may return k + 1 frames or repeat frames).
 
     n is the container's frame count (``stream.frames``, what decord's ``len()`` reads from the
     index); when the container does not say, or fewer frames decode than it says, n is the number
     of frames that actually decode.
 
-    Returns ``(frames, indices, n)``: uint8 array [k, H, W, 3], the int indices [k] and n. Raises
+    Returns ``(frames, indices, n)``: uint8 array [k', H, W, 3], the int indices [k'] and n. Raises
     :class:`DataError` naming the file when it is missing or unreadable.
     """
     import av
@@ -191,8 +192,10 @@ def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
 
     from gaspprobe.benchmarking.profiles import sample_indices
 
+    video_fps = [None]
+
     def frame_indices(n: int, k: int):
-        return sample_indices(n, k, sampler)
+        return sample_indices(n, k, sampler, video_fps[0])
 
     path = Path(path)
     if not path.is_file():
@@ -218,6 +221,8 @@ def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
             if not c.streams.video:
                 raise DataError("no video stream", path=path)
             n = int(c.streams.video[0].frames or 0)
+            rate = c.streams.video[0].average_rate
+            video_fps[0] = float(rate) if rate else None
         if n <= 0:  # the container does not say: count the frames that decode
             n = decode([])[1]
         if n == 0:

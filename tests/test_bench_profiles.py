@@ -1,0 +1,155 @@
+"""Harness profiles: frame samplers against hand-computed indices, each profile's prompt, frames,
+parser and model inputs, and the refusals (unknown profile, profile not defined for a family/card)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaspprobe import io
+from gaspprobe.benchmarking import profiles
+from gaspprobe.benchmarking.runner import run
+from gaspprobe.errors import ConfigError
+
+FIX = Path(__file__).parent / "fixtures" / "bench"
+VSI, AA = FIX / "vsi", FIX / "allangles"
+
+
+class Recorder:
+    """A generate-only model double that keeps every (frames, prompt) it is given."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.seen = []
+
+    def generate(self, batch, max_new_tokens=16):
+        self.seen += list(batch)
+        return ["A"] * len(batch)
+
+
+# --------------------------------------------------------------------------- samplers
+def test_linspace_and_uniform_tail_by_hand():
+    assert profiles.sample_indices(10, 4, "linspace").tolist() == [0, 3, 6, 9]
+    assert profiles.sample_indices(10, 4, "uniform_tail").tolist() == [0, 3, 6, 9]  # last already there
+    assert profiles.sample_indices(3, 5, "linspace").tolist() == [0, 0, 1, 1, 2]
+
+
+def test_qwen_fps2_matches_qwen_vl_utils_then_lmms_eval_subsampling():
+    # 40 frames at 10 fps = 4 s -> qwen-vl-utils decodes 4 s * 2 fps = 8 frames at
+    # round(linspace(0, 39, 8)) = [0, 6, 11, 17, 22, 28, 33, 39]; lmms-eval then takes
+    # np.linspace(0, 7, 32, dtype=int) of those (repeats) and the last one is already in
+    dec = [0, 6, 11, 17, 22, 28, 33, 39]
+    assert profiles.qwen_fps_frames(40, 10.0).tolist() == dec
+    sub = [int(x) for x in np.floor(np.arange(32) * 7 / 31)]
+    assert profiles.sample_indices(40, 32, "qwen_fps2", 10.0).tolist() == [dec[i] for i in sub]
+    # a long video is capped by k, not by the 2 fps count
+    long = profiles.sample_indices(3000, 32, "qwen_fps2", 30.0)
+    assert len(long) == 32 and long[0] == 0 and long[-1] == 2999
+    # at least 4 frames are decoded (even count), never more than the video has
+    assert profiles.qwen_fps_frames(30, 30.0).tolist() == [0, 10, 19, 29]
+    assert profiles.qwen_fps_frames(3, 30.0).tolist() == [0, 2]
+
+
+def test_jpeg_roundtrip_is_what_a_saved_frame_reads_back_as(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    Image.fromarray(f).save(tmp_path / "frame.jpg")
+    ref = np.asarray(Image.open(tmp_path / "frame.jpg").convert("RGB"))
+    got = profiles.jpeg_roundtrip([f])[0]
+    assert np.array_equal(got, ref) and not np.array_equal(got, f)
+
+
+# --------------------------------------------------------------------------- profiles on the runner
+def test_vlmevalkit_profile_prompt_frames_parser(tmp_path):
+    rec = Recorder()
+    r = run(rec, "vsibench", VSI, tmp_path / "r", frames=3, profile="vlmevalkit")
+    s = r.summary
+    assert s["profile"] == "vlmevalkit" and s["parser"] == "vlmevalkit_then_first_token"
+    assert s["frame_sampler"] == "uniform_tail"
+    na = [p for _, p in rec.seen if "How many" in p][0]
+    assert na.endswith("\nAnswer briefly and directly in one float number.")
+    assert na.startswith("These are frames of a video.\n")
+    recs = io.read_jsonl(tmp_path / "r" / "predictions.jsonl")
+    assert all(len(x["frame_indices"]) == 3 for x in recs)
+    # the fixture's frame i is flat grey 20*i: JPEG keeps a flat frame's level (within 1)
+    frames, _ = rec.seen[0]
+    assert abs(int(frames[-1][0, 0, 0]) - 20 * recs[0]["frame_indices"][-1]) <= 1
+    assert io.read_manifest(tmp_path / "r")["config"]["profile"] == "vlmevalkit"
+
+
+def test_default_profile_keeps_the_historical_config(tmp_path):
+    r = run(Recorder(), "allangles", AA, tmp_path / "r")
+    cfg = io.read_manifest(tmp_path / "r")["config"]
+    assert r.summary["profile"] == "gaspprobe" and "profile" not in cfg and "scorer" not in cfg
+
+
+def test_unknown_profile_and_profile_not_defined_for_a_card_exit_2(tmp_path, capsys):
+    from gaspprobe.cli import main
+
+    with pytest.raises(ConfigError, match="unknown profile 'lmms'"):
+        run(Recorder(), "vsibench", VSI, tmp_path / "a", profile="lmms")
+    with pytest.raises(ConfigError, match="not defined for allangles"):
+        run(Recorder(), "allangles", AA, tmp_path / "b", profile="lmms-eval")
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "run", "--model", "oracle:answers", "--benchmark", "allangles", "--data", str(AA),
+              "--out", str(tmp_path / "c"), "--profile", "lmms-eval", "--no-progress"])
+    assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_profile_not_defined_for_a_family_is_a_config_error(tmp_path):
+    class Cfg:
+        model_type = "paligemma"
+
+    class Other(Recorder):
+        processor = object()
+
+        class model:  # noqa: N801 - looks like an adapter of an unsupported family
+            config = Cfg()
+
+    with pytest.raises(ConfigError, match="not defined for model family 'paligemma'"):
+        run(Other(), "vsibench", VSI, tmp_path / "r", frames=2, profile="lmms-eval")
+
+
+# --------------------------------------------------------------------------- model inputs
+@pytest.fixture(scope="module")
+def qwen():
+    from gaspprobe.models.testing import tiny_adapter
+
+    return tiny_adapter("qwen2_5_vl")
+
+
+def test_lmms_eval_inputs_system_prompt_and_pixel_budget(qwen):
+    frames = np.full((2, 224, 224, 3), 90, np.uint8)
+    inp = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("lmms-eval"))
+    text = qwen.processor.tokenizer.decode(inp["input_ids"][0])
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    # min_pixels 256*28*28 = 200704 upscales a 224x224 frame to 448x448: 32x32 patches of 14 px
+    assert inp["image_grid_thw"].tolist() == [[1, 32, 32], [1, 32, 32]]
+    base = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("vlmevalkit"))
+    assert base["image_grid_thw"].tolist() == qwen.prepare([(frames, "Q?")])["image_grid_thw"].tolist()
+    assert "system" not in qwen.processor.tokenizer.decode(base["input_ids"][0])
+
+
+def test_video_profile_needs_a_processor_with_a_video_path(qwen, tmp_path):
+    with pytest.raises(ConfigError, match="video path"):
+        run(qwen, "vsibench", VSI, tmp_path / "r", frames=2, limit=1, profile="lmms-eval", blind=False)
+    assert not (tmp_path / "r" / "predictions.jsonl").exists() or \
+        not io.read_jsonl(tmp_path / "r" / "predictions.jsonl")
+
+
+def test_profile_generation_equals_adapter_generation_when_inputs_agree(qwen, tmp_path):
+    """The vlmevalkit profile on images differs from the default only by the JPEG round trip and
+    the prompt: with PNG-exact frames (flat colour) and an All-Angles prompt they build the same
+    inputs, so greedy answers agree."""
+    frames = np.full((2, 56, 56, 3), 120, np.uint8)
+    a = profiles.build_inputs(qwen, [(frames, "Which?", False)], profiles.get("vlmevalkit"))
+    b = qwen.prepare([(frames, "Which?")])
+    assert a["input_ids"].tolist() == b["input_ids"].tolist()
+    assert np.allclose(a["pixel_values"].numpy(), b["pixel_values"].numpy())
+    ga = profiles.generate_inputs(qwen, a, max_new_tokens=4)
+    assert ga == qwen.generate([(frames, "Which?")], max_new_tokens=4)
