@@ -6,14 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from gaspprobe.errors import ConfigError, DataError, GaspError
+from gaspprobe.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.slow
 
@@ -252,6 +250,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_dir, scenes):
     with pytest.warns(UserWarning, match="clips of 5 frames"):    # scenes have 5 frames
         res = train(str(tiny_dir), scenes, tmp_path / "y2", progress=False,
                     **{**FAST, "frames_per_clip": 6, "steps": 1})
+    assert res.steps == 1
     assert json.loads((tmp_path / "y2" / "manifest.json").read_text())["plan"]["frames_per_clip"] == 5
     with pytest.raises(ConfigError, match="lr_rate"):
         train(str(tiny_dir), scenes, tmp_path / "z", progress=False, lr_rate=1.0)

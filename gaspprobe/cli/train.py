@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from gaspprobe.cli._common import console, set_threads
+from gaspprobe.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +18,13 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         model: str = typer.Option(..., "--model", "-m", help="Hub id or local model folder (e.g. from `gaspprobe model tiny`)."),
-        scenes: Path = typer.Option(..., "--scenes", "-s", help="Training scenes folder (`gaspprobe scenes make`)."),
+        scenes: List[Path] = typer.Option(..., "--scenes", "-s",
+                                          help="Training scenes folder (`gaspprobe scenes make` or a dataset); repeat "
+                                               "for several sources (named by folder)."),
+        source_weight: List[str] = typer.Option([], "--source-weight",
+                                                help="NAME=W mixing weight of a scene source (repeatable)."),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers",
+                                                  help="DataLoader workers building clips and GT matches."),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML/YAML TrainConfig (see docs/training.md)."),
         resume: bool = typer.Option(True, "--resume/--no-resume", hidden=True,
@@ -50,12 +57,23 @@ def register(app: typer.Typer) -> None:
         from gaspprobe.training.trainer import resolve_config, train
 
         set_threads(threads)
+        weights = {}
+        for kv in source_weight:
+            name, sep, w = kv.partition("=")
+            try:
+                weights[name] = float(w)
+            except ValueError:
+                sep = ""
+            if not sep or not name:
+                raise ConfigError(f"--source-weight: expected NAME=NUMBER, got {kv!r}")
         cfg = resolve_config(
             config, full=full, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-            frames_per_clip=frames, lora_rank=lora_rank, lora_targets=lora_targets, vision=vision, layers=layers, head_init=head_init,
+            frames_per_clip=frames, lora_rank=lora_rank, lora_targets=lora_targets, vision=vision, layers=layers,
+            head_init=head_init,
             mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
-            threads=threads)
-        res = train(model, scenes, out, cfg, label=label, force=force, progress=progress)
+            threads=threads, num_workers=num_workers, source_weights=weights or None)
+        res = train(model, scenes[0] if len(scenes) == 1 else list(scenes), out, cfg, label=label, force=force,
+                    progress=progress)
         if int(os.environ.get("RANK", "0")) != 0:      # multi-process: the main process reports
             return
         s = res.summary

@@ -42,6 +42,15 @@ class TrainConfig:
     clips_per_scene: int = field(64, help="Clips drawn per training scene per epoch (re-drawn every epoch).")
     val_fraction: float = field(0.2, help="Fraction of the TRAINING scenes held back for validation.")
     depth_tol: float | None = field(None, help="GT match depth tolerance (None = the scenes' default).")
+    source_weights: dict = field(default_factory=dict,
+                                 help="Mixing weights of several scene sources {name: weight} (train(scenes={name: "
+                                      "folder, ...}) or --scenes A --scenes B, named by folder): each epoch draws "
+                                      "clips from source k in proportion w_k / sum(w), scenes uniformly within it; "
+                                      "missing sources weigh 1. {} = every training scene clips_per_scene times "
+                                      "(sources in proportion to their scene counts).")
+    num_workers: int = field(0, help="DataLoader worker processes that build clips and their GT matches off the "
+                                     "training process (0 = in process). The batches, and so the run, are the "
+                                     "same for any value.")
     gt_grids: list[int] = field(default_factory=list,
                                 help="Extra square GT grids (e.g. [8, 24]: the paper's coarse/fine) on which the "
                                      "correspondence loss is also computed by resampling head features; "
@@ -125,6 +134,13 @@ class TrainConfig:
             raise ConfigError("lambda_corr, lambda_depth, lambda_lm: all zero, nothing to train")
         if self.lambda_lm > 0 and not self.caption_file:
             raise ConfigError("caption_file: required when lambda_lm > 0 (plain captions, one per line)")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers}")
+        for k, v in self.source_weights.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"source_weights.{k}: expected a number >= 0, got {v!r}")
+        if self.source_weights and sum(self.source_weights.values()) <= 0:
+            raise ConfigError("source_weights: all zero, no source to draw clips from")
         for k, v in self.layer_weights.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"layer_weights.{k}: expected a number >= 0, got {v!r}")

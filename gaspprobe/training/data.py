@@ -35,7 +35,8 @@ class ClipPlan:
     """Deterministic clip order: ``clip(p)`` is clip number ``p`` of the run (see module doc)."""
 
     def __init__(self, frame_counts: Sequence[int], frames_per_clip: int, clip_window: int,
-                 clips_per_scene: int, seed: int):
+                 clips_per_scene: int, seed: int, *, sources: Sequence[int] | None = None,
+                 weights: Sequence[float] | None = None):
         self.frame_counts = [int(n) for n in frame_counts]
         self.k = int(frames_per_clip)
         self.window = int(clip_window)
@@ -47,23 +48,42 @@ class ClipPlan:
             raise DataError(f"a training scene has {min(self.frame_counts)} frames, fewer than "
                             f"frames_per_clip={self.k}")
         self.epoch_len = self.per_scene * len(self.frame_counts)
+        self.quotas: list[int] | None = None
+        if weights is not None:
+            src = [int(x) for x in (sources if sources is not None else [0] * len(self.frame_counts))]
+            if len(src) != len(self.frame_counts):
+                raise ValueError("sources: expected one source index per scene")
+            self.members = [[s for s, k in enumerate(src) if k == q] for q in range(len(weights))]
+            self.quotas = mix_quotas(self.epoch_len, weights)
+            for q, (m, n) in enumerate(zip(self.members, self.quotas)):
+                if n and not m:
+                    raise DataError(f"scene source {q} has weight > 0 but no training scenes")
         self._cache: dict[int, list[Clip]] = {}
+
+    def _draw(self, g: torch.Generator, s: int) -> Clip:
+        """One clip of scene ``s``: an anchor frame and ``k - 1`` others within the window."""
+        n, k = self.frame_counts[s], self.k
+        a = int(torch.randint(n, (1,), generator=g))
+        lo, hi = max(0, a - self.window), min(n - 1, a + self.window)
+        if hi - lo + 1 < k:            # near the ends: slide the window to fit k frames
+            lo, hi = max(0, min(lo, n - k)), min(n - 1, max(hi, k - 1))
+        cand = torch.tensor([f for f in range(lo, hi + 1) if f != a])
+        others = cand[torch.randperm(len(cand), generator=g)[: k - 1]]
+        return Clip(s, tuple(sorted([a] + others.tolist())))
 
     def _epoch(self, e: int) -> list[Clip]:
         if e in self._cache:
             return self._cache[e]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
         clips = []
-        for s, n in enumerate(self.frame_counts):
-            k = self.k
-            for _ in range(self.per_scene):
-                a = int(torch.randint(n, (1,), generator=g))
-                lo, hi = max(0, a - self.window), min(n - 1, a + self.window)
-                if hi - lo + 1 < k:            # near the ends: slide the window to fit k frames
-                    lo, hi = max(0, min(lo, n - k)), min(n - 1, max(hi, k - 1))
-                cand = torch.tensor([f for f in range(lo, hi + 1) if f != a])
-                others = cand[torch.randperm(len(cand), generator=g)[: k - 1]]
-                clips.append(Clip(s, tuple(sorted([a] + others.tolist()))))
+        if self.quotas is None:        # every scene clips_per_scene times
+            for s in range(len(self.frame_counts)):
+                for _ in range(self.per_scene):
+                    clips.append(self._draw(g, s))
+        else:                          # quota per source, scenes drawn uniformly within it
+            for members, q in zip(self.members, self.quotas):
+                for _ in range(q):
+                    clips.append(self._draw(g, members[int(torch.randint(len(members), (1,), generator=g))]))
         order = torch.randperm(len(clips), generator=g).tolist()
         out = [clips[i] for i in order]
         self._cache = {e: out}              # keep one epoch: memory stays flat on long runs
@@ -76,6 +96,20 @@ class ClipPlan:
         """The clips process ``rank`` of ``world`` trains on in global micro-batch ``k``."""
         start = k * batch_size * world
         return [self.clip(start + rank + world * b) for b in range(batch_size)]
+
+
+def mix_quotas(total: int, weights: Sequence[float]) -> list[int]:
+    """Split ``total`` clips over sources in proportion to ``weights`` (largest remainder, ties to
+    the earlier source), so an epoch holds exactly ``total`` clips."""
+    w = [float(x) for x in weights]
+    if not w or min(w) < 0 or sum(w) <= 0:
+        raise ValueError(f"weights: expected non-negative weights with a positive sum, got {w}")
+    exact = [total * x / sum(w) for x in w]
+    out = [int(x) for x in exact]
+    rest = sorted(range(len(w)), key=lambda i: (-(exact[i] - out[i]), i))
+    for i in rest[: total - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def regular_boxes(extent: tuple[float, float, float, float], rows: int, cols: int) -> torch.Tensor:
@@ -214,3 +248,41 @@ class CaptionStream:
         labels = cap["input_ids"].masked_fill(cap["attention_mask"] == 0, -100)
         return {"input_ids": cap["input_ids"].to(device), "attention_mask": cap["attention_mask"].to(device),
                 "labels": labels.to(device)}
+
+
+class ClipBatches(torch.utils.data.Dataset):
+    """Micro-batch ``k`` of one process as a dataset item: ``(frames uint8 [B, F, H, W, 3],
+    {grid: MatchSet})``. Items are pure functions of ``k`` (the clip plan is seeded, the geometry
+    exact), so DataLoader workers can compute them in any order and any number of processes."""
+
+    def __init__(self, plan: ClipPlan, cache: "MatchCache", batch_size: int, rank: int = 0, world: int = 1):
+        self.plan, self.cache = plan, cache
+        self.batch_size, self.rank, self.world = int(batch_size), int(rank), int(world)
+
+    def __len__(self) -> int:  # positions are unbounded; the sampler says which ones are read
+        return 1 << 62
+
+    def __getitem__(self, k: int):
+        clips = self.plan.batch(int(k), self.batch_size, self.rank, self.world)
+        return self.cache.frames(clips), self.cache.matches(clips)
+
+
+def _as_is(item):
+    return item
+
+
+def batch_stream(batches: ClipBatches, start: int, stop: int, num_workers: int = 0, seed: int = 0):
+    """Iterator over micro-batches ``start .. stop-1`` in order.
+
+    With ``num_workers > 0`` a :class:`torch.utils.data.DataLoader` computes them (frames and GT
+    matches) in worker processes ahead of the training step; the batches are the same as with
+    ``num_workers=0`` (in process), so a run is the same whatever the worker count, and a resumed
+    run starts the stream at its checkpoint's position. The loader gets its own seeded generator,
+    so the global RNG (saved in checkpoints) is never drawn from."""
+    if num_workers <= 0:
+        return (batches[k] for k in range(start, stop))
+    from torch.utils.data import DataLoader
+
+    return iter(DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+                           collate_fn=_as_is, prefetch_factor=2, persistent_workers=False,
+                           generator=torch.Generator().manual_seed(int(seed))))

@@ -96,8 +96,9 @@ class Session:
     plan: Any                      # ClipPlan
     cache: Any                     # MatchCache of the training scenes
     layers: list[str]
-    text: Any = None               # TextStream for the LM loss, or None
+    text: Any = None               # CaptionStream for the LM loss, or None
     groups: list = field(default_factory=list)
+    batches: Any = None            # iterator of (frames, matches) from data.batch_stream
 
     @property
     def main(self) -> bool:
@@ -109,14 +110,13 @@ class Session:
 
 
 def micro_batch(s: Session, position: int) -> tuple[dict[str, float], int]:
-    """Forward + backward of micro-batch number ``position`` (optimizer step when accumulation
-    ends); returns its loss parts and in-batch accuracies (already divided by ``grad_accum``) and
+    """Forward + backward of micro-batch number ``position`` (the next item of ``s.batches``;
+    optimizer step when accumulation ends); returns its loss parts and in-batch accuracies (already divided by ``grad_accum``) and
     the next position."""
     cfg, acc = s.cfg, s.acc
-    clips = s.plan.batch(position, cfg.batch_size, s.acc.process_index, s.world)
+    frames, matches = next(s.batches)
     position += 1
-    frames = s.cache.frames(clips)
-    matches = {k: v.to(acc.device) for k, v in s.cache.matches(clips).items()}
+    matches = {k: v.to(acc.device) for k, v in matches.items()}
     text = s.text.batch(position, acc.device) if s.text is not None else None
     with acc.accumulate(s.module):
         with acc.autocast():

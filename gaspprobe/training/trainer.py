@@ -37,7 +37,8 @@ from gaspprobe.config import from_dict, load as load_config
 from gaspprobe.errors import ConfigError, DataError, GaspError
 from gaspprobe.training.checkpoints import list_checkpoints, load_checkpoint
 from gaspprobe.training.config import TrainConfig, parse_layers
-from gaspprobe.training.data import CaptionStream, ClipPlan, MatchCache, split_scenes
+from gaspprobe.training.data import (CaptionStream, ClipBatches, ClipPlan, MatchCache, batch_stream,
+                                     split_scenes)
 from gaspprobe.training.heads import HeadBank, query_weights
 from gaspprobe.training.loop import GaspModule, Session, layer_groups, lr_lambda, run_loop
 from gaspprobe.training.outputs import KIND, TrainResult, export_model, plot_curves, read_result, write_tables
@@ -64,6 +65,7 @@ class _Plan:
     family: str = ""
     lora_targets: str | None = None
     trainable: dict = field(default_factory=dict)
+    sources: list = field(default_factory=list)
 
 
 def resolve_config(config: Any = None, **overrides: Any) -> TrainConfig:
@@ -104,29 +106,67 @@ def _accelerator(cfg: TrainConfig):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def _load_scenes(scenes: Any, cfg: TrainConfig) -> tuple[list, list, tuple[int, int], int]:
-    """(train scenes, validation scenes, frame size, shortest training scene) with the checks that
-    must fail before a model loads."""
+@dataclass
+class _Source:
+    """One scene source: a folder (or a list of scenes) with its name, and its split."""
+
+    name: str
+    path: str | None
+    train: list
+    val: list
+
+
+def _sources(scenes: Any, cfg: TrainConfig) -> list[_Source]:
+    """Scene sources from a folder, a list of scenes, a list of folders (named by folder) or a dict
+    ``{name: folder or scenes}``; each split into train / validation with the run's seed."""
     from gaspprobe.scenes import load_scenes
 
-    where = scenes if isinstance(scenes, (str, Path)) else None
-    scene_list = load_scenes(scenes) if where is not None else list(scenes)
-    if not scene_list:
-        raise DataError("no scenes found", path=where)
-    sizes = {s.size for s in scene_list}
+    if isinstance(scenes, dict):
+        items = [(str(k), v) for k, v in scenes.items()]
+    elif isinstance(scenes, (str, Path)):
+        items = [(Path(scenes).name or str(scenes), scenes)]
+    elif isinstance(scenes, (list, tuple)) and scenes and all(isinstance(x, (str, Path)) for x in scenes):
+        items = [(Path(x).name or str(x), x) for x in scenes]
+        dup = sorted({n for n, _ in items if [m for m, _ in items].count(n) > 1})
+        if dup:
+            raise DataError(f"two scene sources named {dup[0]!r}; pass a dict {{name: folder}}")
+    else:
+        items = [("scenes", list(scenes))]
+    out = []
+    for name, v in items:
+        where = v if isinstance(v, (str, Path)) else None
+        found = load_scenes(v) if where is not None else list(v)
+        if not found:
+            raise DataError("no scenes found", path=where)
+        tr, va = split_scenes(found, cfg.val_fraction, cfg.seed)
+        out.append(_Source(name, str(where) if where is not None else None, tr, va))
+    unknown = sorted(set(cfg.source_weights) - {s.name for s in out})
+    if unknown:
+        raise ConfigError(f"source_weights: unknown scene source {unknown[0]!r} (sources: "
+                          f"{', '.join(s.name for s in out)})")
+    return out
+
+
+def _load_scenes(scenes: Any, cfg: TrainConfig) -> tuple[list[_Source], tuple[int, int], int]:
+    """(sources, frame size, shortest training scene) with the checks that must fail before a
+    model loads."""
+    sources = _sources(scenes, cfg)
+    where = sources[0].path if len(sources) == 1 else None
+    sizes = {s.size for src in sources for s in src.train + src.val}
     if len(sizes) != 1:
         raise DataError(f"scenes have different frame sizes {sorted(sizes)}; training batches need one size",
                         path=where)
-    train_scenes, val_scenes = split_scenes(scene_list, cfg.val_fraction, cfg.seed)
-    n_frames = min(s.num_frames for s in train_scenes)
+    n_frames = min(s.num_frames for src in sources for s in src.train)
     if n_frames < 2:
         raise DataError("a training scene has fewer than 2 frames: no frame pairs to match", path=where)
-    return train_scenes, val_scenes, next(iter(sizes)), n_frames
+    return sources, next(iter(sizes)), n_frames
 
 
 def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[Session, _Plan, Validator, dict]:
     """Scenes, model surgery, heads, optimizer and GT caches: everything the loop needs."""
-    train_scenes, val_scenes, frame_size, n_frames = _load_scenes(scenes, cfg)
+    sources, frame_size, n_frames = _load_scenes(scenes, cfg)
+    train_scenes = [sc for src in sources for sc in src.train]
+    val_scenes = [sc for src in sources for sc in src.val]
     if isinstance(model, (str, Path)):
         from gaspprobe.models import load as load_model
 
@@ -161,13 +201,17 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
     module = GaspModule(adapter, run, heads, layers)
     module.train()
     counts["heads"] = sum(p.numel() for p in heads.parameters())
+    weights = [float(cfg.source_weights.get(src.name, 1.0)) for src in sources] if cfg.source_weights else None
     plan_info = _Plan(layers=layers, head_dim=e, vision=vision, tiny=tiny, grid=(rows, cols),
                       frames_per_clip=clip_len, n_train=len(train_scenes), n_val=len(val_scenes),
-                      family=adapter.spec.model_type, lora_targets=targets, trainable=counts)
+                      family=adapter.spec.model_type, lora_targets=targets, trainable=counts,
+                      sources=[{"name": src.name, "path": src.path, "n_train": len(src.train), "n_val": len(src.val),
+                                "weight": weights[q] if weights else None} for q, src in enumerate(sources)])
 
     cache = MatchCache(train_scenes, token_boxes, (rows, cols), cfg.gt_grids, cfg.depth_tol,
                        max_gap=2 * cfg.clip_window)
-    plan = ClipPlan([s.num_frames for s in train_scenes], clip_len, cfg.clip_window, cfg.clips_per_scene, cfg.seed)
+    plan = ClipPlan([s.num_frames for s in train_scenes], clip_len, cfg.clip_window, cfg.clips_per_scene, cfg.seed,
+                    sources=[q for q, src in enumerate(sources) for _ in src.train], weights=weights)
     val_cache = (MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
                  if val_scenes else None)
     text = (CaptionStream(cfg.caption_file, adapter.processor.tokenizer, cfg.batch_size)
@@ -187,6 +231,17 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
     extra = {"ks": ks, "val_scenes": [sc.name for sc in val_scenes],
              "text_sources": text.sources if text is not None else []}
     return session, plan_info, Validator(inner, val_cache, cfg), extra
+
+
+def _scenes_field(scenes: Any) -> Any:
+    """The manifest's ``scenes``: the folder, ``{name: folder}`` for several, None for in-memory scenes."""
+    if isinstance(scenes, (str, Path)):
+        return str(scenes)
+    if isinstance(scenes, dict):
+        return {str(k): str(v) if isinstance(v, (str, Path)) else None for k, v in scenes.items()}
+    if isinstance(scenes, (list, tuple)) and scenes and all(isinstance(x, (str, Path)) for x in scenes):
+        return [str(x) for x in scenes]
+    return None
 
 
 def _restore(s: Session, resumed: bool) -> tuple[int, int]:
@@ -279,8 +334,9 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, label
         acc.wait_for_everyone()                            # every process has decided: now write
         s, plan_info, validator, extra = _build(model, scenes, cfg, acc, out)
         step, position = _restore(s, run.resumed)
-        info = {"output_model": str(out / "model"), "plan": asdict(plan_info),
-                "scenes": str(scenes) if isinstance(scenes, (str, Path)) else None,
+        s.batches = batch_stream(ClipBatches(s.plan, s.cache, cfg.batch_size, acc.process_index, s.world),
+                                 position, cfg.steps * cfg.grad_accum, cfg.num_workers, cfg.seed)
+        info = {"output_model": str(out / "model"), "plan": asdict(plan_info), "scenes": _scenes_field(scenes),
                 "text_sources": extra["text_sources"],
                 "tables": tables.schema_versions("train_log", "val_log")}
         if s.main:
