@@ -103,8 +103,9 @@ def _undecoded(feature):
     return feature
 
 
-def read_hub(card: BenchmarkCard) -> list[dict]:
-    """All rows of the card's HF dataset (config, split, revision), images undecoded."""
+def read_hub(card: BenchmarkCard) -> Iterable[dict]:
+    """The rows of the card's HF dataset (config, split, revision), images undecoded; iterated from
+    the memory-mapped Arrow table, so only one row's image bytes are in memory at a time."""
     ds = card.dataset
     if not ds.hf_id:
         raise DataError(f"benchmark {card.name} has no Hugging Face dataset; pass a local --data")
@@ -116,7 +117,7 @@ def read_hub(card: BenchmarkCard) -> list[dict]:
     new = datasets.Features({k: _undecoded(v) for k, v in feats.items()})
     if new != feats:
         hf = hf.cast(new)
-    return hf.to_list()
+    return hf
 
 
 def find_file(data: Any, card: BenchmarkCard, types: Sequence[str] = FILE_TYPES) -> Path:
@@ -164,7 +165,8 @@ def read_file(path: Path) -> list[dict]:
     return recs
 
 
-def read_rows(data: Any, card: BenchmarkCard, types: Sequence[str] = FILE_TYPES) -> tuple[list[dict], str, Path | None]:
+def read_rows(data: Any, card: BenchmarkCard,
+              types: Sequence[str] = FILE_TYPES) -> tuple[Iterable[dict], str, Path | None]:
     """``(rows, where, folder)``: the rows, a name for errors (file or ``hf:<id>``) and the
     folder relative image paths resolve against (None for hub data)."""
     if is_hub(data, card):
