@@ -7,8 +7,8 @@ max_new_tokens 1024; ``utils.py``: ``embspatial_doc_to_text``, ``embspatial_doc_
 the per-source accuracies).
 
 Schema (checked): ``question_id`` str, ``question`` str, ``answer_options`` list[str] (2 to 4),
-``answer`` int (index into the options), ``relation`` str (the reported sub-task), ``data_source``
-str (ai2thor / mp3d / scannet), ``image`` Image.
+``answer`` int (index into the options), ``relation`` str (the reported sub-task), ``image`` Image;
+``data_source`` str (ai2thor / mp3d / scannet) when present (the harness tolerates its absence).
 
 Prompt: ``"Note: You only need to respond with A, B, C, D without providing any additional
 information.\\n" + question + "\\n" + "A) opt\\nB) opt..."`` (the letters in the pre-prompt are fixed
@@ -25,7 +25,8 @@ from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
 from gaspprobe.errors import DataError
 
-FIELDS = ("question_id", "question", "answer_options", "answer", "relation", "data_source", "image")
+FIELDS = ("question_id", "question", "answer_options", "answer", "relation", "image")
+OPTIONAL = ("data_source",)  # lmms-eval reads it with .get(..., "unknown")
 
 
 def build_prompt(doc: dict, variant: dict) -> str:
@@ -58,7 +59,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(opts):
             raise C.row_error(where, i, rid, "answer", f"expected an option index 0..{len(opts) - 1}, got {a!r}")
         image = C.image_path(row["image"], where, i, rid, "image", root)
-        doc: dict[str, Any] = {k: row[k] for k in FIELDS if k != "image"}
+        doc: dict[str, Any] = {k: row[k] for k in FIELDS if k != "image"} | {k: row.get(k) for k in OPTIONAL}
         samples.append(Sample(
             id=sid, question_type=rel, kind="mca", prompt=build_prompt(doc, variant), target=C.LETTERS[a],
             task=card.tasks.get(rel, rel), options={C.LETTERS[j]: o for j, o in enumerate(opts)},
