@@ -187,6 +187,16 @@ def paligemma_expected(ad, inputs, n_frames):
     return sums_to_uvw(patch_sums(pv, p)).reshape(-1, 3)
 
 
+def glm4v_expected(ad, inputs, n_frames):
+    """The processor's flat patches (C, T, p, p each), four consecutive ones per token as the vision
+    model's ``view(-1, merge, merge, C)`` + downsample convolution takes them."""
+    ip = ad.processor.image_processor
+    m, p, t = int(ip.merge_size), int(ip.patch_size), int(ip.temporal_patch_size)
+    pv = inputs["pixel_values"].reshape(-1, 3, t * p, p)
+    sums = unnormalize(pv, ip).sum((-1, -2))  # [patches, 3]
+    return sums_to_uvw(sums.reshape(-1, m * m, 3).sum(1))
+
+
 EXPECTED = {
     "llava_next": llava_next_expected,
     "llava_next_video": llava_next_expected,
@@ -194,6 +204,7 @@ EXPECTED = {
     "smolvlm": smolvlm_expected,
     "gemma3": gemma3_expected,
     "paligemma": paligemma_expected,
+    "glm4v": glm4v_expected,
 }
 
 

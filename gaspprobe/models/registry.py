@@ -23,6 +23,7 @@ ADAPTERS.register("internvl", "gaspprobe.models.internvl:InternVLAdapter")
 ADAPTERS.register("smolvlm", "gaspprobe.models.smolvlm:SmolVLMAdapter")
 ADAPTERS.register("gemma3", "gaspprobe.models.gemma3:Gemma3Adapter")
 ADAPTERS.register("paligemma", "gaspprobe.models.paligemma:PaliGemmaAdapter")
+ADAPTERS.register("glm4v", "gaspprobe.models.glm4v:Glm4vAdapter")
 
 # Text-only model_types people may try by mistake (the adapters need an image pathway).
 _TEXT_ONLY_HINT = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "opt")
