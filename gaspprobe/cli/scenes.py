@@ -113,7 +113,7 @@ def check(
                 err_console.print("[red]problem[/] " + escape(msg), highlight=False, soft_wrap=True)
             continue
         fx, fy, cx, cy = info.K
-        console.print(f"[green]ok[/] " + escape(f"{info.path} [{info.format}] {info.name}: {info.frames} frames, "
+        console.print("[green]ok[/] " + escape(f"{info.path} [{info.format}] {info.name}: {info.frames} frames, "
                       f"{info.width}x{info.height}, fx {fx:.2f} fy {fy:.2f} cx {cx:.2f} cy {cy:.2f}, "
                       f"depth {'metric' if info.metric else 'NOT metric (unknown scale)'}"),
                       highlight=False, soft_wrap=True)

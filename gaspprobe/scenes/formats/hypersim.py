@@ -110,7 +110,10 @@ def read(path: Path, *, metric: bool | None = None):
         raise DataError("no frames (frame.IIII.tonemap.jpg)", path=cdir)
     frames = []
     for ip in images:
-        i = int(ip.name.split(".")[1])
+        try:
+            i = int(ip.name.split(".")[1])
+        except ValueError:
+            raise DataError("expected frame.IIII.tonemap.jpg", path=ip) from None
         if i >= len(Rs) or i >= len(ts):
             raise DataError(f"frame {i}: no camera keyframe (orientations has {len(Rs)})", path=path)
         R = base.check_rotation(Rs[i], path / "camera_keyframe_orientations.hdf5", f"keyframe {i}")

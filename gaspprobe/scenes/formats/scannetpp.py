@@ -24,14 +24,23 @@ from gaspprobe.scenes.formats.base import SceneFormat
 from gaspprobe.scenes.formats.nerfstudio import read_transforms, transforms_dict
 
 
+def _dslr(path: Path) -> Path:
+    """The scene's dslr/ folder (the scene folder, or dslr/ itself when pointed at directly)."""
+    return path if path.name == "dslr" and not (path / "dslr").is_dir() else path / "dslr"
+
+
 def detect(path: Path) -> bool:
-    return (path / "dslr" / "nerfstudio" / "transforms.json").is_file()
+    return (_dslr(path) / "nerfstudio" / "transforms.json").is_file()
+
+
+def scene_name(path: Path) -> str:
+    return _dslr(Path(path)).parent.name
 
 
 def read(path: Path, *, metric: bool | None = None):
     path = Path(path)
-    d = path / "dslr"
-    return read_transforms(d / "nerfstudio" / "transforms.json", name=path.name, image_dir=d / "resized_images",
+    d = _dslr(path)
+    return read_transforms(d / "nerfstudio" / "transforms.json", name=scene_name(path), image_dir=d / "resized_images",
                            depth_dir=d / "render_depth", depth_ext=(".png",), depth_scale=1e-3,
                            frame_keys=("frames", "test_frames"), metric=True if metric is None else metric)
 
@@ -58,6 +67,6 @@ def write(scene, path: Path, *, camera_model: str = "PINHOLE") -> Path:
 
 
 FORMAT = SceneFormat(
-    name="scannetpp", detect=detect, read=read, write=write, metric=True, priority=90,
+    name="scannetpp", detect=detect, read=read, write=write, scene_name=scene_name, metric=True, priority=90,
     summary="dslr/nerfstudio/transforms.json + dslr/resized_images + dslr/render_depth (uint16 mm)",
     depth_precision="1 mm (uint16 PNG)")
