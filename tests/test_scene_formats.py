@@ -95,6 +95,7 @@ def test_round_trip(name, written):
     assert [(f.name, p) for f, p in found] == [(name, ref)]
     (r,) = load_scenes(root)
     assert r.metric is fmt.metric
+    assert load_scenes(root, lazy=True)[0].name == r.name  # the format names scenes without reading
     assert r.num_frames == s.num_frames and r.size == s.size
     assert torch.allclose(r.K, s.K, rtol=0, atol=1e-5), (r.K[0], s.K[0])
     assert torch.allclose(r.cam_to_world, s.cam_to_world, rtol=0, atol=2e-6)
@@ -447,6 +448,16 @@ def test_hypersim_refused_without_h5py(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         load_scenes(tmp_path)
     _one_line(e, "camera_keyframe_orientations.hdf5", "h5py")
+
+
+def test_non_metric_depth_where_metric_is_required(written):
+    from gaspprobe.scenes import require_metric
+
+    _, root, ref = written["co3dv2"]
+    require_metric(load_scenes(written["nerfstudio"][1]), "the metric depth loss")  # metric: passes
+    with pytest.raises(DataError) as e:
+        require_metric(load_scenes(root, lazy=True), "the metric depth loss")
+    _one_line(e, str(ref), "metric = false", "the metric depth loss")
 
 
 def test_no_scenes_and_unknown_format(tmp_path):

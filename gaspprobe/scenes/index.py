@@ -112,6 +112,17 @@ def load_scenes(path: str | Path, *, format: str | None = None, metric: bool | N
     return [LazyScene(f.name, sp, metric=metric, cache=cache, facts=facts.get(str(sp.resolve()))) for f, sp in found]
 
 
+def require_metric(scenes: list, what: str) -> None:
+    """Refuse scenes whose depth is not in metres where ``what`` (e.g. "the metric depth loss")
+    needs metres: one-line DataError naming the scene and the ``metric`` field."""
+    for s in scenes:
+        if not s.metric:
+            where = getattr(s, "_path", None) or s.name
+            raise DataError(f"{what} needs metric depth, but scene {s.name!r} has metric = false (depth of "
+                            "unknown scale: CO3Dv2, DL3DV, COLMAP); use a scale-invariant form or other scenes",
+                            path=where)
+
+
 def _index_facts(root: Path) -> dict[str, dict]:
     """{absolute scene path: index row} from ``root/scenes.parquet`` when present (else {})."""
     ip = root / "scenes.parquet"
