@@ -87,6 +87,16 @@ class TrainConfig:
     lambda_depth: float = field(0.1, help="Weight of the depth-consistency loss (a regulariser, as in the paper).")
     lambda_lm: float = field(0.0, help="Weight of the LM loss on plain captions (off: no caption data here).")
     caption_file: str | None = field(None, help="Plain-text captions, one per line, for the optional LM loss.")
+    mix_data: list[str] = field(default_factory=list,
+                                help="The paper's joint mix: instruction-data files (LLaVA-Video-178K / LLaVA-OneVision "
+                                     "conversation JSON or JSONL: media paths + conversations) trained under the "
+                                     "LM loss (weight lambda_lm) beside the geometry losses. [] = off. No 3D "
+                                     "question-answer data (docs/training.md says why).")
+    mix_media_root: str | None = field(None, help="Folder the mix data's media paths are relative to "
+                                                  "(None = each JSON file's folder).")
+    mix_ratio: float = field(0.5, help="Conversation samples per geometry micro-batch (per process), e.g. 0.5 = "
+                                       "one every second micro-batch.")
+    mix_video_frames: int = field(8, help="Frames decoded evenly from a mix record's video (fed as images).")
 
     # ------------------------------------------------------------------ run
     checkpoint_every: int = field(50, help="Steps between checkpoints (safetensors, atomic).")
@@ -132,8 +142,14 @@ class TrainConfig:
             raise ConfigError("lambda_*: loss weights must be >= 0")
         if self.lambda_corr == 0 and self.lambda_depth == 0 and self.lambda_lm == 0:
             raise ConfigError("lambda_corr, lambda_depth, lambda_lm: all zero, nothing to train")
-        if self.lambda_lm > 0 and not self.caption_file:
-            raise ConfigError("caption_file: required when lambda_lm > 0 (plain captions, one per line)")
+        if self.lambda_lm > 0 and not self.caption_file and not self.mix_data:
+            raise ConfigError("caption_file: required when lambda_lm > 0 (plain captions, one per line), or mix_data")
+        if self.mix_data and self.lambda_lm <= 0:
+            raise ConfigError("lambda_lm: must be > 0 when mix_data is set (the mix trains under the LM loss)")
+        if self.mix_data and self.mix_ratio <= 0:
+            raise ConfigError(f"mix_ratio: must be > 0 when mix_data is set, got {self.mix_ratio}")
+        if self.mix_video_frames < 1:
+            raise ConfigError(f"mix_video_frames: must be >= 1, got {self.mix_video_frames}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers}")
         for k, v in self.source_weights.items():

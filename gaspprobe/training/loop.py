@@ -44,14 +44,17 @@ class GaspModule(nn.Module):
         self.layers = list(layers)
         self._adapter = [adapter]       # in a list: the adapter is not a submodule
 
-    def forward(self, frames: torch.Tensor, captions: dict | None = None):
+    def forward(self, frames: torch.Tensor, text: list[dict] | None = None):
+        """``text``: tokenized LM batches (captions, conversation samples), each with ``labels``;
+        their mean loss is returned as ``lm`` (None without text)."""
         adapter = self._adapter[0]
         feats = adapter.image_features(frames, layers=self.layers, model=self.model)
         feats = {n: v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) for n, v in feats.items()}
         embs = self.heads(feats)
         lm = None
-        if captions is not None:
-            lm = self.model(**captions, use_cache=False).loss
+        if text:
+            losses = [self.model(**b, use_cache=False).loss for b in text]
+            lm = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
         return feats, embs, lm
 
 
@@ -96,7 +99,7 @@ class Session:
     plan: Any                      # ClipPlan
     cache: Any                     # MatchCache of the training scenes
     layers: list[str]
-    text: Any = None               # CaptionStream for the LM loss, or None
+    text: list = field(default_factory=list)   # LM-loss streams (CaptionStream, ConversationStream)
     groups: list = field(default_factory=list)
     batches: Any = None            # iterator of (frames, matches) from data.batch_stream
 
@@ -117,7 +120,10 @@ def micro_batch(s: Session, position: int) -> tuple[dict[str, float], int]:
     frames, matches = next(s.batches)
     position += 1
     matches = {k: v.to(acc.device) for k, v in matches.items()}
-    text = s.text.batch(position, acc.device) if s.text is not None else None
+    text = []
+    for stream in s.text:
+        b = stream.batch(position, acc.device)
+        text += b if isinstance(b, list) else [b]
     with acc.accumulate(s.module):
         with acc.autocast():
             feats, embs, lm = s.module(frames, text)

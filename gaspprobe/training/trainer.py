@@ -41,6 +41,7 @@ from gaspprobe.training.data import (CaptionStream, ClipBatches, ClipPlan, Match
                                      split_scenes)
 from gaspprobe.training.heads import HeadBank, query_weights
 from gaspprobe.training.loop import GaspModule, Session, layer_groups, lr_lambda, run_loop
+from gaspprobe.training.mix import ConversationStream, read_conversations
 from gaspprobe.training.outputs import KIND, TrainResult, export_model, plot_curves, read_result, write_tables
 from gaspprobe.training.surgery import setup_model
 from gaspprobe.training.validation import Validator
@@ -165,6 +166,7 @@ def _load_scenes(scenes: Any, cfg: TrainConfig) -> tuple[list[_Source], tuple[in
 def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[Session, _Plan, Validator, dict]:
     """Scenes, model surgery, heads, optimizer and GT caches: everything the loop needs."""
     sources, frame_size, n_frames = _load_scenes(scenes, cfg)
+    convs = [c for f in cfg.mix_data for c in read_conversations(f, cfg.mix_media_root)]   # checked up front
     train_scenes = [sc for src in sources for sc in src.train]
     val_scenes = [sc for src in sources for sc in src.val]
     if isinstance(model, (str, Path)):
@@ -214,8 +216,12 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
                     sources=[q for q, src in enumerate(sources) for _ in src.train], weights=weights)
     val_cache = (MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
                  if val_scenes else None)
-    text = (CaptionStream(cfg.caption_file, adapter.processor.tokenizer, cfg.batch_size)
-            if cfg.lambda_lm > 0 else None)
+    text: list = []
+    if cfg.lambda_lm > 0 and cfg.caption_file:
+        text.append(CaptionStream(cfg.caption_file, adapter.processor.tokenizer, cfg.batch_size))
+    if cfg.mix_data:
+        text.append(ConversationStream(convs, adapter, cfg.mix_ratio, cfg.seed, video_frames=cfg.mix_video_frames,
+                                       rank=acc.process_index, world=acc.num_processes, sources=cfg.mix_data))
 
     head_lr = cfg.head_lr if cfg.head_lr is not None else cfg.lr
     model_params = [p for p in run.parameters() if p.requires_grad]
@@ -229,7 +235,9 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
                       optimizer=optimizer, scheduler=scheduler, plan=plan, cache=cache, layers=layers,
                       text=text, groups=layer_groups(layers, cfg.log_groups))
     extra = {"ks": ks, "val_scenes": [sc.name for sc in val_scenes],
-             "text_sources": text.sources if text is not None else []}
+             "text_sources": [{"kind": type(t).__name__, "files": list(t.sources),
+                               **({"records": len(t.convs), "ratio": t.ratio} if hasattr(t, "convs") else {})}
+                              for t in text]}
     return session, plan_info, Validator(inner, val_cache, cfg), extra
 
 
