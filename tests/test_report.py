@@ -72,6 +72,8 @@ def write_probe(run, model, acc, by_gap, *, label=None, recipe=None, scenes=SCEN
         "layer_mean_accuracy": sum(v for k, v in acc.items() if k != "vision") / 4,
         "chance": CHANCE, "accuracy_by_gap": dict(by_gap),
         "robustness": sum(v / g[g0] for k, v in g.items() if k > g0) / (len(g) - 1),
+        "robustness_ratios": {k: v / g[g0] for k, v in by_gap.items()},
+        "gaps": sorted(int(k) for k in by_gap),
         "confidence_spearman": {k: 0.1 for k in LAYERS},
         "depth_probe": {k: {"absrel": 0.5 - (0.05 + depth_gain) * i,
                             "delta1": 0.3 + (0.1 + depth_gain) * i}
@@ -495,7 +497,7 @@ def test_report_files_and_figures(built):
     out, html_path = built
     assert html_path == out / "report.html"
     figs = {p.name for p in (out / "figures").iterdir()}
-    for stem in ("accuracy_vs_layer_hidden", "accuracy_vs_gap", "robustness", "depth_probe",
+    for stem in ("paper_figure", "accuracy_vs_layer_hidden", "accuracy_vs_gap", "robustness", "depth_probe",
                  "benchmark_synthetic_vsi", "benchmark_synthetic_allangles", "training_loss"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= figs
     from PIL import Image
@@ -517,7 +519,7 @@ def test_html_is_self_contained(built):
     _, html_path = built
     h = html_path.read_text()
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', h)
-    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(src|href)="(https?:|//|file:)', h)
     assert "<link" not in h and "@import" not in h
     assert "default-src 'none'" in h
@@ -767,3 +769,31 @@ def test_headline_reads_new_probe_keys(tmp_path):
     assert head.loc["m1", "Robustness (%)"] == "–"
     assert "m1: robustness undefined, accuracy at gap 1 (0.400) is within noise of chance" in md
     assert "nan" not in md.lower().replace("nan-", "")
+
+
+def test_paper_layout_figure_on_top(built, loop_runs, tmp_path):
+    """The paper's three-panel figure comes first (its own section before the headline), as PNG and
+    PDF, with one row per base model (and its GASP models) plus one row for the other models."""
+    from PIL import Image
+
+    from gaspprobe.reporting.report import report
+
+    out, _ = built
+    md = (out / "report.md").read_text()
+    assert md.index("## Diagnostic") < md.index("## Headline")
+    assert "![Diagnostic in the paper's layout](figures/paper_figure.png)" in md
+    assert (out / "figures" / "paper_figure.pdf").read_bytes().startswith(b"%PDF")
+    w, h = Image.open(out / "figures" / "paper_figure.png").size
+    assert 4.0 < w / h < 4.9                      # one row of three panels (16 x 3.6 in)
+    # a third, unpaired model gets a second row; --no-pdf leaves no PDF of it
+    other = write_probe(tmp_path / "other", "org/other", BASE_ACC, BASE_GAP)
+    rep = tmp_path / "rep"
+    report([loop_runs["probe_base"], loop_runs["train"], loop_runs["probe_gasp"], other], rep,
+           formats=("png",))
+    w, h = Image.open(rep / "figures" / "paper_figure.png").size
+    assert 2.0 < w / h < 2.5                      # two rows
+    assert not (rep / "figures" / "paper_figure.pdf").exists()
+    # no probe run: no diagnostic section
+    a = write_bench(tmp_path / "a", "org/m1", TASKS["base"], scores=VSI_SCORES["base"])
+    md = report([a], tmp_path / "o", formats=("png",)).with_name("report.md").read_text()
+    assert "Diagnostic" not in md and not (tmp_path / "o" / "figures" / "paper_figure.png").exists()

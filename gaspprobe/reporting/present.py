@@ -381,6 +381,8 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
             paper_figure: Callable | None = None) -> tuple[list[FigureRef], list[FigureRef]]:
     """Draw and save the report's figures into ``figdir``.
 
+    ``paper_figure``: ``draw(figdir) -> {format: path}`` for the paper-layout figure (or None).
+
     Returns:
         ``(top, rest)``: the paper-layout figure (shown first in the report; empty when no probe
         run has the per-layer PCK@2patch data it needs) and the other figures, in report order.
@@ -394,17 +396,19 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
         into.append(FigureRef(title_, f"figures/{name}.png", caption,
                               f"figures/{name}.pdf" if "pdf" in paths else None))
 
+    hr = headline_r(data)
     if paper_figure is not None:
-        fig = paper_figure()
-        if fig is not None:
-            save(fig, "paper_figure", "Diagnostic in the paper's layout",
-                 "(a) matching accuracy PCK@2patch per LLM layer with chance; (b) confidence-"
-                 "accuracy correlation ρ per layer; (c) normalized PCK (PCK_Δt / PCK_1) against "
-                 "frame distance Δt at each model's peak layer. Measured on this report's probe "
-                 "runs; not the paper's numbers.", top)
+        paths = paper_figure(figdir)
+        if "png" in paths:
+            top.append(FigureRef(
+                "Diagnostic in the paper's layout", f"figures/{Path(paths['png']).name}",
+                f"(a) matching accuracy PCK@{hr}patch per LLM layer with chance; (b) confidence-"
+                "accuracy correlation ρ per layer; (c) normalized PCK (PCK_Δt / PCK_1) against "
+                "frame distance Δt at each model's peak layer, with robustness and the ratio at the "
+                "largest Δt in the legend. Measured on this report's probe runs; not the paper's "
+                "numbers.", f"figures/{Path(paths['pdf']).name}" if "pdf" in paths else None))
     # the headline tolerance of the probes (r = 0, or 2 = PCK@2patch): the curves, the chance line
     # and the peak all at that one tolerance
-    hr = headline_r(data)
     chance = {r.model: r.chance for r in data.probe.itertuples()}
     for mode, label in (("hidden", "hidden states"), ("attention", "attention q·k")):
         c = data.corr[(data.corr["mode"] == mode) & (data.corr["r"] == f"r{hr}")]

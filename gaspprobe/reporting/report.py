@@ -113,23 +113,38 @@ def paired_rows(runset: RunSet) -> list[tuple]:
     return rows
 
 
-def _paper_figure(runset: RunSet):
-    """A callable drawing the probe helper's paper-layout figure for every probe run, or None when
-    that function is not available."""
-    try:
-        from gaspprobe.probing.plots import paper_figure
-    except ImportError:
-        return None
-    from gaspprobe.tables import ProbeSummary
-
-    probes = runset.of_kind("probe")
+def _paper_figure(runset: RunSet, formats: tuple[str, ...]):
+    """A callable ``draw(figdir) -> {format: path}`` drawing the GASP paper's analysis figure
+    (:func:`gaspprobe.probing.plots.paper_figure`) for every probe run of the report: one row per
+    base model with the GASP models trained from it, then one row for the other probe runs; None
+    when there is no probe run."""
+    probes = {r.model_key: r for r in runset.of_kind("probe")}
     if not probes:
         return None
 
-    def draw():
-        summaries = [ProbeSummary.from_dict(r.summary, label=runset.name(r.model_key)) for r in probes]
-        return paper_figure(summaries, palette={runset.name(r.model_key): runset.models[r.model_key].color
-                                                for r in probes})
+    def draw(figdir: Path) -> dict[str, Path]:
+        from gaspprobe.probing.plots import paper_figure
+
+        groups: dict[str, list] = {}
+        done: set[str] = set()
+        for bk, gk in runset.pairs:
+            for k in (bk, gk):
+                if k in probes and k not in done:
+                    groups.setdefault(runset.name(bk), []).append(
+                        (runset.name(k), probes[k].summary))
+                    done.add(k)
+        rest = [(runset.name(k), r.summary) for k, r in probes.items() if k not in done]
+        if rest:
+            groups["other models" if groups else rest[0][0]] = rest
+        paths = paper_figure(groups, figdir, stem="paper_figure")
+        out = {}
+        for p in map(Path, paths):
+            fmt = p.suffix.lstrip(".")
+            if fmt in formats:
+                out[fmt] = p
+            else:  # the figure function writes PNG and PDF; keep what was asked for
+                p.unlink(missing_ok=True)
+        return out
 
     return draw
 
@@ -137,7 +152,7 @@ def _paper_figure(runset: RunSet):
 def _build(runset: RunSet, data: ReportData, root: Path, *, title: str, paper: bool,
            formats: tuple[str, ...]) -> None:
     top, figs = present.figures(data, runset, root / "figures", paper=paper, formats=formats,
-                                paper_figure=_paper_figure(runset))
+                                paper_figure=_paper_figure(runset, formats))
     sections = present.build_sections(data, runset, top, figs, paper=paper)
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     counts = {k: len(runset.of_kind(k)) for k in ("probe", "train", "bench")}
