@@ -122,6 +122,29 @@ def test_colmap_binary_round_trip(synth, tmp_path):
     assert torch.equal(a.src, b.src) and torch.equal(a.tgt, b.tgt)
 
 
+def test_colmap_dense_workspace_round_trip(synth, tmp_path):
+    s = synth(65.0)
+    ref = FORMATS.get("colmap").write(s, tmp_path / "dense", dense=True)
+    assert (ref / "stereo" / "depth_maps" / "frame_00001.png.geometric.bin").is_file() and not (ref / "depth").exists()
+    (r,) = load_scenes(ref)
+    assert torch.equal(r.depth, s.depth)  # float32, exact
+    a, b = patch_matches(s, 1, 3, (6, 8)), patch_matches(r, 1, 3, (6, 8))
+    assert torch.equal(a.src, b.src) and torch.equal(a.tgt, b.tgt)
+
+
+def test_colmap_dense_depth_map_by_hand(tmp_path):
+    from gaspprobe.scenes.formats.colmap import read_dense_bin
+
+    # W=3, H=2; COLMAP reshapes to [W, H] column-major, so x runs fastest: the image row by row
+    p = tmp_path / "d.bin"
+    p.write_bytes(b"3&2&1&" + np.array([1, 2, 3, 4, 5, 6], "<f4").tobytes())
+    assert read_dense_bin(p, (2, 3)).tolist() == [[1, 2, 3], [4, 5, 6]]
+    p.write_bytes(b"3&2&1&" + np.array([1, 4, 2], "<f4").tobytes())
+    with pytest.raises(DataError) as e:
+        read_dense_bin(p, (2, 3))
+    _one_line(e, "d.bin", "3x2x1")
+
+
 def test_mixed_dataset_root_and_metric_override(written, tmp_path):
     import shutil
 

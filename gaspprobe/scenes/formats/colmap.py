@@ -5,6 +5,9 @@ Layout (``colmap`` mapper / ``image_undistorter`` output)::
     <scene>/sparse/0/{cameras,images,points3D}.{txt,bin}   (or sparse/ or the scene folder itself)
     <scene>/images/<NAME>                                   NAME as in images.txt
     <scene>/depth/<NAME stem>.png | .npy                    uint16 mm, or float (any scale)
+    or, in a COLMAP dense workspace (``image_undistorter`` + ``patch_match_stereo``):
+    <dense>/sparse/{cameras,images}.bin, <dense>/images/<NAME>,
+    <dense>/stereo/depth_maps/<NAME>.geometric.bin (else .photometric.bin)
 
 Conventions converted (colmap.github.io/format.html):
 
@@ -14,6 +17,8 @@ Conventions converted (colmap.github.io/format.html):
 - SIMPLE_PINHOLE / PINHOLE are used as they are; distorted models (SIMPLE_RADIAL, RADIAL, OPENCV,
   FULL_OPENCV, OPENCV_FISHEYE ...) with all-zero coefficients too; otherwise undistorted with OpenCV
   when installed, else refused naming the camera.
+- COLMAP's own depth maps (``.bin``): a text header ``width&height&channels&`` then float32 values
+  of a [W, H] array in column-major order (x fastest); planar z in the model's units, 0 = invalid.
 - Depth is NOT metric by default: a reconstruction has an arbitrary scale (MVS depth maps are in
   its units). Pass ``metric=True`` when the model was scaled to metres.
 """
@@ -214,7 +219,7 @@ def read_colmap(path: Path, *, name: str, image_dir: Path, depth_dir: Path, metr
                             f"{cam['width']}x{cam['height']}", path=ip)
         K_edge, dist, fisheye = camera_K(cam)
         K = base.check_K(base.edge_to_centre(K_edge), cfile, f"camera {im['camera_id']}")
-        depth = _depth(depth_dir, ip, (H, W), depth_scale, ifile, what)
+        depth = _depth(depth_dir, path, im["name"], ip, (H, W), depth_scale, ifile, what)
         if any(dist):
             rgb, depth = base.undistort(rgb, depth, K, dist, fisheye, cfile,
                                         f"camera {im['camera_id']} ({cam['model']} with distortion)")
@@ -222,7 +227,8 @@ def read_colmap(path: Path, *, name: str, image_dir: Path, depth_dir: Path, metr
     return base.make_scene(name, frames, metric=metric, path=path)
 
 
-def _depth(depth_dir: Path, ip: Path, size: tuple[int, int], scale: float, ifile: Path, what: str) -> np.ndarray:
+def _depth(depth_dir: Path, root: Path, name: str, ip: Path, size: tuple[int, int], scale: float, ifile: Path,
+           what: str) -> np.ndarray:
     for ext in (".png", ".npy"):
         dp = depth_dir / (Path(ip.name).stem + ext)
         if dp.is_file():
@@ -231,7 +237,41 @@ def _depth(depth_dir: Path, ip: Path, size: tuple[int, int], scale: float, ifile
             a = base.read_png16(dp)
             base.check_size(a, size, dp)
             return a.astype(np.float32) * np.float32(scale)
-    raise DataError(f"{what}: no depth {Path(ip.name).stem}.png|.npy in {depth_dir}", path=ifile)
+    for kind in ("geometric", "photometric"):
+        dp = root / "stereo" / "depth_maps" / f"{name}.{kind}.bin"
+        if dp.is_file():
+            return read_dense_bin(dp, size)
+    raise DataError(f"{what}: no depth {Path(ip.name).stem}.png|.npy in {depth_dir} nor "
+                    f"stereo/depth_maps/{name}.geometric.bin", path=ifile)
+
+
+def read_dense_bin(p: Path, size: tuple[int, int]) -> np.ndarray:
+    """A COLMAP depth map: ``W&H&C&`` then float32 [W, H, C] in column-major order (x fastest,
+    i.e. the image row by row; COLMAP's ``read_write_dense.py``) -> [H, W]."""
+    b = _Reader(p).b
+    head, amp = b"", 0
+    for k, ch in enumerate(b[:64]):
+        if ch == ord("&"):
+            amp += 1
+            if amp == 3:
+                head, body = b[:k], b[k + 1:]
+                break
+    if amp != 3:
+        raise DataError("not a COLMAP depth map (no 'width&height&channels&' header)", path=p)
+    try:
+        w, h, c = (int(x) for x in head.split(b"&"))
+    except ValueError:
+        raise DataError("not a COLMAP depth map (header not integers)", path=p) from None
+    if len(body) != 4 * w * h * c or c != 1:
+        raise DataError(f"header says {w}x{h}x{c} floats but holds {len(body) // 4} (depth needs 1 channel)", path=p)
+    a = np.frombuffer(body, dtype="<f4").reshape((w, h), order="F").T
+    base.check_size(a, size, p)
+    return np.where(np.isfinite(a) & (a > 0), a, 0.0).astype(np.float32)
+
+
+def dense_bin_bytes(depth: np.ndarray) -> bytes:
+    H, W = depth.shape
+    return f"{W}&{H}&1&".encode() + np.asarray(depth, dtype="<f4").T.tobytes(order="F")
 
 
 def read(path: Path, *, metric: bool | None = None):
@@ -293,15 +333,20 @@ def write_model(d: Path, cams: list[dict], ims: list[dict], binary: bool) -> Non
     (d / "points3D.txt").write_text("# 3D point list with one line of data per point:\n")
 
 
-def write(scene, path: Path, *, binary: bool = False) -> Path:
-    """Test writer: sparse/0/{cameras,images,points3D}.txt|bin, images/, depth/ (uint16 mm)."""
+def write(scene, path: Path, *, binary: bool = False, dense: bool = False) -> Path:
+    """Test writer: sparse/0/{cameras,images,points3D}.txt|bin, images/, depth/ (uint16 mm); with
+    ``dense`` a COLMAP dense workspace instead: sparse/*.bin, images/, stereo/depth_maps/*.geometric.bin."""
     path = Path(path)
     rgb, depth, _, _ = base.scene_arrays(scene)
     cams, ims = model_entries(scene)
     for f, im in enumerate(ims):
         base.write_file(path / "images" / im["name"], base.image_bytes(rgb[f]))
-        base.write_file(path / "depth" / (Path(im["name"]).stem + ".png"), base.png16_bytes(base.metres_to_mm(depth[f])))
-    write_model(path / "sparse" / "0", cams, ims, binary)
+        if dense:
+            base.write_file(path / "stereo" / "depth_maps" / f"{im['name']}.geometric.bin", dense_bin_bytes(depth[f]))
+        else:
+            base.write_file(path / "depth" / (Path(im["name"]).stem + ".png"),
+                            base.png16_bytes(base.metres_to_mm(depth[f])))
+    write_model(path / "sparse" if dense else path / "sparse" / "0", cams, ims, binary or dense)
     return path
 
 
