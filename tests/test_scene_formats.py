@@ -377,6 +377,22 @@ def test_colmap_quaternion_not_unit(tmp_path):
     _one_line(e, "images.txt", "QW QX QY QZ", "not a rotation")
 
 
+def test_colmap_unsupported_camera_and_size_mismatch(tmp_path):
+    p = tmp_path / "cm"
+    _rgb(p / "images" / "a.png")
+    _png16(p / "depth" / "a.png", np.full((H, W), 1500))
+    (p / "sparse").mkdir()
+    (p / "sparse" / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.png\n\n")
+    (p / "sparse" / "cameras.txt").write_text("1 FOV 64 48 40 40 32 24 0.1\n")
+    with pytest.raises(DataError) as e:
+        load_scenes(p)
+    _one_line(e, "cameras.txt", "FOV")
+    (p / "sparse" / "cameras.txt").write_text("1 PINHOLE 640 480 40 40 32 24\n")
+    with pytest.raises(DataError) as e:
+        load_scenes(p)
+    _one_line(e, "a.png", "640x480")
+
+
 def test_trajectory_without_a_pose_for_a_frame(tmp_path):
     traj = "6845.81800000 0 0 0 0 0 0\n6846.01800000 0 0 0 0 0 0\n"
     p = _arkit_by_hand(tmp_path, "77", traj, stamps=("6845.817", "6845.917", "6846.017"))

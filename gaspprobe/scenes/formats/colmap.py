@@ -187,7 +187,7 @@ def camera_K(cam: dict) -> tuple[np.ndarray, list[float], bool]:
         return base.K_from(p[0], p[0], p[1], p[2]), [p[3], 0.0, 0.0, 0.0], True
     if m == "RADIAL_FISHEYE":
         return base.K_from(p[0], p[0], p[1], p[2]), [p[3], p[4], 0.0, 0.0], True
-    return base.K_from(*p[:4]), [1.0], m.endswith("FISHEYE")  # FOV, THIN_PRISM: never treated as pinhole
+    return base.K_from(*p[:4]), [], False  # FOV, THIN_PRISM_FISHEYE: refused by read_colmap
 
 
 # --------------------------------------------------------------------------- reading
@@ -217,6 +217,9 @@ def read_colmap(path: Path, *, name: str, image_dir: Path, depth_dir: Path, metr
         if (W, H) != (cam["width"], cam["height"]):
             raise DataError(f"{what}: image is {W}x{H} but camera {im['camera_id']} is "
                             f"{cam['width']}x{cam['height']}", path=ip)
+        if cam["model"] in ("FOV", "THIN_PRISM_FISHEYE"):
+            raise DataError(f"camera {im['camera_id']}: model {cam['model']} is not supported (undistort with "
+                            "colmap image_undistorter first)", path=cfile)
         K_edge, dist, fisheye = camera_K(cam)
         K = base.check_K(base.edge_to_centre(K_edge), cfile, f"camera {im['camera_id']}")
         depth = _depth(depth_dir, path, im["name"], ip, (H, W), depth_scale, ifile, what)
