@@ -71,11 +71,13 @@ def synth():
 @pytest.fixture(scope="module")
 def written(synth, tmp_path_factory):
     """{format: (source scene, root, scene path)}: each format written once per test module."""
+    import importlib.util
+
     out = {}
     for name in FORMATS.names():
         spec = SPEC.get(name, {})
-        if name == "hypersim":
-            pytest.importorskip("h5py")
+        if name == "hypersim" and importlib.util.find_spec("h5py") is None:
+            continue  # optional dependency: only this format's round trip is skipped
         s = synth(spec.get("fov", 65.0))
         root = tmp_path_factory.mktemp(f"fmt_{name}")
         ref = FORMATS.get(name).write(s, root / spec.get("name", "scene0000_00"))
@@ -88,6 +90,8 @@ def written(synth, tmp_path_factory):
 def test_round_trip(name, written):
     """Write with the dataset's layout, read back through the dispatcher: the same geometry, the
     same ground-truth matches, depth within the format's precision."""
+    if name not in written:
+        pytest.skip(f"{name}: optional reader dependency not installed")
     s, root, ref = written[name]
     fmt = FORMATS.get(name)
     assert detect(ref) is fmt  # no more specific format claims it, no generic one steals it
