@@ -232,7 +232,8 @@ def image_path(value: Any, where: Any, i: int, rid: Any, field: str, root: Path 
         if not p.is_absolute() and root is not None:
             p = root / p
         return str(p)
-    raise row_error(where, i, rid, field, f"expected an image (bytes, path or HF image struct), got {type(value).__name__}")
+    raise row_error(where, i, rid, field,
+                    f"expected an image (bytes, path or HF image struct), got {type(value).__name__}")
 
 
 def image_list(value: Any, where: Any, i: int, rid: Any, field: str, root: Path | None) -> list[str]:

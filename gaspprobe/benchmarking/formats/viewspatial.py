@@ -92,7 +92,8 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         doc: dict[str, Any] = {k: row[k] for k in FIELDS}
         samples.append(Sample(
             id=str(i), question_type=qt, kind="mca", prompt=build_prompt(question, choices, variant),
-            target=target, task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=str(i), doc=doc))
+            target=target, task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=str(i),
+            doc=doc))
     if not samples:
         raise DataError("no questions", path=where)
     return samples
