@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 import subprocess
@@ -205,29 +206,60 @@ def _write_vsi(df, path):
 @pytest.mark.parametrize("mutate,match", [
     (lambda d: d.drop(columns=["options"]), "missing column.*options"),
     (lambda d: d.assign(question_type=d.question_type.replace("route_planning", "route_plan")), "id 8: unknown question_type 'route_plan'"),
-    (lambda d: d.assign(ground_truth=d.ground_truth.replace("C", "E")), "ground_truth 'E' is not one of the option letters"),
-    (lambda d: d.assign(ground_truth=d.ground_truth.replace("21.5", "big")), "ground_truth 'big' is not a number"),
-    (lambda d: d.assign(ground_truth=d.ground_truth.replace("21.5", "0")), "must be a positive number"),
-    (lambda d: d.assign(options=[["sofa", "lamp"] if i == 4 else o for i, o in enumerate(d.options)]), "does not start with its letter"),
 ])
-def test_vsibench_schema_errors_are_one_line(tmp_path, mutate, match):
+def test_vsibench_table_errors_stop_with_one_line(tmp_path, mutate, match):
     df = mutate(pd.read_parquet(VSI / "test-00000-of-00001.parquet"))
     with pytest.raises(DataError, match=match) as e:
         run("oracle:answers", "vsibench", _write_vsi(df, tmp_path / "d"), tmp_path / "r", progress=False)
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("mutate,row,match", [
+    (lambda d: d.assign(ground_truth=["E" if i == 6 else g for i, g in enumerate(d.ground_truth)]), 6, "ground_truth 'E' is not one of the option letters"),
+    (lambda d: d.assign(ground_truth=d.ground_truth.replace("21.5", "big")), 3, "ground_truth 'big' is not a number"),
+    (lambda d: d.assign(ground_truth=d.ground_truth.replace("21.5", "0")), 3, "must be a positive number"),
+    (lambda d: d.assign(options=[["sofa", "lamp"] if i == 4 else o for i, o in enumerate(d.options)]), 4, "does not start with its letter"),
+    (lambda d: d.assign(options=[["A. sofa"] if i == 4 else o for i, o in enumerate(d.options)]), 4, "options: .*at least 2 options, got 1"),
+    (lambda d: d.assign(options=[["A. sofa", "C. lamp"] if i == 4 else o for i, o in enumerate(d.options)]), 4, "option 2 is lettered 'C'"),
+    (lambda d: d.assign(question=[None if i == 2 else q for i, q in enumerate(d.question)]), 2, "question: expected a string"),
+])
+def test_vsibench_bad_row_is_a_failed_sample_and_the_rest_runs(tmp_path, mutate, row, match):
+    df = mutate(pd.read_parquet(VSI / "test-00000-of-00001.parquet"))
+    data = _write_vsi(df, tmp_path / "d")
+    shutil.copytree(VSI / "scannet", data / "scannet")
+    shutil.copytree(VSI / "arkitscenes", data / "arkitscenes")
+    r = run("oracle:answers", "vsibench", data, tmp_path / "r", frames=2, progress=False)
+    s = r.summary
+    assert s["n_failed"] == 1 and s["n_invalid"] == 1 and s["n"] == 11
+    (sid, reason), = s["failures"].items()
+    assert sid == str(row) and "\n" not in reason and re.search(match, reason)
+    assert reason.startswith(str(data / "test-00000-of-00001.parquet") + f": row {row}: id {row}: ")
+    assert s["overall"] == pytest.approx(100.0)  # every valid row still scores (oracle)
+    recs = {x["id"]: x for x in io.read_jsonl(tmp_path / "r" / "predictions.jsonl")}
+    assert recs[str(row)]["failed"] == reason and len(recs) == 12
+
+
 @pytest.mark.parametrize("mutate,match", [
     (lambda r: r.pop("pair_idx"), "record 3: missing field.*pair_idx"),
-    (lambda r: r.update(category="navigation"), "unknown category 'navigation'"),
     (lambda r: r.update(answer="D"), "answer 'D' is not one of the options"),
     (lambda r: r.update(image_path="scene_b/view1.png"), "image_path: expected a non-empty list"),
+    (lambda r: r.update(B=None, C=None), "at least 2 of A, B, C, got 1"),
 ])
-def test_allangles_schema_errors_are_one_line(tmp_path, mutate, match):
+def test_allangles_bad_record_is_a_failed_sample(tmp_path, mutate, match):
     recs = json.loads((AA / "data.json").read_text())
     mutate(recs[3])
     (tmp_path / "data.json").write_text(json.dumps(recs))
-    with pytest.raises(DataError, match=match):
+    r = run("oracle:answers", "allangles", tmp_path / "data.json", tmp_path / "r", image_root=AA, progress=False)
+    (sid, reason), = r.summary["failures"].items()
+    assert sid == "3" and re.search(match, reason) and reason.startswith(f"{tmp_path / 'data.json'}: row 3: ")
+    assert r.summary["n"] == 10 and r.overall == pytest.approx(100.0)
+
+
+def test_allangles_unknown_category_stops(tmp_path):
+    recs = json.loads((AA / "data.json").read_text())
+    recs[3]["category"] = "navigation"
+    (tmp_path / "data.json").write_text(json.dumps(recs))
+    with pytest.raises(DataError, match="unknown category 'navigation'"):
         run("oracle:answers", "allangles", tmp_path / "data.json", tmp_path / "r", image_root=AA, progress=False)
 
 

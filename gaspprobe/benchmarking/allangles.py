@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gaspprobe.benchmarking.card import BenchmarkCard, Sample
+from gaspprobe.benchmarking.card import BenchmarkCard, Sample, invalid_sample, row_error
 from gaspprobe.errors import DataError
 
 FIELDS = ("index", "folder", "category", "pair_idx", "sourced_dataset", "image_path", "question",
@@ -67,9 +67,43 @@ def read_records(data: str | Path, card: BenchmarkCard) -> tuple[list[dict], Pat
     return recs, path
 
 
+def _sample(r: Any, i: int, sid: str, card: BenchmarkCard, variant: dict, root: Path, path: Path) -> Sample:
+    """One validated record (DataError naming the record and the field otherwise)."""
+    if not isinstance(r, dict):
+        raise DataError(f"record {i}: expected an object, got {type(r).__name__}", path=path)
+    missing = [f for f in FIELDS if f not in r]
+    if missing:
+        raise DataError(f"record {i}: missing field(s) {', '.join(missing)} "
+                        f"(All-Angles schema: {', '.join(FIELDS)})", path=path)
+    cat = r["category"]
+    if not isinstance(cat, str):
+        raise DataError(f"index {sid}: category: expected a string, got {type(cat).__name__}", path=path)
+    ip = r["image_path"]
+    if not isinstance(ip, list) or not ip or not all(isinstance(p, str) for p in ip):
+        raise DataError(f"index {sid}: image_path: expected a non-empty list of strings", path=path)
+    if not isinstance(r["question"], str):
+        raise DataError(f"index {sid}: question: expected a string", path=path)
+    options = {k: str(r[k]) for k in LETTERS if r[k] is not None}
+    if len(options) < 2:
+        raise DataError(f"index {sid}: options: a question needs at least 2 of A, B, C, got {len(options)}",
+                        path=path)
+    ans = str(r["answer"]).strip()
+    if ans not in options:
+        raise DataError(f"index {sid}: answer {r['answer']!r} is not one of the options "
+                        f"{', '.join(options)}", path=path)
+    doc: dict[str, Any] = dict(r)
+    return Sample(id=sid, question_type=cat, kind="mca", prompt=build_prompt(doc, variant), target=ans,
+                  task=card.tasks.get(cat, cat), options=options,
+                  visual={"images": [str(root / p) for p in ip]}, pair_idx=r["pair_idx"], doc=doc)
+
+
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
     """Load All-Angles questions as :class:`Sample` s (file order), validating every field.
+
+    A record with a missing field or a bad value becomes a failed sample naming the file, record
+    and field (the others still run); an unreadable file or a category the card does not know stops
+    with a one-line DataError.
 
     Images resolve to ``{image_root}/{image_path[i]}``; ``image_root`` defaults to the folder of
     ``data.json``.
@@ -80,34 +114,18 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
     samples: list[Sample] = []
     seen: set[str] = set()
     for i, r in enumerate(recs):
-        if not isinstance(r, dict):
-            raise DataError(f"record {i}: expected an object, got {type(r).__name__}", path=path)
-        missing = [f for f in FIELDS if f not in r]
-        if missing:
-            raise DataError(f"record {i}: missing field(s) {', '.join(missing)} "
-                            f"(All-Angles schema: {', '.join(FIELDS)})", path=path)
-        sid = str(r["index"])
+        sid = str(r.get("index", f"row{i}")) if isinstance(r, dict) else f"row{i}"
         if sid in seen:
             raise DataError(f"index {sid}: duplicate index", path=path)
         seen.add(sid)
-        cat = r["category"]
-        if not isinstance(cat, str) or cat not in card.question_types:
+        cat = r.get("category") if isinstance(r, dict) else None
+        if isinstance(cat, str) and cat not in card.question_types:  # the card does not describe this data
             raise DataError(f"index {sid}: unknown category {cat!r}", path=path)
-        ip = r["image_path"]
-        if not isinstance(ip, list) or not ip or not all(isinstance(p, str) for p in ip):
-            raise DataError(f"index {sid}: image_path: expected a non-empty list of strings", path=path)
-        if not isinstance(r["question"], str):
-            raise DataError(f"index {sid}: question: expected a string", path=path)
-        options = {k: str(r[k]) for k in LETTERS if r[k] is not None}
-        ans = str(r["answer"]).strip()
-        if ans not in options:
-            raise DataError(f"index {sid}: answer {r['answer']!r} is not one of the options "
-                            f"{', '.join(options)}", path=path)
-        doc: dict[str, Any] = dict(r)
-        samples.append(Sample(
-            id=sid, question_type=cat, kind="mca", prompt=build_prompt(doc, variant), target=ans,
-            task=card.tasks.get(cat, cat), options=options,
-            visual={"images": [str(root / p) for p in ip]}, pair_idx=r["pair_idx"], doc=doc))
+        try:
+            samples.append(_sample(r, i, sid, card, variant, root, path))
+        except DataError as e:  # one bad record: a failed sample, the others still run
+            qt = cat if isinstance(cat, str) else "?"
+            samples.append(invalid_sample(sid, row_error(path, i, e), qt, card.tasks.get(qt, qt)))
     return samples
 
 

@@ -92,6 +92,22 @@ class Sample:
     pair_idx: Any = None
     doc: dict[str, Any] = dc_field(default_factory=dict)
     cluster: str | None = None  # what questions share (video / scene) for clustered bootstrap; None: derived
+    error: str | None = None  # a row that does not validate: "file: row N (id X): field: why"; never run
+
+
+def row_error(where: str | Path, row: int, err: Exception) -> str:
+    """``"<file>: row <n>: <field>: <why>"`` from a row's DataError (its own file prefix dropped)."""
+    msg, prefix = str(err), f"{where}: "
+    if msg.startswith(prefix):
+        msg = msg[len(prefix):]
+    return f"{where}: row {row}: {msg}"
+
+
+def invalid_sample(sid: str, error: str, question_type: str = "?", task: str = "?") -> Sample:
+    """A row that failed validation: recorded as a failed sample (one line naming file, row and
+    field), never sent to a model, left out of the aggregation and the baselines."""
+    return Sample(id=str(sid), question_type=question_type, kind="mca", prompt="", target="", task=task,
+                  error=error)
 
 
 def cards_dir() -> Path:

@@ -119,14 +119,14 @@ def score(benchmark: str, data: str | Path, predictions: str | Path, out: str | 
         parse = parser_for(card, parser_name)
         records = []
         for s in samples:
-            if s.id in raws:
+            if s.id in raws and not s.error:
                 parsed, sc = score_sample(s, raws[s.id], parse, card)
                 records.append(record(s, raws[s.id], parsed, sc, None))
         io.atomic_write_text(rk.dir / PREDICTIONS, "".join(json.dumps(r) + "\n" for r in records))
         meta = {"frames": None, "prompt_variant": variant, "parser": parser_name, "data": str(data),
                 "predictions": str(predictions), "judge": None, "profile": None, "scorer": "generate",
                 "official": True}
-        summary = finalize(rk.dir, card, [s for s in samples if s.id in raws], latest(records), model_name, meta,
-                           n_missing_extra=len(samples) - len(records))
+        summary = finalize(rk.dir, card, [s for s in samples if s.id in raws or s.error], latest(records),
+                           model_name, meta, n_missing_extra=len([s for s in samples if not s.error]) - len(records))
         rk.complete(model=model_name, benchmark=card.name, card_version=card.version)
     return BenchResult(out, summary)

@@ -274,7 +274,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             import torch
 
             device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        mdl, model_name = _resolve_model(model, samples, seed, device)
+        mdl, model_name = _resolve_model(model, [s for s in samples if not s.error], seed, device)
         prof.check(profiles.family_of(mdl) if profiles.has_processor(mdl) else None, card.format)
         if scorer == "likelihood" and not profiles.has_processor(mdl) and not hasattr(mdl, "option_logprobs"):
             raise GaspError(f"scorer 'likelihood' needs a model with a processor and forward pass; "
@@ -450,6 +450,10 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
         for batch in length_groups(todo, batch_size):
             ok: list[tuple[Sample, list, dict]] = []
             for s in batch:
+                if s.error:  # a row that did not validate: recorded as failed, never run
+                    app.write(record(s, None, None, 0.0, s.error))
+                    tick(1)
+                    continue
                 if not needs_visuals:
                     ok.append((s, [], {}))
                     continue

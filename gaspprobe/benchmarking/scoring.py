@@ -160,16 +160,22 @@ def finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], last: di
     The summary holds the card's official aggregation (``overall``, ``tasks`` x100), the counts
     (``n``, ``n_failed``, ``n_missing``, ``parse_failures``), ``baselines`` (chance, frequency,
     blind), ``ci`` (bootstrap 95% intervals per task and overall, clustered by video/scene) and
-    ``meta`` (profile, frames, prompt, parser, scorer, ...)."""
+    ``meta`` (profile, frames, prompt, parser, scorer, ...). Rows that did not validate
+    (``sample.error``) are failures (``n_invalid``) left out of the table and the aggregation:
+    they have no trustworthy target to score against."""
     import pandas as pd
 
     from gaspprobe.benchmarking import stats
     from gaspprobe.benchmarking.parse import format_parsed
     from gaspprobe.benchmarking.registry import AGGREGATIONS
 
-    rows, failures, missing, parse_failures = [], {}, 0, 0
+    rows, failures, missing, parse_failures, n_invalid = [], {}, 0, 0, 0
     blind: dict[str, float] = {}
     for s in samples:
+        if s.error:  # a row that did not validate: failed, outside the aggregation
+            failures[s.id] = s.error
+            n_invalid += 1
+            continue
         r = last.get(s.id)
         if r is None:
             missing += 1
@@ -186,19 +192,20 @@ def finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], last: di
                      "failed": r.get("failed") or "", "cluster": cluster_of(s), "kind": s.kind,
                      "pair_idx": None if s.pair_idx is None else str(s.pair_idx)})
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    valid = [s for s in samples if not s.error]
     agg = AGGREGATIONS.get(card.aggregation)
     a = agg(df) if len(df) else {"overall": float("nan"), "tasks": {}, "question_types": {}, "n_per_task": {}}
     summary = {
         "model": model_name, "benchmark": card.name, "card_version": card.version,
         "overall": a["overall"], "tasks": a["tasks"], "question_types": a.get("question_types", {}),
         "n_per_task": a.get("n_per_task", {}),
-        "n": len(df), "n_failed": len(failures), "n_missing": missing + n_missing_extra,
+        "n": len(df), "n_failed": len(failures), "n_invalid": n_invalid, "n_missing": missing + n_missing_extra,
         "parse_failures": parse_failures,
         "failures": dict(list(failures.items())[:50]),
         **meta,
         "aggregation": card.aggregation,
         "higher_is_better": card.higher_is_better,
-        "baselines": baselines(card, samples, agg, blind) if samples else {},
+        "baselines": baselines(card, valid, agg, blind) if valid else {},
         "ci": stats.summary_intervals(df, agg) if len(df) else {},
     }
     for k in ("overall_micro", "overall_macro", "paired_consistency"):

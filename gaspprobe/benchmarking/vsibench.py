@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gaspprobe.benchmarking.card import BenchmarkCard, Sample
+from gaspprobe.benchmarking.card import BenchmarkCard, Sample, invalid_sample, row_error
 from gaspprobe.errors import DataError
 
 COLUMNS = ("id", "dataset", "scene_name", "question_type", "question", "ground_truth", "options")
@@ -77,9 +77,11 @@ def read_questions(data: str | Path, card: BenchmarkCard):
     if not path.is_file():
         raise DataError("question file not found", path=path)
     try:
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types on garbage
         raise DataError(f"not a readable parquet table ({type(e).__name__})", path=path) from None
+    df.attrs["path"] = str(path)
+    return df
 
 
 def _options_list(v: Any) -> list[str]:
@@ -103,11 +105,56 @@ def default_video_root(data: str | Path, card: BenchmarkCard) -> Path:
     return p if p.is_dir() else p.parent
 
 
+def _sample(row: dict, sid: str, qt: str, card: BenchmarkCard, variant: dict, root: Path, where: str) -> Sample:
+    """One validated row (DataError naming the id and the field otherwise)."""
+    kind = card.question_types[qt]
+    for col in ("dataset", "scene_name", "question", "ground_truth"):
+        if not isinstance(row[col], str):
+            raise DataError(f"id {sid}: {col}: expected a string, got {type(row[col]).__name__}", path=where)
+    try:
+        opts = _options_list(row["options"])
+    except TypeError:
+        raise DataError(f"id {sid}: options: expected a list of strings", path=where) from None
+    letters: dict[str, str] = {}
+    gt = row["ground_truth"].strip()
+    if kind == "mca":
+        if len(opts) < 2:
+            raise DataError(f"id {sid}: options: a multiple-choice question needs at least 2 options, got "
+                            f"{len(opts)}", path=where)
+        for j, o in enumerate(opts):
+            m = _OPTION_RE.match(o)
+            if not m:
+                raise DataError(f"id {sid}: options: {o!r} does not start with its letter ('A. ...')", path=where)
+            if m.group(1) != chr(65 + j):
+                raise DataError(f"id {sid}: options: option {j + 1} is lettered {m.group(1)!r}, expected "
+                                f"{chr(65 + j)!r}", path=where)
+            letters[m.group(1)] = o[m.end():]
+        if gt.upper() not in letters:
+            raise DataError(f"id {sid}: ground_truth {gt!r} is not one of the option letters", path=where)
+    else:
+        try:
+            y = float(gt)
+        except ValueError:
+            raise DataError(f"id {sid}: ground_truth {gt!r} is not a number", path=where) from None
+        if not (y > 0 and y < float("inf")):
+            raise DataError(f"id {sid}: ground_truth {gt!r} must be a positive number (MRA divides by it)",
+                            path=where)
+    doc = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
+    doc["options"] = opts
+    return Sample(id=sid, question_type=qt, kind=kind, prompt=build_prompt(doc, variant, kind), target=gt,
+                  task=card.tasks.get(qt, qt), options=letters,
+                  visual={"video": str(root / row["dataset"] / f"{row['scene_name']}.mp4")}, doc=doc)
+
+
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    """Load VSI-format questions as :class:`Sample` s (dataset order), validating the schema."""
+    """Load VSI-format questions as :class:`Sample` s (dataset order), validating the schema.
+
+    A missing column, an unreadable file or a question type the card does not know stops with a
+    one-line DataError; a row with a bad value (ground truth, options, a field of the wrong type)
+    becomes a failed sample naming the file, row and field, and the others still run."""
     df = read_questions(data, card)
-    where = str(data)
+    where = df.attrs.get("path", str(data))
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)} (VSI-Bench schema: {', '.join(COLUMNS)})",
@@ -116,53 +163,22 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
     root = Path(video_root) if video_root is not None else default_video_root(data, card)
     samples: list[Sample] = []
     seen: set[str] = set()
-    for row in df[list(COLUMNS)].to_dict("records"):
+    for i, row in enumerate(df[list(COLUMNS)].to_dict("records")):
         rid = row["id"]
         try:
             sid = str(int(rid))
         except (TypeError, ValueError):
-            raise DataError(f"id: expected an integer, got {rid!r}", path=where) from None
+            raise DataError(f"row {i}: id: expected an integer, got {rid!r}", path=where) from None
         if sid in seen:
             raise DataError(f"id {sid}: duplicate id", path=where)
         seen.add(sid)
         qt = row["question_type"]
-        if qt not in card.question_types:
+        if qt not in card.question_types:  # the card does not describe this data: stop
             raise DataError(f"id {sid}: unknown question_type {qt!r}", path=where)
-        kind = card.question_types[qt]
-        for col in ("dataset", "scene_name", "question", "ground_truth"):
-            if not isinstance(row[col], str):
-                raise DataError(f"id {sid}: {col}: expected a string, got {type(row[col]).__name__}", path=where)
         try:
-            opts = _options_list(row["options"])
-        except TypeError:
-            raise DataError(f"id {sid}: options: expected a list of strings", path=where) from None
-        letters: dict[str, str] = {}
-        gt = row["ground_truth"].strip()
-        if kind == "mca":
-            if not opts:
-                raise DataError(f"id {sid}: options: a multiple-choice question needs options", path=where)
-            for o in opts:
-                m = _OPTION_RE.match(o)
-                if not m:
-                    raise DataError(f"id {sid}: options: {o!r} does not start with its letter ('A. ...')",
-                                    path=where)
-                letters[m.group(1)] = o[m.end():]
-            if gt.upper() not in letters:
-                raise DataError(f"id {sid}: ground_truth {gt!r} is not one of the option letters", path=where)
-        else:
-            try:
-                y = float(gt)
-            except ValueError:
-                raise DataError(f"id {sid}: ground_truth {gt!r} is not a number", path=where) from None
-            if not (y > 0 and y < float("inf")):
-                raise DataError(f"id {sid}: ground_truth {gt!r} must be a positive number (MRA divides by it)",
-                                path=where)
-        doc = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
-        doc["options"] = opts
-        samples.append(Sample(
-            id=sid, question_type=qt, kind=kind, prompt=build_prompt(doc, variant, kind), target=gt,
-            task=card.tasks.get(qt, qt), options=letters,
-            visual={"video": str(root / row["dataset"] / f"{row['scene_name']}.mp4")}, doc=doc))
+            samples.append(_sample(row, sid, qt, card, variant, root, where))
+        except DataError as e:  # one bad row: a failed sample, the others still run
+            samples.append(invalid_sample(sid, row_error(where, i, e), qt, card.tasks.get(qt, qt)))
     return samples
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from gaspprobe.cli._common import console, set_threads
+from gaspprobe.cli._common import console, err_console, set_threads
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -52,6 +52,12 @@ def _print_summary(s: dict, run_dir: Path) -> None:
     console.print(t)
     extra = f"frames={s.get('frames')} prompt={s.get('prompt_variant')} parser={s.get('parser')}"
     console.print(f"{extra}  failed={s['n_failed']}  parse failures={s['parse_failures']}  -> {run_dir}")
+    fails = list((s.get("failures") or {}).items())
+    for sid, why in fails[:5]:  # one line each, naming the file, row and field
+        err_console.print(f"failed sample {sid}: {why}", markup=False, highlight=False, soft_wrap=True)
+    if len(fails) > 5 or s["n_failed"] > len(fails[:5]):
+        err_console.print(f"... {s['n_failed'] - min(len(fails), 5)} more in {run_dir / 'summary.json'}",
+                          markup=False, highlight=False, soft_wrap=True)
 
 
 class _Bar:
