@@ -15,8 +15,8 @@ inside the question text), ``answer`` str (a letter), ``thought`` str, plus
 Prompt: ``question.strip() + "\\nAnswer with the option's letter from the given choices directly.
 Enclose the option's letter within ``."``; images first, in order. Overall: accuracy over all
 questions ("average"); tasks: the question types with ASCII hyphens mapped to the en dashes lmms-eval
-reports. Options for baselines are read from the question's ``Options: A: .., B: ..`` text when
-present; when the text does not have that form, the four letters A-D stand in (the harness never
+reports. Options for baselines are read from the question's ``\nOptions: A: .., B: ..`` text (the
+form lmms-eval PR #1162's smoke test shows) when present; when the text does not have that form, the four letters A-D stand in (the harness never
 reads the option texts).
 """
 
