@@ -149,6 +149,30 @@ def test_colmap_dense_depth_map_by_hand(tmp_path):
     _one_line(e, "d.bin", "3x2x1")
 
 
+@pytest.mark.parametrize("name", ["nerfstudio", "colmap", "co3dv2", "arkitscenes"])
+def test_per_frame_intrinsics_round_trip(name, synth, tmp_path):
+    """Formats that store a camera per frame (or per camera id) keep each frame's K; the ScanNet
+    layout, which stores one K, refuses such a scene in convert."""
+    from dataclasses import replace
+
+    from gaspprobe.scenes import convert
+
+    s = synth(65.0)
+    K = s.K.clone()
+    K[2, 0, 0] *= 1.25  # a zoomed frame
+    K[2, 1, 1] *= 1.25
+    s2 = replace(s, K=K)
+    ref = FORMATS.get(name).write(s2, tmp_path / "src" / SPEC.get(name, {}).get("name", "x"))
+    (r,) = load_scenes(ref)
+    assert torch.allclose(r.K, K, atol=1e-5)
+    a, b = patch_matches(s2, 2, 0, (6, 8)), patch_matches(r, 2, 0, (6, 8))
+    assert torch.equal(a.src, b.src) and torch.equal(a.tgt, b.tgt)
+    with pytest.raises(DataError) as e:
+        convert(tmp_path / "src", tmp_path / "out")
+    _one_line(e, "different intrinsics")
+    assert not (tmp_path / "out").exists()  # staged: nothing published
+
+
 def test_mixed_dataset_root_and_metric_override(written, tmp_path):
     import shutil
 
