@@ -103,3 +103,26 @@ def test_cli_bad_recipe_file_and_missing_scenes(scene_dir, tmp_path):
     assert r.returncode == 2 and "bad.toml: unknown key 'pairs_per_gapp'" in r.stderr
     r = _cli("probe", "--model", "oracle:xyz", "--scenes", tmp_path / "nothing", "--out", tmp_path / "r")
     assert r.returncode == 2 and "nothing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_several_models_make_one_comparison_run(scene_dir, tmp_path):
+    out = tmp_path / "cmp"
+    r = _cli("probe", "--model", "oracle:xyz:8x8", "--model", "oracle:random:8x8", "--label", "upper",
+             "--label", "floor", "--scenes", scene_dir, "--out", out, "--recipe", "quick", "--gaps", "1,2")
+    assert r.returncode == 0, r.stderr
+    m = io.read_manifest(out, kind="probe-set")
+    assert m["status"] == "complete" and m["runs"] == ["upper", "floor"] and m["labels"] == ["upper", "floor"]
+    assert io.read_manifest(out / "upper", kind="probe")["model_label"] == "upper"
+    s = json.loads((out / "upper" / "summary.json").read_text())
+    assert s["model"] == "oracle:xyz:8x8" and s["peak_accuracy"] > 0.8
+    import pandas as pd
+
+    t = pd.read_parquet(out / "comparison.parquet")
+    assert set(t.model) == {"oracle:xyz:8x8", "oracle:random:8x8"}
+    assert (out / "paper_figure.png").is_file() and (out / "paper_figure.pdf").is_file()
+    again = _cli("probe", "--model", "oracle:xyz:8x8", "--model", "oracle:random:8x8", "--label", "upper",
+                 "--label", "floor", "--scenes", scene_dir, "--out", out, "--recipe", "quick", "--gaps", "1,2")
+    assert again.returncode == 0, again.stderr
+    bad = _cli("probe", "--model", "oracle:xyz", "--model", "oracle:random", "--label", "x",
+               "--scenes", scene_dir, "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "label: 1 labels for 2 models" in bad.stderr

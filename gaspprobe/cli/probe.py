@@ -94,8 +94,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("probe")
     def probe_cmd(
-        model: str = typer.Option(..., "--model", "-m",
-                                  help="hub id, model folder, or oracle:xyz / oracle:random[:ROWSxCOLS]"),
+        model: list[str] = typer.Option(..., "--model", "-m",
+                                        help="hub id, model folder, or oracle:xyz / oracle:random[:ROWSxCOLS]; "
+                                             "repeat for a comparison run (one probe run per model in --out)"),
         scenes: Path = typer.Option(..., "--scenes", "-s", help="a scene folder or a folder of scenes"),
         out: Path = typer.Option(..., "--out", "-o", help="run folder to write"),
         recipe: str = typer.Option("gasp", "--recipe", "-r",
@@ -126,7 +127,8 @@ def register(app: typer.Typer) -> None:
         depth_train_fraction: Optional[float] = typer.Option(None, help="fraction of scenes to fit the depth probe"),
         seed: Optional[int] = typer.Option(None, help="pair-sampling seed"),
         overwrite: bool = typer.Option(False, help="replace a complete run made with other settings"),
-        label: Optional[str] = typer.Option(None, help="a label for the model in reports (e.g. base, gasp)"),
+        label: Optional[list[str]] = typer.Option(None, help="a label for the model in reports (e.g. base, "
+                                                             "gasp); one per --model"),
         device: str = typer.Option("cpu", help="device to load the model on (cpu, cuda, cuda:1, ...)"),
         dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
         threads: Optional[int] = typer.Option(1, help="torch CPU threads (1 is fastest on a busy box)"),
@@ -144,8 +146,18 @@ def register(app: typer.Typer) -> None:
             conf_temperature=conf_temperature, layers=_strs(layers), per_frame=per_frame,
             depth_probe=depth_probe, ridge_lambda=ridge_lambda,
             depth_train_fraction=depth_train_fraction, seed=seed)
-        res = probe(model, scenes, recipe, out=out, progress=True, overwrite=overwrite, device=device,
-                    dtype=dtype, label=label, **overrides)
+        if len(model) > 1:
+            from gaspprobe.probing.run import probe_many
+
+            for res in probe_many(model, scenes, recipe, out=out, labels=label or None, progress=True,
+                                  overwrite=overwrite, device=device, dtype=dtype, **overrides):
+                print_summary(res.summary)
+            console.print(f"wrote {out}: one probe run per model, comparison.parquet, paper_figure.png/.pdf")
+            return
+        if label and len(label) > 1:
+            raise ConfigError(f"--label: {len(label)} labels for one --model")
+        res = probe(model[0], scenes, recipe, out=out, progress=True, overwrite=overwrite, device=device,
+                    dtype=dtype, label=label[0] if label else None, **overrides)
         if res.cached:
             console.print(f"[dim]{out}: complete run with the same model, scenes and recipe; not recomputed[/]")
         print_summary(res.summary)

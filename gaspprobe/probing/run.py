@@ -663,3 +663,64 @@ def load_result(run_dir: "str | Path") -> ProbeResult:
     figs = sorted(p for p in run_dir.iterdir() if p.suffix in (".png", ".pdf"))
     return ProbeResult(table=table, summary=io.read_json(run_dir / "summary.json"), recipe=rcp,
                        out=run_dir, cached=True, figures=figs)
+
+
+# --------------------------------------------------------------------------- several models
+def _slug(text: str) -> str:
+    import re
+
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(text).rstrip("/")).name or str(text))
+    return s.strip("._") or "model"
+
+
+def probe_many(models: list, scenes: Any, recipe: "Recipe | str | Path | None" = None, *,
+               out: "str | Path", labels: list[str] | None = None, progress: Any = False,
+               overwrite: bool = False, device: str = "cpu", dtype: str = "auto",
+               row_title: str | None = None, **overrides: Any) -> list[ProbeResult]:
+    """Probe several models on the same scenes with the same recipe: one comparison run.
+
+    ``out`` becomes a ``probe-set`` run (run kernel, incremental) holding one probe run per model
+    in ``out/<label or model name>/`` (each cached on a rerun, so an interrupted comparison resumes
+    model by model), ``comparison.parquet`` (all models' tables, schema ``tables.PROBE``) and the
+    paper figure (``paper_figure.png`` / ``.pdf``). Report tools find the per-model runs inside.
+
+    Args:
+        models: model strings / folders / oracles / adapters (as for :func:`probe`).
+        labels: one label per model (manifest ``model_label``, legend, folder name); default: the
+            models' names.
+        Other arguments as for :func:`probe`; the recipe overrides apply to every model.
+    """
+    import pandas as pd
+
+    from gaspprobe.runs import open_run
+
+    if not models:
+        raise ConfigError("model: give at least one model")
+    names = [str(m) if isinstance(m, (str, Path)) else str(getattr(m, "model_id", type(m).__name__)) for m in models]
+    if labels is not None and len(labels) != len(models):
+        raise ConfigError(f"label: {len(labels)} labels for {len(models)} models")
+    labels = list(labels) if labels is not None else None
+    folders = [_slug(l) for l in (labels or names)]
+    if len(set(folders)) != len(folders):
+        folders = [f"{i}-{f}" for i, f in enumerate(folders)]
+    rcp = load_recipe(recipe, **overrides)
+    out = Path(out)
+    ident = {"models": names, "labels": labels, "scenes": describe_scenes(scenes), "dtype": dtype}
+    results: list[ProbeResult] = []
+    with open_run(out, "probe-set", rcp, publish="incremental", seed=rcp.seed, identity=ident,
+                  on_change="replace" if overwrite else "refuse") as run:
+        if run.cached:
+            return [load_result(out / f) for f in folders]
+        run.start(runs=folders)
+        for m, f, lab in zip(models, folders, labels or [None] * len(models)):
+            results.append(probe(m, scenes, rcp, out=out / f, progress=progress, overwrite=overwrite,
+                                 device=device, dtype=dtype, label=lab))
+        table = pd.concat([r.table for r in results], ignore_index=True)
+        tables.write_table(table, out / "comparison.parquet", tables.PROBE, patch_unit=rcp.patch_unit)
+        from gaspprobe.probing.plots import paper_figure
+
+        pairs = [(lab or Path(n).name, r.summary) for lab, n, r in
+                 zip(labels or [None] * len(models), names, results)]
+        paper_figure({row_title or ", ".join(Path(n).name for n in names): pairs}, out)
+        run.complete(runs=folders, tables=tables.schema_versions("probe"))
+    return results
