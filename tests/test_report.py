@@ -768,7 +768,7 @@ def test_headline_reads_new_probe_keys(tmp_path):
     assert head.loc["m1", "Norm. PCK at max Δt (%)"] == "25.0"
     assert head.loc["m1", "Robustness (%)"] == "–"
     assert "m1: robustness undefined, accuracy at gap 1 (0.400) is within noise of chance" in md
-    assert "nan" not in md.lower().replace("nan-", "")
+    assert not re.search(r"\bnan\b", md.lower())
 
 
 def test_paper_layout_figure_on_top(built, loop_runs, tmp_path):
@@ -797,3 +797,20 @@ def test_paper_layout_figure_on_top(built, loop_runs, tmp_path):
     a = write_bench(tmp_path / "a", "org/m1", TASKS["base"], scores=VSI_SCORES["base"])
     md = report([a], tmp_path / "o", formats=("png",)).with_name("report.md").read_text()
     assert "Diagnostic" not in md and not (tmp_path / "o" / "figures" / "paper_figure.png").exists()
+
+
+def test_probe_without_matches_is_left_out_of_the_paper_figure(loop_runs, tmp_path):
+    """n = 0 everywhere (no accuracy at any layer): the headline shows dashes, the paper figure
+    leaves that run out and says so; with no other probe run there is no paper figure at all."""
+    from gaspprobe.reporting.report import report
+
+    nothing = {k: None for k in LAYERS}
+    e = write_probe(tmp_path / "e", "org/empty", {k: 0.0 for k in LAYERS}, BASE_GAP, summary_extra={
+        "accuracy": {"r0": nothing}, "peak_layer": None, "peak_accuracy": None, "robustness": None,
+        "layer_mean_accuracy": None, "accuracy_by_gap": {}, "robustness_ratios": {}})
+    md = report([loop_runs["probe_base"], e], tmp_path / "o1", formats=("png",)) \
+        .with_name("report.md").read_text()
+    assert "Left out (no matches to score): org/empty." in md
+    assert _md_table(md, "Headline").set_index("Model").loc["org/empty", "Peak corr. r=0 (%)"] == "–"
+    md = report([e], tmp_path / "o2", formats=("png",)).with_name("report.md").read_text()
+    assert "Diagnostic" not in md and not re.search(r"\bnan\b", md.lower())

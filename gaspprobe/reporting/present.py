@@ -406,7 +406,9 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
                 "accuracy correlation ρ per layer; (c) normalized PCK (PCK_Δt / PCK_1) against "
                 "frame distance Δt at each model's peak layer, with robustness and the ratio at the "
                 "largest Δt in the legend. Measured on this report's probe runs; not the paper's "
-                "numbers.", f"figures/{Path(paths['pdf']).name}" if "pdf" in paths else None))
+                "numbers." + (f" Left out (no matches to score): {', '.join(paths['left_out'])}."
+                              if paths.get("left_out") else ""),
+                f"figures/{Path(paths['pdf']).name}" if "pdf" in paths else None))
     # the headline tolerance of the probes (r = 0, or 2 = PCK@2patch): the curves, the chance line
     # and the peak all at that one tolerance
     chance = {r.model: r.chance for r in data.probe.itertuples()}

@@ -114,15 +114,23 @@ def paired_rows(runset: RunSet) -> list[tuple]:
 
 
 def _paper_figure(runset: RunSet, formats: tuple[str, ...]):
-    """A callable ``draw(figdir) -> {format: path}`` drawing the GASP paper's analysis figure
+    """A callable ``draw(figdir) -> {format: path, "left_out": [names]}`` drawing the GASP paper's analysis figure
     (:func:`gaspprobe.probing.plots.paper_figure`) for every probe run of the report: one row per
     base model with the GASP models trained from it, then one row for the other probe runs; None
     when there is no probe run."""
-    probes = {r.model_key: r for r in runset.of_kind("probe")}
+    from gaspprobe.tables import ProbeSummary
+
+    probes, empty = {}, []
+    for r in runset.of_kind("probe"):
+        # a run with no match at all (n = 0 everywhere) has no curve to draw: left out and named
+        if math.isfinite(ProbeSummary.from_dict(r.summary).peak_accuracy):
+            probes[r.model_key] = r
+        else:
+            empty.append(runset.name(r.model_key))
     if not probes:
         return None
 
-    def draw(figdir: Path) -> dict[str, Path]:
+    def draw(figdir: Path) -> dict:
         from gaspprobe.probing.plots import paper_figure
 
         groups: dict[str, list] = {}
@@ -137,7 +145,7 @@ def _paper_figure(runset: RunSet, formats: tuple[str, ...]):
         if rest:
             groups["other models" if groups else rest[0][0]] = rest
         paths = paper_figure(groups, figdir, stem="paper_figure")
-        out = {}
+        out: dict = {"left_out": empty}
         for p in map(Path, paths):
             fmt = p.suffix.lstrip(".")
             if fmt in formats:
