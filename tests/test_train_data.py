@@ -122,3 +122,18 @@ def test_train_mixes_sources_and_workers_resume_exactly(tmp_path, two_sources):
         train(model, [scenes[0], scenes[0]], tmp_path / "y", progress=False, **FAST)
     with pytest.raises(ConfigError, match="num_workers"):
         train(model, scenes, tmp_path / "z", progress=False, **{**FAST, "num_workers": -1})
+
+
+@pytest.mark.slow
+def test_lazy_scenes_train_the_same_run(tmp_path, two_sources):
+    """Scenes read on first use (memory flat in the number of scenes) give bitwise the same run."""
+    from gaspprobe.models.testing import tiny_model_dir
+    from gaspprobe.training.trainer import train
+
+    model = str(tiny_model_dir("qwen2_5_vl"))
+    kw = {**FAST, "steps": 2, "val_fraction": 0.5}
+    a = train(model, two_sources / "synth_a", tmp_path / "a", progress=False, **kw)
+    b = train(model, two_sources / "synth_a", tmp_path / "b", progress=False, lazy_scenes=True, **kw)
+    assert a.log.loss.tolist() == b.log.loss.tolist()
+    assert a.summary["val_accuracy_r0"] == b.summary["val_accuracy_r0"] and a.summary["val_scenes"]
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["plan"]["metric_depth"] is True

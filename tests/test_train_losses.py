@@ -108,6 +108,21 @@ def test_depth_matches_naive_loop_and_hand_case():
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
 
 
+def test_depth_loss_is_scale_invariant_so_non_metric_scenes_train_as_is():
+    """Non-metric depth (COLMAP / MVS scale, CO3D) is metric up to one scale per scene: GT depth
+    and token depths scale together, and the relative error |d - d_hat| / (d + d_hat) does not move."""
+    import dataclasses
+
+    m, emb = _matchset(), _emb()
+    base, _ = depth_consistency(emb, m, 0.2, eps=0.0)
+    for s in (0.01, 7.0, 1000.0):
+        ms = dataclasses.replace(m, depth=m.depth * s, token_depth=m.token_depth * s)
+        assert depth_consistency(emb, ms, 0.2, eps=0.0)[0].item() == pytest.approx(base.item(), rel=1e-12)
+    # whereas a wrong relative scale between the two (a unit slip) changes it
+    bad = dataclasses.replace(m, depth=m.depth * 1000.0)
+    assert abs(depth_consistency(emb, bad, 0.2, eps=0.0)[0].item() - base.item()) > 0.1
+
+
 def test_losses_gradcheck():
     m = _matchset(N=4, M=6)
     x = torch.randn(2, 3, 4, 3, dtype=torch.float64, requires_grad=True)

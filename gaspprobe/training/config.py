@@ -48,6 +48,9 @@ class TrainConfig:
                                       "clips from source k in proportion w_k / sum(w), scenes uniformly within it; "
                                       "missing sources weigh 1. {} = every training scene clips_per_scene times "
                                       "(sources in proportion to their scene counts).")
+    lazy_scenes: bool = field(False, help="Read scene frames on first use through a small cache (memory flat in the "
+                                          "number of scenes; frame counts and sizes from a scenes.parquet index when "
+                                          "there is one) instead of loading every scene up front. Same run either way.")
     num_workers: int = field(0, help="DataLoader worker processes that build clips and their GT matches off the "
                                      "training process (0 = in process). The batches, and so the run, are the "
                                      "same for any value.")

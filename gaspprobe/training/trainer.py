@@ -67,6 +67,7 @@ class _Plan:
     lora_targets: str | None = None
     trainable: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)
+    metric_depth: bool = True
 
 
 def resolve_config(config: Any = None, **overrides: Any) -> TrainConfig:
@@ -136,7 +137,7 @@ def _sources(scenes: Any, cfg: TrainConfig) -> list[_Source]:
     out = []
     for name, v in items:
         where = v if isinstance(v, (str, Path)) else None
-        found = load_scenes(v) if where is not None else list(v)
+        found = load_scenes(v, lazy=cfg.lazy_scenes) if where is not None else list(v)
         if not found:
             raise DataError("no scenes found", path=where)
         tr, va = split_scenes(found, cfg.val_fraction, cfg.seed)
@@ -207,6 +208,7 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
     plan_info = _Plan(layers=layers, head_dim=e, vision=vision, tiny=tiny, grid=(rows, cols),
                       frames_per_clip=clip_len, n_train=len(train_scenes), n_val=len(val_scenes),
                       family=adapter.spec.model_type, lora_targets=targets, trainable=counts,
+                      metric_depth=all(bool(getattr(sc, "metric", True)) for sc in train_scenes + val_scenes),
                       sources=[{"name": src.name, "path": src.path, "n_train": len(src.train), "n_val": len(src.val),
                                 "weight": weights[q] if weights else None} for q, src in enumerate(sources)])
 
