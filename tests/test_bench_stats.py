@@ -147,6 +147,13 @@ def test_paired_comparison_matches_rows_by_id_not_position():
     assert res["overall"]["delta"] == 0 and res["overall"]["delta_low"] == 0 == res["overall"]["delta_high"]
 
 
+class Recorder:
+    name = "recorder"
+
+    def generate(self, batch, max_new_tokens=16):
+        return ["A"] * len(batch)
+
+
 def test_bench_compare_cli_on_two_runs(tmp_path, capsys):
     from gaspprobe.benchmarking.runner import run
     from gaspprobe.cli import main
@@ -164,6 +171,12 @@ def test_bench_compare_cli_on_two_runs(tmp_path, capsys):
     assert ok.value.code == 0
     out = capsys.readouterr().out
     assert "gasp (profile gaspprobe)" in out and "overall" in out and "McNemar" in out
+    run(Recorder(), "vsibench", FIX / "vsi", tmp_path / "v", frames=2, profile="vlmevalkit")
+    with pytest.raises(SystemExit) as ok3:
+        main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "v")])
+    assert ok3.value.code == 0
+    out3 = capsys.readouterr().out
+    assert "side by side" in out3 and "profile vlmevalkit" in out3 and "C = recorder" in out3
     run("oracle:answers", "allangles", FIX / "allangles", tmp_path / "c")
     with pytest.raises(SystemExit) as e:
         main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "c")])

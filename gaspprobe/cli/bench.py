@@ -187,40 +187,57 @@ def list_cmd() -> None:
     console.print(t)
 
 
+def _who(x: dict) -> str:
+    sc = "" if x["scorer"] == "generate" else f", scorer {x['scorer']} (non-official)"
+    return f"{x['label'] or x['model']} (profile {x['profile'] or '-'}{sc})"
+
+
 @app.command("compare")
 def compare_cmd(
-    run_a: Path = typer.Argument(..., help="Bench run folder A (e.g. base)."),
-    run_b: Path = typer.Argument(..., help="Bench run folder B (e.g. gasp), same benchmark."),
+    runs: list[Path] = typer.Argument(..., help="Two or more bench run folders of one benchmark: A (e.g. base) "
+                                      "then B (e.g. gasp), or one model under several --profile runs."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap draws."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
 ) -> None:
-    """Paired comparison of two runs on the samples both scored: per task A, B, delta, paired
-    cluster-bootstrap 95% interval (* = excludes zero), McNemar's exact p (multiple choice)."""
+    """Paired comparison of runs on the samples they share: per task A, B, delta, paired
+    cluster-bootstrap 95% interval (* = excludes zero), McNemar's exact p (multiple choice). With
+    more than two runs (e.g. one model under the harness profiles), their scores side by side, task
+    by task, then each run against the first."""
     from rich.table import Table
 
     from gaspprobe.benchmarking.stats import compare_runs
+    from gaspprobe.errors import ConfigError
 
-    r = compare_runs(run_a, run_b, n_boot=n_boot, seed=seed)
-    a, b = r["a"], r["b"]
+    if len(runs) < 2:
+        raise ConfigError("compare: give at least two run folders")
+    results = [compare_runs(runs[0], r, n_boot=n_boot, seed=seed) for r in runs[1:]]
+    if len(runs) > 2:
+        side = Table(title=f"{results[0]['benchmark']}: {len(runs)} runs side by side (task scores)", show_header=True)
+        side.add_column("task")
+        heads = [results[0]["a"]] + [r["b"] for r in results]
+        for k, h in enumerate(heads):
+            side.add_column(f"{chr(65 + k)}: {_who(h)}", justify="right")
+        for task in results[0]["tasks"]:
+            side.add_row(task, _f(results[0]["tasks"][task]["a"]),
+                         *[_f(r["tasks"].get(task, {}).get("b")) for r in results])
+        side.add_row("[bold]overall", _f(results[0]["overall"]["a"]), *[_f(r["overall"]["b"]) for r in results])
+        console.print(side)
+    for k, r in enumerate(results):
+        t = Table(title=f"{r['benchmark']}: {chr(66 + k)} = {_who(r['b'])} vs A = {_who(r['a'])}  ({r['n']} paired "
+                  f"samples, {r['clusters']} clusters)", show_header=True)
+        for c in ("task", "A", chr(66 + k), "delta", "95% CI of delta", "McNemar p"):
+            t.add_column(c, justify="left" if c == "task" else "right")
 
-    def who(x: dict) -> str:
-        sc = "" if x["scorer"] == "generate" else f", scorer {x['scorer']} (non-official)"
-        return f"{x['label'] or x['model']} (profile {x['profile'] or '-'}{sc})"
+        def add(name: str, x: dict) -> None:
+            ci = "-" if x["delta_low"] is None else f"[{x['delta_low']:+.1f}, {x['delta_high']:+.1f}]"
+            star = " *" if x["significant"] else ""
+            p = "-" if x["mcnemar_p"] is None else f"{x['mcnemar_p']:.3g} ({x['a_only']}/{x['b_only']})"
+            d = "-" if x["delta"] is None else f"{x['delta']:+.1f}{star}"
+            t.add_row(name, _f(x["a"]), _f(x["b"]), d, ci, p)
 
-    t = Table(title=f"{r['benchmark']}: B = {who(b)} vs A = {who(a)}  ({r['n']} paired samples, "
-              f"{r['clusters']} clusters)", show_header=True)
-    for c in ("task", "A", "B", "delta", "95% CI of delta", "McNemar p"):
-        t.add_column(c, justify="left" if c == "task" else "right")
-
-    def add(name: str, x: dict) -> None:
-        ci = "-" if x["delta_low"] is None else f"[{x['delta_low']:+.1f}, {x['delta_high']:+.1f}]"
-        star = " *" if x["significant"] else ""
-        p = "-" if x["mcnemar_p"] is None else f"{x['mcnemar_p']:.3g} ({x['a_only']}/{x['b_only']})"
-        d = "-" if x["delta"] is None else f"{x['delta']:+.1f}{star}"
-        t.add_row(name, _f(x["a"]), _f(x["b"]), d, ci, p)
-
-    for task, x in r["tasks"].items():
-        add(task, x)
-    add("[bold]overall", r["overall"])
-    console.print(t)
-    console.print("* the paired bootstrap interval excludes zero; McNemar (A-only/B-only discordant) on 0/1 tasks")
+        for task, x in r["tasks"].items():
+            add(task, x)
+        add("[bold]overall", r["overall"])
+        console.print(t)
+    console.print("* the paired bootstrap interval excludes zero; McNemar (A-only/B-only discordant) on "
+                  "multiple-choice tasks")
