@@ -42,6 +42,7 @@ from gaspprobe.probing.match import chance_within, hits_within, match_tokens, sp
 from gaspprobe.probing.recipe import Recipe, load_recipe
 from gaspprobe.probing.features import SOURCES, check_adapter_supports, oracle_features
 from gaspprobe.probing.metrics import patch_tokens
+from gaspprobe.probing.shard import shard_info
 from gaspprobe.probing.temporal import sample_pairs
 
 COLUMNS = ["model", "scene", "layer", "gap", "metric", "value", "n"]
@@ -248,6 +249,10 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
     from gaspprobe.runs import open_run
 
     out = Path(out)
+    rank, world = shard_info()
+    if world > 1:
+        return _probe_sharded_out(model, scenes, rcp, out, model_str, scenes_desc, progress=progress,
+                                  overwrite=overwrite, device=device, dtype=dtype, label=label, rank=rank)
     with open_run(out, "probe", rcp, publish="staged", seed=rcp.seed, label=label,
                   identity={"model": model_str, "scenes": scenes_desc, "dtype": dtype},
                   on_change="replace" if overwrite else "refuse") as run:
@@ -258,6 +263,36 @@ def probe(model: Any, scenes: Any, recipe: "Recipe | str | Path | None" = None, 
         run.complete(device=device, patch_unit=rcp.patch_unit, tables=tables.schema_versions("probe"))
         res.out = out
         res.figures = [out / p.name for p in res.figures]
+    return res
+
+
+def _probe_sharded_out(model, scenes, rcp, out, model_str, scenes_desc, *, progress, overwrite, device,
+                       dtype, label, rank) -> ProbeResult:
+    """Under a launcher: rank 0 opens (and holds) the run folder and tells the others whether it
+    is cached; all ranks compute their shards; rank 0 writes; the others read the result back."""
+    from gaspprobe.probing import shard
+    from gaspprobe.runs import open_run
+
+    dist = shard.ensure_dist(device)
+    if rank != 0:
+        cached = shard.gather(None)[0]
+        if not cached:
+            _run(model, scenes, rcp, progress=False, device=device, dtype=dtype)
+            dist.barrier()
+        return load_result(out)
+    with open_run(out, "probe", rcp, publish="staged", seed=rcp.seed, label=label,
+                  identity={"model": model_str, "scenes": scenes_desc, "dtype": dtype},
+                  on_change="replace" if overwrite else "refuse") as run:
+        shard.gather(run.cached)
+        if run.cached:
+            return load_result(out)
+        res = _run(model, scenes, rcp, progress=progress, device=device, dtype=dtype)
+        write_result(res, run.dir)
+        run.complete(device=device, patch_unit=rcp.patch_unit, tables=tables.schema_versions("probe"),
+                     world_size=dist.get_world_size())
+    dist.barrier()
+    res.out = out
+    res.figures = [out / p.name for p in res.figures]
     return res
 
 
@@ -290,6 +325,9 @@ def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dt
     weights: dict[str, Any] = {}
     scale = None
 
+    rank, world = shard_info()
+    if world > 1:
+        return _run_sharded(adapter, model_str, scene_list, rcp, acc, do_depth, n_train, scale, rank, world)
     bar = _progress(True, n_sc) if progress is True else None
     try:
         for si, scene in enumerate(scene_list):
@@ -311,6 +349,39 @@ def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dt
     names = [s.name for s in scene_list]
     table = tables.conform(_table(acc, model_str, names), tables.PROBE, patch_unit=rcp.patch_unit)
     summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train, names)
+    return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
+
+
+def _run_sharded(adapter, model_str, scene_list, rcp, acc, do_depth, n_train, scale, rank, world) -> ProbeResult:
+    """This rank's scenes (i % world == rank); training scenes of the depth probe first, their
+    statistics gathered and fitted before held-out scenes; accumulators gathered at the end."""
+    from gaspprobe.probing import shard
+
+    n_sc = len(scene_list)
+    phases = [range(0, n_train), range(n_train, n_sc)] if do_depth else [range(n_sc)]
+    weights: dict = {}
+    if "attention" in rcp.modes:
+        scale = attention_scale(adapter)
+    for ph, idx in enumerate(phases):
+        local: dict[int, dict] = {}
+        for si in idx:
+            if si % world != rank:
+                continue
+            role = ("train" if si < n_train else "test") if do_depth else None
+            stats: dict = {}
+            _probe_scene(adapter, scene_list[si], rcp, acc, depth_role=role, stats=stats, weights=weights,
+                         scale=scale)
+            if role == "train":
+                local[si] = {k: shard.ridge_state(v) for k, v in stats.items() if v.n > 0}
+        if do_depth and ph == 0:
+            per_scene = {si: st for part in shard.gather(local) for si, st in part.items()}
+            layers = list(dict.fromkeys(k for si in sorted(per_scene) for k in per_scene[si]))
+            weights = {k: shard.merge_ridge([per_scene[si][k] for si in sorted(per_scene) if k in per_scene[si]]
+                                            ).solve(rcp.ridge_lambda) for k in layers}
+    merged = shard.merge_acc(_Acc(rcp), shard.gather(shard.acc_state(acc)))
+    names = [s.name for s in scene_list]
+    table = tables.conform(_table(merged, model_str, names), tables.PROBE, patch_unit=rcp.patch_unit)
+    summary = _summary(merged, table, model_str, rcp, n_sc, do_depth, n_train, names)
     return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
 
