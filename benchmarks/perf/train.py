@@ -13,6 +13,13 @@ Figures (tiny Qwen2.5-VL, LoRA r=32 + projector, one torch thread unless told ot
   (``peak_delta_mb`` = peak resident size sampled every 2 ms during the steps minus the resident
   size after set-up, before the first step); on CUDA also ``torch.cuda.max_memory_allocated`` (``cuda_peak_mb``).
 
+- ``loader``: the training data path at scale (issue 17): ``clips_per_s`` of
+  :func:`gaspprobe.training.data.batch_stream` with a COLD GT cache (every clip new, as on thousands
+  of scenes) from scenes saved on disk and read lazily, in process (``workers_0``) and with
+  DataLoader workers (``workers_2``), next to the training step's clips/s on the same clips
+  (``step_clips_per_s``); ``loader_vs_step`` = best loader rate / step rate (target >= 3: the
+  loader must never be what a step waits for).
+
 Run: ``python benchmarks/perf/train.py [--quick]``. Medians of repeats after a warm-up.
 """
 
@@ -131,6 +138,42 @@ def _rss_now_mb() -> float:
         return float("nan")
 
 
+def _loader(n_scenes: int, frames: int, size: int, clip_frames: int, n_batches: int, device: str = "cpu") -> dict:
+    """Cold-cache loader throughput vs the training step on ``clip_frames``-frame clips (batch 1)."""
+    import tempfile
+
+    import torch
+
+    from gaspprobe.scenes import generate_scene, load_scenes, save_scene
+    from gaspprobe.training.data import ClipBatches, ClipPlan, MatchCache, batch_stream
+
+    root = Path(tempfile.mkdtemp(prefix="perf-loader-"))
+    for s in range(n_scenes):
+        sc = generate_scene(s, frames=frames, size=size)
+        save_scene(sc, root / sc.name)
+    scenes = load_scenes(root, lazy=True)
+    adapter, module, _, _, opt, cfg = _setup(clip_frames, 1, device)
+    grid = adapter.token_grid(scenes[0].size, clip_frames)
+    plan = ClipPlan([s.num_frames for s in scenes], clip_frames, 8, 1, seed=0)
+    out: dict = {"n_scenes": n_scenes, "frames": frames, "size": size, "clip_frames": clip_frames}
+    for w in (0, 2):
+        cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)   # cold
+        t = time.perf_counter()
+        n = sum(1 for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, w))
+        out[f"workers_{w}"] = n / (time.perf_counter() - t)
+    cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)
+    clips = plan.batch(0, 1)
+    cache.matches(clips)
+    step = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), 3)
+    out["step_clips_per_s"] = 1 / step
+    out["loader_vs_step"] = max(out["workers_0"], out["workers_2"]) / out["step_clips_per_s"]
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    torch.set_num_threads(1)
+    return out
+
+
 def run(quick: bool = False, device: str = "cpu") -> dict:
     """Measure the figures above; ``quick`` uses fewer repeats and frame counts."""
     import torch
@@ -157,6 +200,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         res["by_frames"][F] = json.loads(line[-1][7:]) if line else {"error": (p.stderr or "")[-300:]}
+    res["loader"] = _loader(6 if quick else 24, 16, 224, 8 if quick else 16, 6 if quick else 12, device)
     return res
 
 
