@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Protocol, Sequence
 if TYPE_CHECKING:
     import torch
 
-FeatureMode = Literal["hidden", "attention"]
+FeatureMode = Literal["hidden", "attention", "q", "k", "v", "q_rope", "k_rope"]
+
+#: Every capture mode, in the order ``gaspprobe model inspect`` lists them.
+CAPTURE_MODES: tuple[str, ...] = ("hidden", "attention", "q", "k", "v", "q_rope", "k_rope")
 
 
 def layer_names(num_layers: int) -> list[str]:
@@ -84,6 +87,11 @@ class LayerCapture:
     """One layer's image-token features, handed out and then dropped by the consumer.
 
     mode "hidden": ``feats`` float [F, rows, cols, D] (the layer's output hidden states).
+    modes "q", "k", "v": ``feats`` float [F, rows, cols, heads*head_dim], the layer's projections of
+    its normed input, heads concatenated, after any q/k norm and BEFORE the rotary embedding ("k" and
+    "v" have the model's key/value heads, fewer than its query heads under grouped-query attention).
+    modes "q_rope", "k_rope": ``feats``, the same after the rotary embedding (as the model's own
+    attention function receives them; Qwen's 3-D mrope included), unscaled, key heads not repeated.
     mode "attention": ``query``/``key`` float [F, rows, cols, H*dh], rotary embeddings applied,
     key heads repeated for grouped-query attention, so that the model's own attention logits
     averaged over heads are ``query[p] . key[q] / (H * sqrt(dh))``.

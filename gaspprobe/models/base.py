@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from gaspprobe.errors import DataError, ModelError
-from gaspprobe.models.adapter import FeatureMode, LayerCapture, TokenGrid, layer_names
+from gaspprobe.models.adapter import CAPTURE_MODES, FeatureMode, LayerCapture, TokenGrid, layer_names
 
 DEFAULT_PROMPT = "Describe the scene."
 _QK_IMPL = "gaspprobe_qk"
@@ -138,7 +138,9 @@ def as_frames(frames: Any, *, what: str = "frames") -> np.ndarray:
 class _QKRecorder:
     """State of one attention-mode capture, read by the registered ``gaspprobe_qk`` function."""
 
-    def __init__(self, modules: dict[int, int], idx: torch.Tensor, emit: Callable[[int, Any, Any], None]):
+    def __init__(self, modules: dict[int, int], idx: torch.Tensor, emit: Callable[[int, Any, Any], None],
+                 kind: str = "attention"):
+        self.kind = kind  # "attention" (scaled q, repeated k), "q_rope" or "k_rope" (as they arrive)
         self.modules = modules  # id(self_attn module) -> layer index
         self.idx = idx  # [B, N] image-token positions (already on the model's device)
         self.rows = torch.arange(idx.shape[0], device=idx.device)[:, None]
@@ -168,10 +170,23 @@ def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropo
         rows = rec.rows if rec.rows.device == query.device else rec.rows.to(query.device)
         q = query.transpose(1, 2)[rows, idx]  # [B, N, H, dh]
         k = key.transpose(1, 2)[rows, idx]  # [B, N, Hkv, dh]
-        k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: kv head j serves query heads j*g..j*g+g-1
-        s = scaling if scaling is not None else dh**-0.5
-        q = q * (s * dh**0.5)
-        rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], H * dh), k.reshape(B, k.shape[1], H * dh))
+        if rec.kind == "q_rope":
+            rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], -1), None)
+        elif rec.kind == "k_rope":
+            rec.emit(rec.modules[id(module)], k.reshape(B, k.shape[1], -1), None)
+        else:
+            k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: kv head j serves query heads j*g..j*g+g-1
+            s = scaling if scaling is not None else dh**-0.5
+            q = q * (s * dh**0.5)
+            rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], H * dh), k.reshape(B, k.shape[1], H * dh))
+    if kwargs.get("softcap") is not None:  # Gemma 2 (PaliGemma 2) soft-caps its logits: SDPA cannot
+        import sys
+
+        eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+        if attention_mask is not None and attention_mask.dtype == torch.bool:  # our mask is SDPA's boolean one
+            attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+                ~attention_mask, torch.finfo(query.dtype).min)
+        return eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
                                   dropout=dropout, **kwargs)
 
@@ -243,6 +258,26 @@ class BaseAdapter:
     def build_tiny_parts(cls, seed: int = 0) -> tuple[Any, Any]:  # pragma: no cover - abstract
         """(randomly initialised model, processor) of this family, tiny."""
         raise NotImplementedError
+
+    #: Hub ids whose processor and vision geometry :meth:`build_real_parts` reproduces (first = default).
+    real_checkpoints: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0) -> tuple[Any, Any]:
+        """(model, processor) with tiny widths at a REAL checkpoint's processor and vision geometry.
+
+        Grid tests run on these (the geometry decides the token boxes; widths and depths do not).
+        The default is :meth:`build_tiny_parts`, for families whose tiny model already keeps its
+        real checkpoint's geometry; families whose tiny processor is shrunk override this."""
+        cls._check_real(checkpoint)
+        return cls.build_tiny_parts(seed)
+
+    @classmethod
+    def _check_real(cls, checkpoint: str | None) -> str | None:
+        if checkpoint is not None and cls.real_checkpoints and checkpoint not in cls.real_checkpoints:
+            raise ModelError(f"checkpoint: {checkpoint!r} is not a real setting of {cls.spec.model_type} "
+                             f"(known: {', '.join(cls.real_checkpoints)})")
+        return checkpoint or (cls.real_checkpoints[0] if cls.real_checkpoints else None)
 
     def _images_arg(self, per_sample: list[list[Any]]) -> Any:
         """The processor's ``images`` argument for a batch (default: one flat list, in order)."""
@@ -335,10 +370,28 @@ class BaseAdapter:
         return self._grid_for_row(inputs, 0, (H, W), n_frames, 0)
 
     # ------------------------------------------------------------------ capture
+    def capture_modes(self) -> tuple[str, ...]:
+        """The capture modes this model can hook (see :data:`~gaspprobe.models.adapter.CAPTURE_MODES`).
+
+        q/k/v need ``q_proj``/``k_proj``/``v_proj`` modules in every decoder layer's ``self_attn``;
+        attention and q/k after rotary need the attention to go through transformers' attention
+        interface (``self_attn.config``)."""
+        attn = [getattr(layer, "self_attn", None) for layer in self.decoder_layers()]
+        modes = ["hidden"]
+        if all(a is not None and hasattr(a, "config") for a in attn):
+            modes += ["attention", "q_rope", "k_rope"]
+        for m in ("q", "k", "v"):
+            if all(isinstance(getattr(a, f"{m}_proj", None), torch.nn.Module) for a in attn):
+                modes.append(m)
+        return tuple(m for m in CAPTURE_MODES if m in modes)
+
     def _resolve_layers(self, layers: Sequence[str] | None, mode: str) -> list[str]:
         allowed = self.layer_names()
-        if mode not in ("hidden", "attention"):
-            raise ModelError(f"mode must be 'hidden' or 'attention', got {mode!r}")
+        if mode not in CAPTURE_MODES:
+            raise ModelError(f"mode must be one of {', '.join(CAPTURE_MODES)}, got {mode!r}")
+        if mode not in self.capture_modes():
+            raise ModelError(f"mode {mode!r}: {type(self).__name__} ({self.model_id}) cannot hook it "
+                             f"(it has: {', '.join(self.capture_modes())})")
         if layers is None:
             return allowed if mode == "hidden" else allowed[1:]
         if isinstance(layers, str):
@@ -348,8 +401,8 @@ class BaseAdapter:
         bad = [name for name in layers if name not in allowed]
         if bad:
             raise ModelError(f"unknown layer(s) {bad}; this model has {allowed[0]}, {allowed[1]} ... {allowed[-1]}")
-        if mode == "attention" and "vision" in layers:
-            raise ModelError("layer 'vision' has no self-attention; attention mode takes llm.* layers only")
+        if mode != "hidden" and "vision" in layers:
+            raise ModelError(f"layer 'vision' has no self-attention; mode {mode!r} takes llm.* layers only")
         wanted = set(layers)
         return [name for name in allowed if name in wanted]  # model order, duplicates dropped
 
@@ -398,19 +451,43 @@ class BaseAdapter:
                 handles.append(dec[i].register_forward_hook(post))
             return lambda: [h.remove() for h in handles]
 
-        # attention mode: route the LLM's attention through the recording function
+        if mode in ("q", "k", "v"):
+            seq_len = [0]  # the decoder's sequence length, read as layer 0 starts
+
+            def seq_len_pre(m, args, kwargs):
+                seq_len[0] = (args[0] if args else kwargs["hidden_states"]).shape[1]
+            handles.append(dec[0].register_forward_pre_hook(seq_len_pre, with_kwargs=True))
+            for name in names:
+                attn = dec[int(name.split(".")[1])].self_attn
+                # after the q/k norm where the family has one (Qwen3, Gemma 3: it acts per head)
+                norm = getattr(attn, f"{mode}_norm", None) if mode in ("q", "k") else None
+                mod = norm if isinstance(norm, torch.nn.Module) else getattr(attn, f"{mode}_proj")
+
+                def proj_hook(m, args, out, name=name):
+                    if threading.get_ident() != owner:
+                        return None
+                    x = out[0] if isinstance(out, tuple) else out
+                    if x.ndim == 4 and x.shape[1] != seq_len[0]:  # a norm applied as [B, heads, S, dh]
+                        x = x.transpose(1, 2)
+                    emit(name, gather(x.reshape(x.shape[0], x.shape[1], -1)), None)
+                    if name == last:
+                        raise _StopForward
+                handles.append(mod.register_forward_hook(proj_hook))
+            return lambda: [h.remove() for h in handles]
+
+        # attention mode (and q/k after rotary): route the LLM's attention through the recording function
         _register_qk()
         attn_cfg = dec[0].self_attn.config
         mods = {id(dec[int(n.split(".")[1])].self_attn): int(n.split(".")[1]) for n in names}
 
-        def emit_qk(i: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        def emit_qk(i: int, q: torch.Tensor, k: torch.Tensor | None) -> None:
             emit(f"llm.{i}", q, k)
             if f"llm.{i}" == last:
                 raise _StopForward
 
         key = (id(attn_cfg), owner)
         with _QK_LOCK:
-            _ACTIVE_QK[key] = _QKRecorder(mods, idx, emit_qk)
+            _ACTIVE_QK[key] = _QKRecorder(mods, idx, emit_qk, kind=mode)
             users = _QK_USERS.setdefault(id(attn_cfg), [0, attn_cfg._attn_implementation])
             users[0] += 1
             attn_cfg._attn_implementation = _QK_IMPL
@@ -454,7 +531,9 @@ class BaseAdapter:
             callback: receives each layer's :class:`LayerCapture` (float32 [F,rows,cols,D] in
                 ``feats``, or ``query``/``key`` [F,rows,cols,H*dh]) while the forward is paused in
                 that layer's hook; drop it before returning to keep memory at one layer.
-            mode: "hidden" (decoder-layer outputs; "vision" = projector output) or "attention".
+            mode: "hidden" (decoder-layer outputs; "vision" = projector output), "attention"
+                (``query``/``key``), or "q", "k", "v" (projections before rotary), "q_rope",
+                "k_rope" (after rotary), each in ``feats`` (see :class:`LayerCapture`).
             layers: subset of :meth:`layer_names` (default: all; attention mode: all ``llm.*``).
             per_frame: feed each frame alone (a batch of F one-image samples, still one pass).
             prompt: text after the images (default :data:`DEFAULT_PROMPT`).

@@ -93,23 +93,49 @@ class Idefics3Adapter(BaseAdapter):
         if pos.numel() != n_frames * per:
             raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{per}")
         pos = pos.reshape(n_frames, per)
-        if not tiles:
-            grid = TokenGrid.regular(n_frames, n, n, (H, W))
+        # a token is s x s patches of p px; the (T//p)//s tokens of a tile side cover n*s*p <= T px
+        # of it (SmolVLM: 9*3*14 = 378 of 384; the rest of each tile is seen by no token)
+        span = n * int(cfg.scale_factor) * int(cfg.vision_config.patch_size)
+        if not tiles:  # one T x T view of the whole frame
+            grid = TokenGrid.regular(n_frames, n, n, (H, W), crop=(0.0, 0.0, W * span / T, H * span / T))
             grid.seq_index = pos.reshape(n_frames, n, n)
             return grid
         R, C = tr * n, tc * n
         I = torch.arange(R)[:, None]
         J = torch.arange(C)[None, :]
         k = ((I // n) * tc + J // n) * seq + (I % n) * n + (J % n)  # [R, C] index into the tile runs
-        grid = TokenGrid.regular(n_frames, R, C, (H, W))
-        grid.seq_index = pos[:, k]
-        glob = TokenGrid.regular(1, n, n, (H, W))
+        # steps 1-2 map the whole frame onto the (tr*T) x (tc*T) image the tiles are cut from
+        step = span / n
+        x0 = (J // n) * T + (J % n) * step
+        y0 = (I // n) * T + (I % n) * step
+        sx, sy = W / (tc * T), H / (tr * T)
+        boxes = torch.stack(torch.broadcast_tensors(x0 * sx, y0 * sy, (x0 + step) * sx, (y0 + step) * sy), -1)
+        grid = TokenGrid(boxes=boxes.double()[None].expand(n_frames, R, C, 4).float().clone(),
+                         seq_index=pos[:, k], frame_size=(H, W))
+        glob = TokenGrid.regular(1, n, n, (H, W), crop=(0.0, 0.0, W * span / T, H * span / T))
         grid.extra["global"] = {"boxes": glob.boxes[0], "seq_index": pos[:, tiles * seq:].reshape(n_frames, n, n)}
         grid.extra["tiles"] = (tr, tc)
         return grid
 
+    real_checkpoints = ("HuggingFaceM4/Idefics3-8B-Llama3", "HuggingFaceTB/SmolVLM-Instruct")
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        # 448x448 -> longest edge 224 -> 2x2 tiles of 112 (+ global) -> 8x8 tokens per frame
+        # (tile 112 -> 8x8 patches -> pixel shuffle 2 -> 4x4 tokens per tile)
+        return cls._parts(seed, 112, 2, 224)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        # Idefics3-8B-Llama3: tiles of 364 (26x26 patches of 14, shuffle 2 -> 13x13 = 169 tokens), longest
+        # edge 4*364; SmolVLM-Instruct (model_type idefics3): tiles of 384 (27x27 patches, shuffle 3 ->
+        # 9x9 = 81 tokens covering 378 px), longest edge 4*384. Both bilinear (resample 1), mean/std 0.5.
+        which = cls._check_real(checkpoint)
+        T, s = (384, 3) if which == "HuggingFaceTB/SmolVLM-Instruct" else (364, 2)
+        return cls._parts(seed, T, s, 4 * T, resample=1, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+    @classmethod
+    def _parts(cls, seed: int, T: int, s: int, L: int, **ip_kw):
         from transformers import (
             Idefics3Config,
             Idefics3ForConditionalGeneration,
@@ -124,7 +150,7 @@ class Idefics3Adapter(BaseAdapter):
                               "<global-img>", "<end_of_utterance>", *rowcol],
                              eos="<end_of_utterance>", pad="<pad>", bos="<|begin_of_text|>",
                              named={"image_token": "<image>"})
-        T, P, s = 112, 14, 2  # tile 112 -> 8x8 patches -> pixel shuffle 2 -> 4x4 tokens (real: 364/14/3 = 169)
+        P = 14
         cfg = Idefics3Config(
             vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                image_size=T, patch_size=P),
@@ -137,8 +163,7 @@ class Idefics3Adapter(BaseAdapter):
         )
         torch.manual_seed(seed)
         model = Idefics3ForConditionalGeneration(cfg).eval()
-        # 448x448 -> longest edge 224 -> 2x2 tiles of 112 (+ global) -> 8x8 tokens per frame
-        ip = Idefics3ImageProcessorPil(size={"longest_edge": 2 * T}, max_image_size={"longest_edge": T})
+        ip = Idefics3ImageProcessorPil(size={"longest_edge": L}, max_image_size={"longest_edge": T}, **ip_kw)
         proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=(T // (P * s)) ** 2,
                                  chat_template=_IDEFICS3_TEMPLATE)
         return model, proc

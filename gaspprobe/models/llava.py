@@ -111,15 +111,28 @@ class LlavaAdapter(BaseAdapter):
         grid.extra["crop"] = (float(xs[0]), float(ys[0]), float(xs[-1]), float(ys[-1]))
         return grid
 
+    real_checkpoints = ("llava-hf/llava-1.5-7b-hf",)
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        return cls._parts(seed, 112)  # 448x448 -> 112x112 -> 8x8 tokens (real: 336 / 14 = 24x24)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        # llava-1.5-7b-hf: CLIP-L/14-336 (shortest edge 336, centre crop 336, bicubic, CLIP mean/std)
+        cls._check_real(checkpoint)
+        return cls._parts(seed, 336, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                          image_std=[0.26862954, 0.26130258, 0.27577711], resample=3)
+
+    @classmethod
+    def _parts(cls, seed: int, S: int, **ip_kw):
         from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaImageProcessorPil, LlavaProcessor
 
         from gaspprobe.models.tiny import make_tokenizer
 
         tok = make_tokenizer(["<s>", "</s>", "<pad>", "<image>"], eos="</s>", pad="<pad>", bos="<s>",
                              named={"image_token": "<image>"})
-        S, P = 112, 14  # 448x448 -> 112x112 -> 8x8 tokens (real: 336 / 14 = 24x24)
+        P = 14
         cfg = LlavaConfig(
             vision_config=dict(model_type="clip_vision_model", hidden_size=64, intermediate_size=128,
                                num_hidden_layers=3, num_attention_heads=4, image_size=S, patch_size=P,
@@ -133,7 +146,7 @@ class LlavaAdapter(BaseAdapter):
         )
         torch.manual_seed(seed)
         model = LlavaForConditionalGeneration(cfg).eval()
-        ip = LlavaImageProcessorPil(size={"shortest_edge": S}, crop_size={"height": S, "width": S})
+        ip = LlavaImageProcessorPil(size={"shortest_edge": S}, crop_size={"height": S, "width": S}, **ip_kw)
         proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=P, vision_feature_select_strategy="default",
                               num_additional_image_tokens=1, chat_template=_LLAVA_TEMPLATE)
         return model, proc

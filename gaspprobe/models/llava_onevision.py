@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from gaspprobe.models.adapter import TokenGrid
@@ -37,6 +38,23 @@ _OV_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def _extent(c: torch.Tensor, axis: int, p: int, S: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) canvas-pixel edges of tokens whose centres along ``axis`` are ``c`` [rows, cols].
+
+    Cells the model kept as they are sit at ``tile*S + k*p + p/2`` and span their patch, ``p`` px
+    (tiles leave ``S - (S//p)*p`` px at their far edge unseen). Bilinearly shrunk cells are blends:
+    they span half-way to the neighbouring centres (the end ones mirror their inner half-step)."""
+    k = ((c - p / 2) % S) / p
+    if torch.allclose(k, k.round(), atol=1e-6):
+        return c - p / 2, c + p / 2
+    mid = (c.narrow(axis, 1, c.shape[axis] - 1) + c.narrow(axis, 0, c.shape[axis] - 1)) / 2
+    if c.shape[axis] == 1:  # pragma: no cover - one shrunk row: no neighbour to measure against
+        return c - p / 2, c + p / 2
+    first = 2 * c.narrow(axis, 0, 1) - mid.narrow(axis, 0, 1)
+    last = 2 * c.narrow(axis, -1, 1) - mid.narrow(axis, -1, 1)
+    return torch.cat([first, mid], axis), torch.cat([mid, last], axis)
 
 
 class LlavaOnevisionAdapter(BaseAdapter):
@@ -78,7 +96,10 @@ class LlavaOnevisionAdapter(BaseAdapter):
             pos = pos.reshape(n_frames, per)
             M = max(H, W)
             offx, offy = (M - W) // 2 if H > W else 0, (M - H) // 2 if W > H else 0
-            grid = TokenGrid.regular(n_frames, g, g, (H, W), crop=(-offx, -offy, M - offx, M - offy))
+            # the g patches of p px cover g*p <= S px of the S x S view (27*14 = 378 of 384 for the
+            # real SigLIP): the last S - g*p px of each side are seen by no token
+            span = g * p * M / S
+            grid = TokenGrid.regular(n_frames, g, g, (H, W), crop=(-offx, -offy, span - offx, span - offy))
             grid.seq_index = pos[:, :-1].reshape(n_frames, g, g)
             grid.extra["newline"] = pos[:, -1].clone()
             grid.extra["layout"] = "multi_image"
@@ -87,7 +108,8 @@ class LlavaOnevisionAdapter(BaseAdapter):
         return self._anyres_grid(inputs, pos, (H, W), first_image)
 
     def _anyres_grid(self, inputs: Any, pos: torch.Tensor, frame_size: tuple[int, int], image: int) -> TokenGrid:
-        from transformers.image_processing_utils import select_best_resolution
+        from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+        from transformers.image_utils import ChannelDimension
         from transformers.models.llava_onevision.modeling_llava_onevision import get_anyres_image_grid_shape
 
         H, W = frame_size
@@ -120,32 +142,43 @@ class LlavaOnevisionAdapter(BaseAdapter):
         rows = int(nl_pos.numel())
         cols = int(hr.shape[0] // max(rows, 1))
         hr = hr.reshape(rows, cols, 3)
-        # cell size in canvas px: the spacing of centres (bilinear shrink keeps them evenly spaced)
-        sy = float(hr[1, 0, 1] - hr[0, 0, 1]) if rows > 1 else float(p)
-        sx = float(hr[0, 1, 2] - hr[0, 0, 2]) if cols > 1 else float(p)
+        yc, xc = hr[..., 1], hr[..., 2]
+        # a token's extent in canvas px: its own patch (p px) when the model kept the cells as they
+        # are; after a bilinear shrink, half-way to the neighbouring tokens' centres
+        ylo, yhi = _extent(yc, 0, p, S)
+        xlo, xhi = _extent(xc, 1, p, S)
         hb, wb = select_best_resolution((H, W), pins)
-        # processor: aspect-preserving resize to (nh, nw) inside (hb, wb), centred zero padding
-        sw, sh = wb / W, hb / H
-        if sw < sh:
-            nw, nh = wb, min(-(-H * sw // 1), hb)
-        else:
-            nh, nw = hb, min(-(-W * sh // 1), wb)
-        nh, nw = int(nh), int(nw)
+        # processor: aspect-preserving resize to (nh, nw) inside (hb, wb) (its own
+        # get_patch_output_size), centred zero padding (divmod: the odd pixel goes after)
+        nh, nw = get_patch_output_size(np.empty((1, H, W)), (hb, wb), ChannelDimension.FIRST)
         py, px = (hb - nh) // 2, (wb - nw) // 2
         ky, kx = H / nh, W / nw
-        yc, xc = hr[..., 1], hr[..., 2]
-        boxes = torch.stack([(xc - sx / 2 - px) * kx, (yc - sy / 2 - py) * ky,
-                             (xc + sx / 2 - px) * kx, (yc + sy / 2 - py) * ky], -1).float()[None]
+        boxes = torch.stack([(xlo - px) * kx, (ylo - py) * ky, (xhi - px) * kx, (yhi - py) * ky], -1).float()[None]
         grid = TokenGrid(boxes=boxes, seq_index=pos[kind == 1].reshape(1, rows, cols), frame_size=(H, W))
-        base = TokenGrid.regular(1, g, g, (H, W))  # the base view is the frame squashed to S x S
+        # the base view is the frame squashed to S x S; its g patches cover g*p of the S px
+        base = TokenGrid.regular(1, g, g, (H, W), crop=(0.0, 0.0, W * g * p / S, H * g * p / S))
         grid.extra["base"] = {"boxes": base.boxes[0], "seq_index": base_pos.reshape(g, g)}
         grid.extra["newline"] = nl_pos
         grid.extra["layout"] = "anyres"
         grid.extra["padded"] = bool((boxes[..., :2] < 0).any() or (boxes[..., 2] > W).any() or (boxes[..., 3] > H).any())
         return grid
 
+    real_checkpoints = ("llava-hf/llava-onevision-qwen2-7b-ov-hf",)
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        # 448x448 frames: multi-image -> 8x8 tokens + newline each; one image -> 8x8 base + 16x16 anyres
+        return cls._parts(seed, 112, [[112 * a, 112 * b] for a in (1, 2) for b in (1, 2)])
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        # llava-onevision-qwen2-7b-ov-hf: SigLIP 384 / patch 14 (27x27 = 729 tokens), pinpoints
+        # every (a, b) of 384 * 1..6, bicubic, mean/std 0.5, anyres_max_9
+        cls._check_real(checkpoint)
+        return cls._parts(seed, 384, [[384 * a, 384 * b] for a in range(1, 7) for b in range(1, 7)], resample=3)
+
+    @classmethod
+    def _parts(cls, seed: int, S: int, pins: list, **ip_kw):
         from transformers import (
             LlavaOnevisionConfig,
             LlavaOnevisionForConditionalGeneration,
@@ -158,10 +191,7 @@ class LlavaOnevisionAdapter(BaseAdapter):
         tok = make_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                              eos="<|im_end|>", pad="<|endoftext|>",
                              named={"image_token": "<image>", "video_token": "<video>"})
-        # 448x448 frames: multi-image -> 8x8 tokens + newline each; one image -> 8x8 base + 16x16 anyres
-        # (real: S 384, p 14 -> 27x27, pinpoints up to 2304)
-        S, P = 112, 14
-        pins = [[S * a, S * b] for a in (1, 2) for b in (1, 2)]
+        P = 14
         cfg = LlavaOnevisionConfig(
             vision_config=dict(model_type="siglip_vision_model", hidden_size=64, intermediate_size=128,
                                num_hidden_layers=2, num_attention_heads=4, image_size=S, patch_size=P),
@@ -176,7 +206,7 @@ class LlavaOnevisionAdapter(BaseAdapter):
         torch.manual_seed(seed)
         model = LlavaOnevisionForConditionalGeneration(cfg).eval()
         ip = LlavaOnevisionImageProcessorPil(size={"height": S, "width": S}, image_grid_pinpoints=pins,
-                                             image_mean=[0.5] * 3, image_std=[0.5] * 3)
+                                             image_mean=[0.5] * 3, image_std=[0.5] * 3, **ip_kw)
         proc = LlavaOnevisionImageOnlyProcessor(image_processor=ip, tokenizer=tok, num_image_tokens=(S // P) ** 2,
                                                 vision_feature_select_strategy="full", chat_template=_OV_TEMPLATE)
         return model, proc

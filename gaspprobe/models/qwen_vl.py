@@ -26,6 +26,11 @@ from gaspprobe.models.base import BaseAdapter, FamilySpec
 
 # A 448x448 frame -> 224x224 -> 8x8 tokens (max_pixels = 224*224): small grids, fast on CPU.
 _TINY_MAX_PIXELS = 224 * 224
+_TINY_PIXELS = {"shortest_edge": 56 * 56, "longest_edge": _TINY_MAX_PIXELS}
+# Real Qwen2-VL / Qwen2.5-VL preprocessor_config.json: min_pixels 3136, max_pixels 12845056, CLIP mean/std
+_REAL_PIXELS_14 = {"shortest_edge": 3136, "longest_edge": 12845056}
+_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 _QWEN_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -94,8 +99,19 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         vision_keys=("visual.",),
     )
 
+    real_checkpoints = ("Qwen/Qwen2.5-VL-7B-Instruct",)
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        return cls._parts(seed, _TINY_PIXELS)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        cls._check_real(checkpoint)
+        return cls._parts(seed, _REAL_PIXELS_14, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
+
+    @classmethod
+    def _parts(cls, seed: int, pixels: dict, **ip_kw):
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
         from gaspprobe.models.processors import Qwen2_5_VLImageOnlyProcessor
@@ -113,8 +129,7 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         )
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": _TINY_MAX_PIXELS},
-                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+        ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
         return model, Qwen2_5_VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
 
 
@@ -135,8 +150,19 @@ class Qwen2VLAdapter(QwenVLAdapter):
         vision_keys=("visual.",),
     )
 
+    real_checkpoints = ("Qwen/Qwen2-VL-7B-Instruct",)
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        return cls._parts(seed, _TINY_PIXELS)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        cls._check_real(checkpoint)
+        return cls._parts(seed, _REAL_PIXELS_14, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
+
+    @classmethod
+    def _parts(cls, seed: int, pixels: dict, **ip_kw):
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
         from gaspprobe.models.processors import Qwen2VLImageOnlyProcessor
@@ -153,8 +179,7 @@ class Qwen2VLAdapter(QwenVLAdapter):
         )
         torch.manual_seed(seed)
         model = Qwen2VLForConditionalGeneration(cfg).eval()
-        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": _TINY_MAX_PIXELS},
-                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+        ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
         return model, Qwen2VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
 
 
@@ -175,8 +200,21 @@ class Qwen3VLAdapter(QwenVLAdapter):
         vision_keys=("visual.",),
     )
 
+    real_checkpoints = ("Qwen/Qwen3-VL-8B-Instruct",)
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
+        # 448x448 -> 256x256 -> 8x8 tokens of 32 px
+        return cls._parts(seed, {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}, 64)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        # Qwen3-VL-8B-Instruct preprocessor_config.json; 2304 = 48x48 learned position embeddings
+        cls._check_real(checkpoint)
+        return cls._parts(seed, {"shortest_edge": 65536, "longest_edge": 16777216}, 2304)
+
+    @classmethod
+    def _parts(cls, seed: int, pixels: dict, n_pos: int):
         from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
         from gaspprobe.models.processors import Qwen3VLImageOnlyProcessor
@@ -190,13 +228,12 @@ class Qwen3VLAdapter(QwenVLAdapter):
                              bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
             vision_config=dict(depth=3, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=16,
                                spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=128,
-                               num_position_embeddings=64, deepstack_visual_indexes=[0, 1]),
+                               num_position_embeddings=n_pos, deepstack_visual_indexes=[0, 1]),
             **_special_ids(tok),
         )
         torch.manual_seed(seed)
         model = Qwen3VLForConditionalGeneration(cfg).eval()
-        # 448x448 -> 256x256 -> 8x8 tokens of 32 px
-        ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 64 * 64, "longest_edge": 256 * 256},
+        ip = Qwen2VLImageProcessorPil(size=dict(pixels),
                                       patch_size=16, merge_size=2, temporal_patch_size=2,
                                       image_mean=[0.5] * 3, image_std=[0.5] * 3)
         return model, Qwen3VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)

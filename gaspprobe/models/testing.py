@@ -62,3 +62,36 @@ def tiny_adapter(arch: str = DEFAULT_ARCH, seed: int = 0, *, fresh: bool = False
         ad = _ADAPTERS[key]
     assert isinstance(ad.model, torch.nn.Module)
     return ad
+
+
+_REAL: dict[tuple[str, str | None, int], object] = {}
+
+
+def real_adapter(arch: str, checkpoint: str | None = None, seed: int = 0):
+    """An adapter of family ``arch`` at a REAL checkpoint's processor and vision geometry, tiny widths.
+
+    ``checkpoint``: one of the family's ``real_checkpoints`` (default its first). Built in memory
+    (no save/load: the grid depends on the processor and the vision config only) and cached per
+    process; do not modify it."""
+    from gaspprobe.models.registry import adapter_class
+
+    cls = adapter_class(arch)
+    key = (arch, checkpoint, int(seed))
+    with _LOCK:
+        if key not in _REAL:
+            model, processor = cls.build_real_parts(checkpoint, seed)
+            name = cls._check_real(checkpoint) or f"{arch} (tiny)"
+            _REAL[key] = cls(model.float(), processor, model_id=f"real-geometry:{name}")
+        return _REAL[key]
+
+
+def real_settings() -> list[tuple[str, str | None]]:
+    """(model_type, checkpoint) of every registered family's real settings (checkpoint None: the
+    family's tiny model already keeps its real checkpoint's geometry)."""
+    from gaspprobe.models.registry import ADAPTERS
+
+    out = []
+    for name in ADAPTERS.names():
+        cks = ADAPTERS.get(name).real_checkpoints
+        out += [(name, c) for c in cks] or [(name, None)]
+    return out
