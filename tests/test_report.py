@@ -814,3 +814,24 @@ def test_probe_without_matches_is_left_out_of_the_paper_figure(loop_runs, tmp_pa
     assert _md_table(md, "Headline").set_index("Model").loc["org/empty", "Peak corr. r=0 (%)"] == "–"
     md = report([e], tmp_path / "o2", formats=("png",)).with_name("report.md").read_text()
     assert "Diagnostic" not in md and not re.search(r"\bnan\b", md.lower())
+
+
+def test_benchmark_figure_draws_intervals_and_baselines():
+    """Error bars span each run's interval; chance / most-frequent ticks sit at their values."""
+    from matplotlib.collections import LineCollection
+
+    from gaspprobe.reporting.plots import benchmark_figure
+
+    bench = pd.DataFrame({"model": ["a", "a"], "task": ["t1", "t2"], "score": [40.0, 60.0],
+                          "ci_low": [30.0, np.nan], "ci_high": [55.0, np.nan]})
+    base = pd.DataFrame({"baseline": ["chance", "frequency", "blind"], "model": [None, None, "a"],
+                         "task": ["t1", "t2", "t1"], "score": [25.0, 50.0, 10.0]})
+    fig = benchmark_figure(bench, {"a": "#0173b2"}, [], benchmark="b", baselines=base)
+    ax = fig.axes[0]
+    labels = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "chance" in labels and "most frequent answer" in labels
+    segs = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    horiz = sorted((round(s[0][0], 6), round(s[1][0], 6)) for s in segs if s[0][1] == s[1][1])
+    vert = sorted(round(s[0][0], 6) for s in segs if s[0][0] == s[1][0])
+    assert (30.0, 55.0) in horiz                     # t1's interval; t2 has none
+    assert 25.0 in vert and 50.0 in vert and 10.0 not in vert   # blind is in the table, not here

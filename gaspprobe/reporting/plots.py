@@ -214,14 +214,17 @@ def depth_figure(depth, palette: dict):
     return fig
 
 
-def benchmark_figure(bench, palette: dict, pairs: list[tuple[str, str]], *, benchmark: str):
-    """Scores per question type (x100) as grouped horizontal bars, one bar per model; each GASP
-    bar carries its delta to its base ("+12.3").
+def benchmark_figure(bench, palette: dict, pairs: list[tuple[str, str]], *, benchmark: str,
+                     baselines=None):
+    """Scores per question type (x100) as grouped horizontal bars, one bar per model, with the run's
+    bootstrap 95% interval as an error bar when it has one; each GASP bar carries its delta to its
+    base ("+12.3"); the chance and most-frequent-answer baselines of each task as grey ticks.
 
     Args:
-        bench: rows ``model, task, score`` for one benchmark (score x100).
+        bench: rows ``model, task, score`` (and ``ci_low, ci_high``) for one benchmark (x100).
         pairs: (base display name, GASP display name).
         benchmark: its name, for the title.
+        baselines: rows ``baseline, model, task, score`` for this benchmark (x100), or None.
     """
     import numpy as np
 
@@ -232,10 +235,34 @@ def benchmark_figure(bench, palette: dict, pairs: list[tuple[str, str]], *, benc
         fig, (ax,) = _figure(0.9 + n_t * (0.14 + 0.13 * n_m))
         h = 0.8 / n_m
         score = {(r.model, r.task): r.score for r in bench.itertuples()}
+        ci = {(r.model, r.task): (getattr(r, "ci_low", np.nan), getattr(r, "ci_high", np.nan))
+              for r in bench.itertuples()}
         y = np.arange(n_t)
         for j, m in enumerate(models):
-            vals = [score.get((m, t), np.nan) for t in tasks]
-            ax.barh(y + (j - (n_m - 1) / 2) * h, vals, height=h * 0.92, color=palette[m], label=m)
+            vals = np.array([score.get((m, t), np.nan) for t in tasks], dtype=float)
+            lo = np.array([ci.get((m, t), (np.nan, np.nan))[0] for t in tasks], dtype=float)
+            hi = np.array([ci.get((m, t), (np.nan, np.nan))[1] for t in tasks], dtype=float)
+            ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(vals)
+            xerr = None
+            if ok.any():
+                xerr = np.vstack([np.where(ok, np.clip(vals - lo, 0, None), 0),
+                                  np.where(ok, np.clip(hi - vals, 0, None), 0)])
+            ax.barh(y + (j - (n_m - 1) / 2) * h, vals, height=h * 0.92, color=palette[m], label=m,
+                    xerr=xerr, error_kw=dict(ecolor="0.25", elinewidth=0.6, capsize=1.2))
+        marks = {"chance": dict(color="0.35", linestyle=":", label="chance"),
+                 "frequency": dict(color="0.1", linestyle="--", label="most frequent answer")}
+        if baselines is not None and len(baselines):
+            for kind, style in marks.items():
+                d = baselines[(baselines["baseline"] == kind) & baselines["model"].isna()]
+                v = {r.task: r.score for r in d.itertuples()}
+                first = True
+                for i, t in enumerate(tasks):
+                    x = v.get(t)
+                    if x is None or not math.isfinite(x):
+                        continue
+                    ax.vlines(x, i - 0.45, i + 0.45, linewidth=0.9, zorder=3,
+                              **{**style, "label": style["label"] if first else None})
+                    first = False
         gasp_base = {g: b for b, g in pairs}
         for j, m in enumerate(models):
             b = gasp_base.get(m)
@@ -245,16 +272,18 @@ def benchmark_figure(bench, palette: dict, pairs: list[tuple[str, str]], *, benc
                 v, vb = score.get((m, t)), score.get((b, t))
                 if v is None or vb is None or not (math.isfinite(v) and math.isfinite(vb)):
                     continue
-                ax.text(v, i + (j - (n_m - 1) / 2) * h, f" {v - vb:+.1f}", va="center",
+                top = ci.get((m, t), (np.nan, np.nan))[1]   # after the error bar, if any
+                x = max(v, top) if top is not None and math.isfinite(top) else v
+                ax.text(x, i + (j - (n_m - 1) / 2) * h, f" {v - vb:+.1f}", va="center",
                         ha="left", fontsize=5.8, color="0.15")
         ax.set_yticks(y, [t.replace("_", " ") for t in tasks])
         ax.invert_yaxis()
         finite = [v for v in score.values() if v is not None and math.isfinite(v)]
-        ax.set_xlim(0, max([100.0] + [v * 1.18 for v in finite]))
-        ax.set_xlabel("score (x100); labels: GASP − base")
+        ax.set_xlim(0, max([100.0] + [v * 1.18 for v in finite]) + 12)
+        ax.set_xlabel("score (x100), 95% interval; label: Δ to base")
         ax.set_title(f"{benchmark}: score per question type")
         ax.grid(axis="y", visible=False)
-        _legend_below(fig, ax, ncol=_ncol(len(models)))
+        _legend_below(fig, ax, ncol=_ncol(len(models) + 2))
     return fig
 
 

@@ -439,9 +439,12 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
     for b in dict.fromkeys(data.bench["benchmark"]):
         d = data.bench[data.bench["benchmark"] == b]
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", b)
-        save(plots.benchmark_figure(d, pal, pairs, benchmark=b), f"benchmark_{safe}",
-             f"{b} per question type", "Scores x100; the number after a GASP bar is its delta to "
-             "its base model in points.", figs)
+        save(plots.benchmark_figure(d, pal, pairs, benchmark=b,
+                                    baselines=data.baselines[data.baselines["benchmark"] == b]),
+             f"benchmark_{safe}", f"{b} per question type",
+             "Scores x100 with the run's bootstrap 95% interval; the number after a GASP bar is "
+             "its delta to its base model in points; grey ticks: the chance and most-frequent-"
+             "answer baselines of each question type.", figs)
     if len(data.loss):
         save(plots.loss_figure(data.loss, pal), "training_loss", "Training losses",
              "Every loss column of each train run's train_log.csv, coloured by the model it "
