@@ -122,3 +122,42 @@ def test_no_library_module_imports_the_cli():
             if any(n == "gaspprobe.cli" or n.startswith("gaspprobe.cli.") for n in names):
                 offenders.append(rel)
     assert not offenders, offenders
+
+
+def test_wait_waits_for_the_holder_then_runs(tmp_path):
+    import threading
+    import time
+
+    out = tmp_path / "run"
+    hold = RunLock(out).acquire()
+    t = threading.Timer(1.0, hold.release)
+    t.start()
+    t0 = time.perf_counter()
+    r = run("oracle:answers", "allangles", AA, out, wait=True)
+    t.join()
+    assert time.perf_counter() - t0 >= 0.9 and r.overall == pytest.approx(100.0)
+
+
+def test_killed_run_resumes_and_keeps_what_was_scored(tmp_path):
+    class Crash:
+        name = "crash"
+
+        def __init__(self, after):
+            self.after, self.calls = after, 0
+
+        def generate(self, batch, max_new_tokens=16):
+            if self.calls >= self.after:
+                raise KeyboardInterrupt
+            self.calls += 1
+            return ["B"] * len(batch)
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(Crash(3), "allangles", AA, out, label="base")
+    before = io.read_jsonl(out / "predictions.jsonl")
+    assert len(before) == 3 and io.read_manifest(out)["status"] == "running"
+    ok = Crash(100)
+    r = run(ok, "allangles", AA, out, label="base")
+    after = {x["id"]: x for x in io.read_jsonl(out / "predictions.jsonl")}
+    assert ok.calls == 8 and r.summary["n"] == 11
+    assert all(after[x["id"]] == x for x in before)  # nothing already scored was redone or lost
