@@ -130,8 +130,8 @@ def conform(df, schema: Schema, **constants: Any):
             df[c] = defaults.get(c)
     for c, dt in schema.columns:
         if dt == "object":
-            df[c] = df[c].astype(object).where(df[c].notna(), None)
-        elif dt == "Int64":
+            continue  # text: pandas' own string dtype, as parquet gives it back
+        if dt == "Int64":
             df[c] = pd.array(df[c], dtype="Int64")
         else:
             df[c] = df[c].astype(dt)
@@ -299,7 +299,7 @@ def robustness(acc_by_gap: Mapping[int, float], n_by_gap: Mapping[int, int], *,
     g0, base = gaps[0], float(acc_by_gap[gaps[0]])
     if base <= 0:
         return Robustness(float("nan"), base_gap=g0, n=0, reason=f"accuracy at gap {g0} is 0")
-    if chance_by_gap is not None and g0 in chance_by_gap and within_noise_of_chance(
+    if chance_by_gap is not None and not _isnan(chance_by_gap.get(g0)) and within_noise_of_chance(
             base, float(chance_by_gap[g0]), n_by_gap[g0], z):
         return Robustness(float("nan"), base_gap=g0, n=0,
                           reason=f"accuracy at gap {g0} ({base:.3f}) is within noise of chance "

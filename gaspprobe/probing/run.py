@@ -347,7 +347,7 @@ def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dt
             bar[0].stop()
 
     names = [s.name for s in scene_list]
-    table = tables.conform(_table(acc, model_str, names), tables.PROBE, patch_unit=rcp.patch_unit)
+    table = _table(acc, model_str, names, rcp.patch_unit)
     summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train, names)
     return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
@@ -380,7 +380,7 @@ def _run_sharded(adapter, model_str, scene_list, rcp, acc, do_depth, n_train, sc
                                             ).solve(rcp.ridge_lambda) for k in layers}
     merged = shard.merge_acc(_Acc(rcp), shard.gather(shard.acc_state(acc)))
     names = [s.name for s in scene_list]
-    table = tables.conform(_table(merged, model_str, names), tables.PROBE, patch_unit=rcp.patch_unit)
+    table = _table(merged, model_str, names, rcp.patch_unit)
     summary = _summary(merged, table, model_str, rcp, n_sc, do_depth, n_train, names)
     return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
@@ -522,7 +522,7 @@ def _check_shape(t: torch.Tensor, F: int, rows: int, cols: int, name: str) -> to
 
 
 # --------------------------------------------------------------------------- tables and summary
-def _table(acc: _Acc, model_str: str, scene_names: list[str]):
+def _table(acc: _Acc, model_str: str, scene_names: list[str], patch_unit: str = "llm_token"):
     import pandas as pd
 
     rows: list[tuple] = []
@@ -590,6 +590,7 @@ def _table(acc: _Acc, model_str: str, scene_names: list[str]):
     df["gap"] = df["gap"].astype("Int64")
     df["n"] = df["n"].astype("int64")
     df["value"] = df["value"].astype("float64")
+    df["patch_unit"] = patch_unit  # the columns and dtypes of tables.PROBE, built directly (cheap)
     return df
 
 
