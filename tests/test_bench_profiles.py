@@ -80,6 +80,7 @@ def test_vlmevalkit_profile_prompt_frames_parser(tmp_path):
     frames, _ = rec.seen[0]
     assert abs(int(frames[-1][0, 0, 0]) - 20 * recs[0]["frame_indices"][-1]) <= 1
     assert io.read_manifest(tmp_path / "r")["config"]["profile"] == "vlmevalkit"
+    assert profiles.get("vlmevalkit").jpeg_passes("qwen2_5_vl") == 2 and profiles.get("vlmevalkit").jpeg_passes(None) == 1
 
 
 def test_default_profile_keeps_the_historical_config(tmp_path):
@@ -130,9 +131,12 @@ def test_lmms_eval_inputs_system_prompt_and_pixel_budget(qwen):
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     # min_pixels 256*28*28 = 200704 upscales a 224x224 frame to 448x448: 32x32 patches of 14 px
     assert inp["image_grid_thw"].tolist() == [[1, 32, 32], [1, 32, 32]]
-    base = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("vlmevalkit"))
+    vk = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("vlmevalkit"))
+    # vlmeval/config.py's min_pixels 1280*28*28 = 1003520 lifts 224x224 to 1008x1008: 72x72 patches
+    assert vk["image_grid_thw"].tolist() == [[1, 72, 72], [1, 72, 72]]
+    assert "system" not in qwen.processor.tokenizer.decode(vk["input_ids"][0])
+    base = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("gaspprobe"))
     assert base["image_grid_thw"].tolist() == qwen.prepare([(frames, "Q?")])["image_grid_thw"].tolist()
-    assert "system" not in qwen.processor.tokenizer.decode(base["input_ids"][0])
 
 
 def test_video_profile_needs_a_processor_with_a_video_path(qwen, tmp_path):
@@ -143,11 +147,11 @@ def test_video_profile_needs_a_processor_with_a_video_path(qwen, tmp_path):
 
 
 def test_profile_generation_equals_adapter_generation_when_inputs_agree(qwen, tmp_path):
-    """The vlmevalkit profile on images differs from the default only by the JPEG round trip and
-    the prompt: with PNG-exact frames (flat colour) and an All-Angles prompt they build the same
-    inputs, so greedy answers agree."""
+    """A profile without system prompt or pixel budget builds exactly the adapter's own inputs
+    (one processor call for the batch), so greedy answers agree."""
     frames = np.full((2, 56, 56, 3), 120, np.uint8)
-    a = profiles.build_inputs(qwen, [(frames, "Which?", False)], profiles.get("vlmevalkit"))
+    plain = profiles.Profile(name="plain", description="no overrides")
+    a = profiles.build_inputs(qwen, [(frames, "Which?", False)], plain)
     b = qwen.prepare([(frames, "Which?")])
     assert a["input_ids"].tolist() == b["input_ids"].tolist()
     assert np.allclose(a["pixel_values"].numpy(), b["pixel_values"].numpy())

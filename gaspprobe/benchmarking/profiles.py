@@ -21,8 +21,10 @@ lmms-eval   lmms-eval 0.7.3's model classes (``models/simple/qwen2_5_vl.py``): Q
 vlmevalkit  VLMEvalKit (``vlmeval/dataset/vsibench.py``): frames as images saved to JPEG files
             and read back, ``uniform_tail`` sampling (``np.linspace(0, n-1, k, dtype=int)``, the
             last frame appended when missing), the NA post-prompt "Answer briefly and directly
-            in one float number.", its option matching then the first number. Per-model pixel
-            budgets of ``vlmeval/config.py`` are not reproduced (the processor's own are used).
+            in one float number.", its option matching then the first number. Qwen2/2.5-VL
+            (``Qwen2VLChat``): pixel budget min 1280*28*28 / max 16384*28*28 as in
+            ``vlmeval/config.py``, frames JPEG-encoded a second time (``encode_image``); other
+            families' per-model settings are not reproduced (the processor's own are used).
 official    the benchmark's released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
             video path where the family has one, linspace frames, first-token scorer);
             All-Angles = the authors' VLMEvalKit fork (images, can_infer matching).
@@ -34,7 +36,7 @@ A profile unknown for a family (or for a card) is a :class:`~gaspprobe.errors.Co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -53,8 +55,9 @@ class Profile:
     family has a video path; images otherwise). ``sampler``: "linspace" (``np.linspace(0, n-1, k,
     dtype=int)``), "linspace_last" (lmms-eval Qwen: the same, last frame appended when missing) or
     "uniform_tail" (VLMEvalKit: k uniform frames plus the last). ``pixels``: per family
-    ``(min_pixels, max_pixels)`` (None: the processor's own). ``jpeg``: frames go through a JPEG
-    file round trip (PIL defaults) as VLMEvalKit's saved frames do. ``strip``: strip answers. ``parser``: per card format the
+    ``(min_pixels, max_pixels)`` (None: the processor's own). ``jpeg``: per family, how many JPEG
+    save/read round trips (PIL defaults) the frames go through, as VLMEvalKit's saved frames do.
+    ``strip``: strip answers. ``parser``: per card format the
     scorer's parser (None: the card's default). ``prompt``: per card format prompt-variant
     overrides. ``families``: the model families the profile knows (empty: all).
     """
@@ -72,8 +75,12 @@ class Profile:
     stop: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     uses_adapter_generate: bool = False
-    jpeg: bool = False
+    jpeg: dict[str, int] = field(default_factory=dict)
     strip: bool = True
+
+    def jpeg_passes(self, family: str | None) -> int:
+        """JPEG save/read round trips the frames go through for a family (``"*"``: the default)."""
+        return int(self.jpeg.get(family or "", self.jpeg.get("*", 0)))
 
     def sampler_for(self, family: str | None) -> str:
         """The frame sampler this profile uses for a family (``"*"``: the default)."""
@@ -115,7 +122,11 @@ PROFILES.register("lmms-eval", Profile(
     stop=("<|im_end|>",)))
 PROFILES.register("vlmevalkit", Profile(
     name="vlmevalkit", description="VLMEvalKit: frames as images, uniform_tail sampling, its VSI prompt and matching",
-    visual="images", sampler={"*": "uniform_tail"}, jpeg=True,
+    visual="images", sampler={"*": "uniform_tail"},
+    # the dataset saves frames as JPEG; Qwen2VLChat re-encodes each file as JPEG (encode_image)
+    jpeg={"*": 1, "qwen2_vl": 2, "qwen2_5_vl": 2},
+    # vlmeval/config.py's Qwen2/2.5-VL entries: min 1280*28*28, max 16384*28*28; no system prompt
+    pixels={f: (1280 * 28 * 28, 16384 * 28 * 28) for f in ("qwen2_vl", "qwen2_5_vl")},
     parser={"vsibench": "vlmevalkit_then_first_token", "allangles": "vlmevalkit_can_infer"},
     prompt={"vsibench": {"na_post_prompt": "Answer briefly and directly in one float number."}},
     formats=("vsibench", "allangles")))
@@ -316,15 +327,3 @@ def blind_generate(model: Any, prompts: Sequence[str], *, max_new_tokens: int = 
         return list(model.generate([([], p) for p in prompts], max_new_tokens=max_new_tokens))
     return generate_inputs(model, text_inputs(model, prompts, system=system), max_new_tokens=max_new_tokens,
                            stop=stop, strip=strip)
-
-
-def resolve(card: Any, name: str | None, model: Any) -> Profile:
-    """The profile ``name`` checked for the model's family and the card (ConfigError otherwise).
-    Objects without a model config (test doubles, answerers) take any profile's defaults."""
-    p = get(name)
-    p.check(family_of(model) if has_processor(model) else None, card.format)
-    return p
-
-
-def with_overrides(p: Profile, **kw: Any) -> Profile:
-    return replace(p, **kw)

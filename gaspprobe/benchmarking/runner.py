@@ -98,7 +98,7 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str
 class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
-    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: bool = False):
+    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
@@ -107,7 +107,9 @@ class _VisualLoader:
 
     def __call__(self, s: Sample) -> tuple[list, dict]:
         vis, extra = self._load(s)
-        return (profiles.jpeg_roundtrip(vis) if self.jpeg else vis), extra
+        for _ in range(self.jpeg):
+            vis = profiles.jpeg_roundtrip(vis)
+        return vis, extra
 
     def _load(self, s: Sample) -> tuple[list, dict]:
         if "video" in s.visual:
@@ -435,7 +437,7 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg)
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam))
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
 
