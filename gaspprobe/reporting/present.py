@@ -193,6 +193,8 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
                  if len(data.probe) else "")
     if not runset.pairs:
         return head, None
+    paired = {(r.benchmark, r.base, r.gasp): r for r in data.paired.itertuples()
+              if r.task == "overall"}
     dcols = ["Base -> GASP"]
     if len(data.probe):
         dcols += ["Δ peak corr.", "Δ layer mean", "Δ vision"] + (["Δ peak q·k"] if has_att else [])
@@ -207,11 +209,16 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
             keys = ["peak", "layer_mean", "vision"] + (["attention_peak"] if has_att else [])
             keys += ["robustness"]
             row += [delta(getattr(pb, k, None), getattr(pg, k, None), 100.0) for k in keys]
-        row += [delta(ov.get((b, bm)), ov.get((g, bm))) for bm in benches]
+        for bm in benches:
+            p = paired.get((bm, b, g))
+            star = "*" if p is not None and bool(p.significant) else ""
+            row.append(delta(ov.get((b, bm)), ov.get((g, bm))) + star)
         drows.append(row)
     dtable = Table("Base -> GASP deltas (measured, points)", dcols, drows,
                    note="GASP minus base, in percentage points; pairs come from the train runs "
-                        "(base model -> output model).")
+                        "(base model -> output model)." + (
+                            " *: the paired bootstrap 95% interval of the benchmark delta excludes "
+                            "zero (intervals in the benchmark tables)." if benches else ""))
     return head, dtable
 
 
