@@ -142,6 +142,17 @@ def test_rerun_same_config_is_noop_and_different_config_refused(trained, tiny_di
         train(str(out / "nowhere"), scenes, out, progress=False, **FAST)
 
 
+def test_force_replaces_a_run_with_another_config(tmp_path, tiny_dir, scenes):
+    from gaspprobe.training.trainer import train
+
+    kw = {**FAST, "steps": 1}
+    train(str(tiny_dir), scenes, tmp_path / "r", progress=False, **kw)
+    res = train(str(tiny_dir), scenes, tmp_path / "r", progress=False, force=True, **{**kw, "lr": 1e-3})
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert not res.skipped and m["status"] == "complete" and m["config"]["lr"] == 1e-3
+    assert res.log.step.tolist() == [1]                 # a fresh run, not the old log continued
+
+
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_resume_after_kill_is_bitwise_identical(tmp_path, tiny_dir, scenes, grad_accum):
     from gaspprobe.training.trainer import train

@@ -305,6 +305,8 @@ def _open(out: Path, cfg: TrainConfig, base: str, label: str | None, force: bool
         return open_run(out, KIND, cfg, publish="incremental", identity=ident, seed=cfg.seed, label=label,
                         force=force)
     decision, m = decide(out, KIND, cfg, ident, on_change="replace" if force else "refuse")
+    if force and decision == "cached":               # as open_run does for the main process
+        decision = "fresh"
     return Run(out=out, kind=KIND, config=cfg, publish="incremental", decision=decision, dir=out,
                seed=cfg.seed, label=label, identity=ident, manifest=m)
 
@@ -317,8 +319,10 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, label
     Args:
         model: a hub id / local model folder (string), or a loaded adapter (trained in place: its
             ``model`` ends up as the merged GASP model).
-        scenes: a scenes folder (``gaspprobe scenes make``), or a list of ``Scene``. All scenes
-            must have the same frame size; ``val_fraction`` of them are held back for validation.
+        scenes: a scenes folder (``gaspprobe scenes make`` or a dataset in any supported format),
+            a list of ``Scene``, or several sources: a list of folders (named by folder) or a dict
+            ``{name: folder or scenes}`` (mixed by ``source_weights``). All scenes must have the
+            same frame size; ``val_fraction`` of each source is held back for validation.
         out: the run folder.
         config: a :class:`TrainConfig`, a dict, a TOML/YAML path, or None (defaults).
         label: the model's label in reports (the loop's "gasp"), written as ``model_label``.
@@ -343,14 +347,14 @@ def train(model: Any, scenes: Any, out: str | Path, config: Any = None, *, label
         acc = _accelerator(cfg)
         acc.wait_for_everyone()                            # every process has decided: now write
         s, plan_info, validator, extra = _build(model, scenes, cfg, acc, out)
-        step, position = _restore(s, run.resumed)
-        s.batches = batch_stream(ClipBatches(s.plan, s.cache, cfg.batch_size, acc.process_index, s.world),
-                                 position, cfg.steps * cfg.grad_accum, cfg.num_workers, cfg.seed)
         info = {"output_model": str(out / "model"), "plan": asdict(plan_info), "scenes": _scenes_field(scenes),
                 "text_sources": extra["text_sources"],
                 "tables": tables.schema_versions("train_log", "val_log")}
         if s.main:
-            run.start(**info)
+            run.start(**info)                              # the manifest first: the folder is a run
+        step, position = _restore(s, run.resumed)
+        s.batches = batch_stream(ClipBatches(s.plan, s.cache, cfg.batch_size, acc.process_index, s.world),
+                                 position, cfg.steps * cfg.grad_accum, cfg.num_workers, cfg.seed)
         acc.wait_for_everyone()
 
         t0 = time.perf_counter()
