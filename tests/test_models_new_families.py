@@ -242,9 +242,19 @@ def test_capture_shapes(arch):
     for cap in ad.capture(frames):
         got[cap.name] = tuple(cap.feats.shape)
         assert torch.isfinite(cap.feats).all()
+        # image tokens of different pixels differ (a zero-initialised projector would make them equal)
+        flat = cap.feats.reshape(-1, cap.feats.shape[-1])
+        assert (flat - flat[0]).abs().amax(-1).gt(1e-4).float().mean() > 0.9, cap.name
     F, R, C = grid.shape
     assert list(got) == ad.layer_names()
     assert set(got.values()) == {(F, R, C, ad.hidden_size)}
+    # per_frame: a batch of one-frame samples (the processor must pair images with prompts per sample)
+    caps = list(ad.capture(frames, per_frame=True, layers=["vision", "llm.0"]))
+    g1 = ad.token_grid((240, 320), 1)
+    assert [c.name for c in caps] == ["vision", "llm.0"]
+    assert ad.last_grid.shape == (2, g1.rows, g1.cols)
+    assert torch.equal(ad.last_grid.boxes[1], g1.boxes[0])
+    assert caps[0].feats.shape == (2, g1.rows, g1.cols, ad.hidden_size)
 
 
 @pytest.mark.parametrize("arch", list(EXPECTED))

@@ -55,6 +55,9 @@ class Gemma3Adapter(BaseAdapter):
         vision_keys=("vision_tower",),
     )
 
+    def _images_arg(self, per_sample):
+        return [list(ims) for ims in per_sample]  # nested: Gemma3Processor pairs images with prompts per sample
+
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
         H, W = frame_size
@@ -105,6 +108,10 @@ class Gemma3Adapter(BaseAdapter):
         )
         torch.manual_seed(seed)
         model = Gemma3ForConditionalGeneration(cfg).eval()
+        # transformers initialises the projection to ZEROS (a trained checkpoint overwrites it); a
+        # random tiny model would then give every image token the same (zero) embedding
+        with torch.no_grad():
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 64 ** -0.5)
         ip = Gemma3ImageProcessorPil(size={"height": 896, "width": 896}, resample=2, image_mean=[0.5] * 3,
                                      image_std=[0.5] * 3, do_pan_and_scan=False)
         proc = Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=_GEMMA3_TEMPLATE,
