@@ -49,3 +49,25 @@ def test_tiny_family_end_to_end(arch, rooms, tmp_path):
     assert all(math.isfinite(v) for v in s["confidence_spearman"].values() if v is not None)
     again = probe(ad, rooms, None, gaps=[1, 2, 4], pairs_per_gap=2, out=tmp_path / "run")
     assert again.cached and again.summary == s
+
+
+def test_every_feature_source_on_tiny_qwen(rooms):
+    """q, k, v (before/after rotary), attention and the oracles all run through the same matcher on
+    the model's own grid: the same GT matches for every source, accuracies in [0, 1], the
+    xyz oracle far above the model and the random oracle near chance."""
+    from gaspprobe.models.testing import tiny_adapter
+    from gaspprobe.probing.features import ORDER
+
+    ad = tiny_adapter("qwen2_5_vl")
+    res = probe(ad, rooms, None, modes=list(ORDER), gaps=[1, 2], depth_probe=False)
+    t = res.table
+    pooled = t[t.scene.isna() & t.gap.isna() & t.metric.str.endswith("/acc_r0")]
+    ns = set(pooled.n)
+    assert len(ns) == 1 and ns.pop() == res.summary["n_matches"]
+    assert set(pooled.metric.str.split("/").str[0]) == set(ORDER)
+    assert pooled.value.between(0, 1).all()
+    s = res.summary
+    assert s["oracle:xyz"]["peak_accuracy"] > 2 * s["peak_accuracy"]
+    n = s["n_matches"]
+    assert abs(s["oracle:random"]["peak_accuracy"] - s["chance"]) < 4 * math.sqrt(s["chance"] / n) + 1e-9
+    assert "vision" not in s["q"]["accuracy"]["r0"] and "vision" in s["accuracy"]["r0"]

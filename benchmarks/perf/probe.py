@@ -23,6 +23,9 @@ Top-level figures (worst family):
   weights (``naive_peak_extra_bytes``, ``probe_peak_extra_bytes``); on CPU there is no reliable
   per-tensor peak, so the ratio is computed from the tensors' sizes.
 
+``layer`` (:func:`layer_ratio`): the probe's own work per layer / one Qwen2.5-VL-7B-shaped
+decoder layer's forward on 16 frames x 16x16 tokens (target < 0.10): ``own_work_per_layer_fraction``.
+
 ``wide`` (and ``wide_cuda`` when a GPU is there): a 7B-width matching step, D = 3584, 8 frames x
 256 tokens (16x16), 24 pairs, ~60% of source tokens visible: matching and depth statistics per
 layer and per scene (x 28 layers).
@@ -190,6 +193,63 @@ def wide(*, D: int = 3584, frames: int = 8, rows: int = 16, cols: int = 16, laye
     }
 
 
+def layer_ratio(*, D: int = 3584, inter: int = 18944, heads: int = 28, kv_heads: int = 4, frames: int = 16,
+                rows: int = 16, cols: int = 16, layers: int = 28, repeats: int = 1, device: str = "cpu") -> dict:
+    """The probe's own work per layer / one 7B decoder layer's forward, at a realistic width.
+
+    One Qwen2 decoder layer with Qwen2.5-VL-7B's shapes (D = 3584, MLP 18944, 28 heads, 4 KV heads;
+    random weights, float32) runs on ``frames`` x ``rows`` x ``cols`` image tokens; the probe's work
+    per layer is what the runner does when that layer's capture arrives: the NN matching of every
+    GT match of the default recipe's pairs (gaps 1, 2, 4, 8 on a 16-frame clip, 4 pairs each, both
+    directions, ~60% of tokens visible) and the depth probe's ridge update, plus the scene's ground
+    truth (computed once per scene) divided over ``layers`` layers."""
+    import torch
+    from transformers import Qwen2Config
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RotaryEmbedding
+
+    from gaspprobe.probing.depth import RidgeStats
+    from gaspprobe.probing.match import match_tokens
+    from gaspprobe.probing.temporal import sample_pairs
+    from gaspprobe.scenes import generate_scene, patch_matches_many
+    from gaspprobe.models.adapter import TokenGrid
+
+    cfg = Qwen2Config(hidden_size=D, intermediate_size=inter, num_attention_heads=heads,
+                      num_key_value_heads=kv_heads, num_hidden_layers=1)
+    cfg._attn_implementation = "sdpa"
+    layer = Qwen2DecoderLayer(cfg, 0).to(device).eval()
+    rope = Qwen2RotaryEmbedding(cfg).to(device)
+    N = frames * rows * cols
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, N, D, generator=g).to(device)
+    pos = torch.arange(N, device=device)[None]
+    pe = rope(x, pos)
+
+    def fwd():
+        with torch.inference_mode():
+            layer(x, position_embeddings=pe, attention_mask=None, position_ids=pos)
+
+    t_layer = _median(fwd, repeats, warmup=0 if device == "cpu" else 1, device=device)
+    T = rows * cols
+    feats = torch.randn(frames, rows, cols, D, generator=g).to(device)
+    pairs = sample_pairs(frames, [1, 2, 4, 8, 16, 24], 4, seed=0)
+    pt = torch.tensor([[i, j] for i, j, _ in pairs])
+    src = [torch.nonzero(torch.rand(T, generator=g) < 0.6).squeeze(1) for _ in pairs]
+    tgt = [torch.randint(0, T, (s.numel(),), generator=g) for s in src]
+    y = (torch.rand(frames * T, generator=g) + 1.0).to(device)
+    st = RidgeStats(D)
+    t_match = _median(lambda: match_tokens(feats, feats, pt, src, tgt, cosine=True), 3, device=device)
+    t_ridge = _median(lambda: st.update(feats.reshape(-1, D), y), 2, device=device)
+    sc = generate_scene(0, frames=frames, size=448)
+    grid = TokenGrid.regular(frames, rows, cols, sc.size)
+    t_gt = _median(lambda: patch_matches_many(sc, pt, grid, patch_depths=False), 3)
+    own = t_match + t_ridge + t_gt / layers
+    return {"device": device, "D": D, "tokens": N, "pairs": len(pairs), "matches": sum(int(s.numel()) for s in src),
+            "layer_forward_s": t_layer, "match_per_layer_s": t_match, "depth_stats_per_layer_s": t_ridge,
+            "gt_per_scene_s": t_gt, "own_work_per_layer_s": own,
+            "own_work_per_layer_fraction": own / t_layer,
+            "match_only_fraction": t_match / t_layer}
+
+
 def run(quick: bool = False, device: str = "cpu") -> dict:
     """All figures: worst-family ratios at the top, ``families`` {arch: {...}}, ``wide``."""
     import torch
@@ -217,6 +277,8 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         out["naive_memory_ratio"] = min(f["naive_memory_ratio"] for f in ok)
     out["families"] = fams
     out["wide"] = wide(repeats=2 if quick else 3, layers=28)
+    out["layer"] = layer_ratio(frames=4 if quick else 16, device=device)
+    out["own_work_per_layer_fraction"] = out["layer"]["own_work_per_layer_fraction"]
     if torch.cuda.is_available():
         out["wide_cuda"] = wide(repeats=5, layers=28, device="cuda")
     return out
@@ -249,8 +311,22 @@ def _print(res: dict) -> None:
     for k in ("wide", "wide_cuda"):
         if k in res:
             _print_wide(res[k])
+    if "layer" in res:
+        w = res["layer"]
+        print(f"7B layer ({w['device']}, {w['tokens']} image tokens): forward {w['layer_forward_s']:.2f} s; probe per "
+              f"layer: matching {w['match_per_layer_s'] * 1e3:.0f} ms ({w['pairs']} pairs, {w['matches']} matches), "
+              f"depth stats {w['depth_stats_per_layer_s'] * 1e3:.0f} ms, GT {w['gt_per_scene_s'] * 1e3:.0f} ms/scene "
+              f"-> own work {w['own_work_per_layer_fraction']:.3f} of the layer's forward "
+              f"(matching alone {w['match_only_fraction']:.3f})")
 
 
 if __name__ == "__main__":
+    if "--layer" in sys.argv:  # only the 7B-layer ratio
+        import torch
+
+        torch.set_num_threads(1)
+        _print({"families": {}, "device": "cpu", "threads": 1,
+                "layer": layer_ratio(frames=4 if "--quick" in sys.argv else 16)})
+        sys.exit(0)
     dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     _print(run(quick="--quick" in sys.argv, device=dev))

@@ -719,7 +719,7 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
         if m != primary:
             out[m] = dict(b)
     # exactly what summary.json holds (NaN -> null), so a fresh and a cached result are equal
-    return io.json.loads(io.to_json(io._finite(out)))
+    return io.json.loads(io.json.dumps(io._finite(out), default=io._json_default, allow_nan=False))
 
 
 def load_result(run_dir: "str | Path") -> ProbeResult:
