@@ -1,28 +1,33 @@
 """The probe runner: ``probe(model, scenes, recipe) -> ProbeResult`` (what ``gaspprobe probe`` calls).
 
-For each scene (in order): take the clip (its first ``frames_per_clip`` frames), get the model's
-token grid, sample frame pairs per gap (:mod:`~gaspprobe.probing.temporal`), compute the GT patch
-matches for all pairs (:func:`gaspprobe.scenes.patch_matches_many`) and each token's patch depth, then
-run ONE forward pass per feature mode and, as each layer's capture arrives, match every GT source
+For each scene (in order): take the clip (frames 0, s, 2s, ... up to ``frames_per_clip``), get the
+model's token grid, sample frame pairs per gap (:mod:`~gaspprobe.probing.temporal`), compute the GT
+patch matches for all pairs (:func:`gaspprobe.scenes.patch_matches_many`) and each token's patch
+depth, then run ONE forward pass per feature source that needs one
+(:mod:`~gaspprobe.probing.features`) and, as each layer's capture arrives, match every GT source
 token against all of the target frame's tokens (:mod:`~gaspprobe.probing.match`), accumulate hit
-counts per gap and tolerance, confidences for the Spearman correlation, and the depth probe's
-ridge statistics (:mod:`~gaspprobe.probing.depth`); the layer is then dropped.
+counts per gap and tolerance (in patches: ``patch_unit``), confidences for the Spearman
+correlation, and the depth probe's ridge statistics (:mod:`~gaspprobe.probing.depth`); the layer is
+then dropped. Oracle sources are matched on the same grid without a forward pass.
 
-Aggregation: accuracies are **micro averages** over GT matches (pooled over pairs, gaps and
-scenes); ``peak_layer`` is the LLM layer (``llm.*``; all layers if the model has none) with the
-highest r=0 accuracy of the primary mode (``hidden`` when it ran); the ``vision`` layer is
-reported beside it as a reference. Temporal robustness is computed at that peak layer
-(definition in :mod:`~gaspprobe.probing.temporal`). The depth probe is fitted on the first
-``depth_train_fraction`` of the scenes and scored on the rest.
+Aggregation (the numbers people cite come from :mod:`gaspprobe.tables`, one implementation each):
+accuracies are **micro averages** over GT matches (pooled over pairs, gaps and scenes);
+``peak_layer`` is the LLM layer with the highest accuracy at the recipe's ``headline_r`` for the
+primary source (``hidden`` when it ran); the ``vision`` layer is reported beside it. Robustness,
+the normalized PCK per layer and the gap-balanced mean are computed at that tolerance (definitions
+in :mod:`gaspprobe.tables`). The depth probe is fitted on the first ``depth_train_fraction`` of the
+scenes and scored on the rest. Under ``torchrun`` / ``accelerate launch`` scenes are sharded over
+the processes and gathered (:mod:`~gaspprobe.probing.shard`); ``probe_many`` runs several models
+into one comparison run.
 
-Table (``probe.parquet`` + ``probe.csv``): tidy rows ``model, scene, layer, gap, metric, value,
-n``. A null ``scene`` means pooled over all scenes, a null ``gap`` pooled over gaps (or not
-applicable), a null ``layer`` a model-independent row (``chance``). ``value`` is NaN exactly when
-``n`` is 0 (no data, never a fake number). Metrics: ``{mode}/acc_r{r}`` (n = GT matches),
-``{mode}/conf_spearman`` (n = matches), ``{mode}/robustness`` (at the peak layer; n = matches of
-that layer over the gaps used), ``depth/absrel`` and ``depth/delta1`` (n = held-out tokens),
-``chance`` and ``chance_r{r}`` (the accuracy a uniformly random guess would get on the same
-matches; n = matches).
+Table (``probe.parquet`` + ``probe.csv``, schema :data:`gaspprobe.tables.PROBE`): tidy rows
+``model, scene, layer, gap, metric, value, n, patch_unit``. A null ``scene`` means pooled over all
+scenes, a null ``gap`` pooled over gaps (or not applicable), a null ``layer`` a model-independent
+row (``chance``). ``value`` is NaN exactly when ``n`` is 0 (no data, never a fake number). Metrics:
+``{source}/acc_r{r}`` (n = GT matches), ``{source}/conf_spearman`` (n = matches), ``depth/absrel``
+and ``depth/delta1`` (n = held-out tokens), ``chance`` and ``chance_r{r}`` (the accuracy a
+uniformly random guess would get on the same matches; n = matches). Run folders go through the
+run kernel (:func:`gaspprobe.runs.open_run`).
 """
 
 from __future__ import annotations
