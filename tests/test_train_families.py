@@ -134,3 +134,24 @@ def _weights(folder):
     from safetensors.torch import load_file
 
     return load_file(str(folder / "model.safetensors"))
+
+
+def test_export_keeps_the_video_processor_config(tmp_path, scenes):
+    """A model saved by `train` keeps its video input settings even when the processor was loaded
+    image-only (its video processor needs torchvision): the base's file is carried over as is."""
+    import shutil
+
+    from gaspprobe.models import load
+    from gaspprobe.models.testing import tiny_model_dir
+    from gaspprobe.training.trainer import train
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir("llava_next_video"), base)
+    # keys of llava-hf/LLaVA-NeXT-Video-7B-hf's video_preprocessor_config.json
+    text = json.dumps({"crop_size": {"height": 336, "width": 336}, "do_center_crop": True, "do_resize": True,
+                       "processor_class": "LlavaNextVideoProcessor", "size": {"shortest_edge": 336},
+                       "video_processor_type": "LlavaNextVideoVideoProcessor"}, indent=2)
+    (base / "video_preprocessor_config.json").write_text(text)
+    res = train(str(base), scenes, tmp_path / "run", progress=False, **{**FAST, "steps": 1})
+    assert (res.model_dir / "video_preprocessor_config.json").read_text() == text
+    assert load(str(res.model_dir)).spec.model_type == "llava_next_video"
