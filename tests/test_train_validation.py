@@ -53,9 +53,12 @@ def test_validation_equals_naive_reference(setup):
 
     ad, scenes, boxes, module, cache = setup
     cfg = SimpleNamespace(val_frames=6, val_gaps=[1, 2, 4], val_pairs_per_gap=2)
-    got = validate(module, cache, cfg, step=7)
+    val = validate(module, cache, cfg, step=7)
+    got = val.summary
+    cols = cache.boxes["token"][1][1]
 
     hits: dict = {}
+    hits2: dict = {}
     n: dict = {}
     for sc in scenes:
         with torch.no_grad():
@@ -72,6 +75,8 @@ def test_validation_equals_naive_reference(setup):
                             for k in range(f.shape[1])]
                     pred = max(range(len(sims)), key=lambda k: sims[k])
                     hits[(name, g)] = hits.get((name, g), 0) + (pred == t)
+                    near = max(abs(pred // cols - t // cols), abs(pred % cols - t % cols)) <= 2   # PCK@2
+                    hits2[(name, g)] = hits2.get((name, g), 0) + near
     names = list(feats)
     total = sum(n.values())
     acc = {name: sum(hits.get((name, g), 0) for g in n) / total for name in names}
@@ -85,7 +90,13 @@ def test_validation_equals_naive_reference(setup):
     assert got.peak_layer == peak and got.peak_accuracy == pytest.approx(acc[peak])
     assert got.robustness == pytest.approx(rob)
     assert 0 < total and any(0 < a < 1 for a in acc.values())       # not a degenerate case
-    rows = val_rows(got)
+    for name in names:                                   # r=2 (PCK@2patch), pooled and per gap
+        assert val.by_r[2][name][0] == pytest.approx(sum(hits2.get((name, g), 0) for g in n) / total)
+        for g in gaps:
+            assert val.by_r[2][name][g] == pytest.approx(hits2.get((name, g), 0) / n[g])
+        assert val.by_r[0][name][0] == pytest.approx(acc[name])
+    assert any(val.by_r[2][x][0] > val.by_r[0][x][0] for x in names)
+    rows = val_rows(val)
     assert rows[-1]["layer"] == "summary" and rows[-1]["peak_layer"] == peak
     assert {(r["layer"], r["gap"]) for r in rows[:-1]} == {(x, g) for x in names for g in [0, *gaps]}
 

@@ -3,7 +3,8 @@
 Nothing here is a second probe: matching is :func:`gaspprobe.probing.match.match_tokens` (cosine
 nearest neighbour over all target-frame tokens, hidden mode), and pooled accuracy, peak layer and
 robustness are :mod:`gaspprobe.tables`' single implementations (through
-:class:`~gaspprobe.tables.ValidationSummary`). What is specific to training is only *which* frames
+:class:`~gaspprobe.tables.ValidationSummary`); tolerances r = 0, 1, 2 tokens use the probe's
+``hits_within`` (r=2 is the paper's PCK@2patch). What is specific to training is only *which* frames
 are compared (:func:`val_pairs`: evenly spread start frames, deterministic, so the curve over steps
 compares like with like) and where the ground truth comes from (the trainer's
 :class:`~gaspprobe.training.data.MatchCache`).
@@ -15,11 +16,12 @@ batch (the ``raw_acc_*`` columns of the train log).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from gaspprobe.probing.match import match_tokens
+from gaspprobe.probing.match import hits_within, match_tokens
 from gaspprobe.tables import ValidationSummary, pooled_accuracy
 from gaspprobe.training.losses import MatchSet
 
@@ -59,18 +61,34 @@ def batch_accuracy(feats: torch.Tensor, m: MatchSet) -> tuple[float, int]:
     return pooled_accuracy(hits, ns)
 
 
+#: Tolerances (in tokens, Chebyshev) reported beside r=0: r=2 is the paper's PCK@2patch.
+TOLERANCES = (0, 1, 2)
+
+
+@dataclass
+class Validation:
+    """One validation: the r=0 :class:`~gaspprobe.tables.ValidationSummary` (peak layer and
+    robustness are chosen on it, as before) and ``by_r[r][layer][gap]`` pooled accuracy at each
+    tolerance of :data:`TOLERANCES` (gap 0 = pooled over gaps)."""
+
+    summary: ValidationSummary
+    by_r: dict[int, dict[str, dict[int, float]]] = field(default_factory=dict)
+
+
 @torch.no_grad()
-def validate(module: Any, cache: Any, cfg: Any, step: int) -> ValidationSummary | None:
-    """Raw hidden-state r=0 accuracy of ``module`` on the validation scenes of ``cache``.
+def validate(module: Any, cache: Any, cfg: Any, step: int) -> Validation | None:
+    """Raw hidden-state accuracy of ``module`` on the validation scenes of ``cache``.
 
     Each validation scene goes through ONE forward with its first ``cfg.val_frames`` frames (as
-    ``gaspprobe probe`` does); frame pairs come from :func:`val_pairs`. Returns the
-    :class:`~gaspprobe.tables.ValidationSummary` (None when no pair has a match). This steers
+    ``gaspprobe probe`` does); frame pairs come from :func:`val_pairs`; a prediction counts at
+    tolerance r when it lands within r tokens (Chebyshev) of the GT token
+    (:func:`gaspprobe.probing.match.hits_within`). None when no pair has a match. This steers
     defaults only; the reported figures are measured by ``gaspprobe probe`` on held-out scenes."""
     adapter = module._adapter[0]
+    cols = cache.boxes["token"][1][1]
     was = module.training
     module.eval()
-    hits: dict[tuple[str, int], float] = {}
+    hits: dict[int, dict[tuple[str, int], float]] = {r: {} for r in TOLERANCES}
     counts: dict[int, int] = {}
     for s, scene in enumerate(cache.scenes):
         F = min(scene.num_frames, cfg.val_frames)
@@ -87,25 +105,39 @@ def validate(module: Any, cache: Any, cfg: Any, step: int) -> ValidationSummary 
         gap_of = torch.tensor([g for g, *_ in chosen], dtype=torch.long)
         feats = adapter.image_features(scene.rgb[:F][None], layers=None, model=module.model)
         for n, v in feats.items():
-            r = match_tokens(v[0], v[0], pairs, [c[3] for c in chosen], [c[4] for c in chosen], cosine=True)
-            ok = (r.pred == r.gt).float()
-            per_gap = torch.zeros(int(gap_of.max()) + 1).index_add_(0, gap_of[r.pair], ok)
-            for g in dict.fromkeys(gap_of.tolist()):
-                hits[(n, g)] = hits.get((n, g), 0.0) + float(per_gap[g])
+            m = match_tokens(v[0], v[0], pairs, [c[3] for c in chosen], [c[4] for c in chosen], cosine=True)
+            for r in TOLERANCES:
+                ok = hits_within(m.pred, m.gt, cols, r).float()
+                per_gap = torch.zeros(int(gap_of.max()) + 1).index_add_(0, gap_of[m.pair], ok)
+                for g in dict.fromkeys(gap_of.tolist()):
+                    hits[r][(n, g)] = hits[r].get((n, g), 0.0) + float(per_gap[g])
     module.train(was)
     if not counts:
         return None
-    return ValidationSummary.from_hits(step, hits, counts)
+    gaps = sorted(counts)
+    by_r = {}
+    for r in TOLERANCES:
+        layers = list(dict.fromkeys(n for n, _ in hits[r]))
+        by_r[r] = {n: {0: pooled_accuracy([hits[r].get((n, g), 0.0) for g in gaps], [counts[g] for g in gaps])[0],
+                       **{g: pooled_accuracy([hits[r].get((n, g), 0.0)], [counts[g]])[0] for g in gaps}}
+                   for n in layers}
+    return Validation(ValidationSummary.from_hits(step, hits[0], counts), by_r)
 
 
-def val_rows(v: ValidationSummary) -> list[dict]:
+def val_rows(val: Validation) -> list[dict]:
     """``val_log`` rows (:data:`gaspprobe.tables.VAL_LOG`) of one validation: per layer the pooled
-    accuracy (gap 0) and each gap's, then one ``summary`` row (gap -1) with peak and robustness."""
+    accuracy (gap 0) and each gap's (``acc_r0`` and, as extra columns, ``acc_r1`` / ``acc_r2``),
+    then one ``summary`` row (gap -1) with peak and robustness (chosen at r=0)."""
+    v = val.summary
     rows = []
+
+    def extra(n: str, g: int) -> dict:
+        return {f"acc_r{r}": val.by_r[r][n][g] for r in TOLERANCES if r}
+
     for n, a in v.accuracy.items():
-        rows.append({"step": v.step, "layer": n, "gap": 0, "acc_r0": a, "n": v.n})
+        rows.append({"step": v.step, "layer": n, "gap": 0, "acc_r0": a, "n": v.n, **extra(n, 0)})
         for g, a2 in v.accuracy_by_gap[n].items():
-            rows.append({"step": v.step, "layer": n, "gap": g, "acc_r0": a2, "n": v.n_by_gap[g]})
+            rows.append({"step": v.step, "layer": n, "gap": g, "acc_r0": a2, "n": v.n_by_gap[g], **extra(n, g)})
     rows.append({"step": v.step, "layer": "summary", "gap": -1, "acc_r0": v.peak_accuracy, "n": 0,
                  "peak_layer": v.peak_layer, "robustness": v.robustness})
     return rows
@@ -113,11 +145,11 @@ def val_rows(v: ValidationSummary) -> list[dict]:
 
 class Validator:
     """Runs :func:`validate` at a step, appends its rows to the val log (main process) and keeps
-    the latest :class:`~gaspprobe.tables.ValidationSummary` for the run's summary."""
+    the latest :class:`Validation` for the run's summary."""
 
     def __init__(self, module: Any, cache: Any, cfg: Any, log: Any = None):
         self.module, self.cache, self.cfg, self.log = module, cache, cfg, log
-        self.last: ValidationSummary | None = None
+        self.last: Validation | None = None
 
     def __call__(self, step: int) -> None:
         if self.cache is None:
@@ -132,11 +164,12 @@ class Validator:
 
     def summary(self) -> dict:
         """The ``val_*`` keys of the run summary (empty values when never validated)."""
-        v = self.last
-        if v is None:
-            return {"val_accuracy_r0": {}, "val_accuracy_by_gap": {}, "val_peak_layer": None,
+        if self.last is None:
+            return {"val_accuracy_r0": {}, "val_accuracy_r2": {}, "val_accuracy_by_gap": {}, "val_peak_layer": None,
                     "val_peak_accuracy": None, "val_robustness": None, "val_robustness_reason": None}
+        v = self.last.summary
         return {"val_accuracy_r0": dict(v.accuracy),
+                "val_accuracy_r2": {n: a[0] for n, a in self.last.by_r[2].items()},
                 "val_accuracy_by_gap": {str(g): a for g, a in v.accuracy_by_gap.get(v.peak_layer, {}).items()},
                 "val_peak_layer": v.peak_layer, "val_peak_accuracy": v.peak_accuracy,
                 "val_robustness": v.robustness, "val_robustness_reason": v.robustness_reason}
