@@ -835,3 +835,20 @@ def test_benchmark_figure_draws_intervals_and_baselines():
     vert = sorted(round(s[0][0], 6) for s in segs if s[0][0] == s[1][0])
     assert (30.0, 55.0) in horiz                     # t1's interval; t2 has none
     assert 25.0 in vert and 50.0 in vert and 10.0 not in vert   # blind is in the table, not here
+
+
+def test_a_second_report_into_the_same_folder_is_refused_while_one_runs(loop_runs, tmp_path):
+    """The report folder is a run of the run kernel: while another process holds it, a second
+    report is refused with one line naming the folder and the holder, and writes nothing."""
+    from gaspprobe.reporting.report import report
+    from gaspprobe.runs import RunLock
+
+    out = tmp_path / "rep"
+    with RunLock(out):
+        with pytest.raises(DataError) as e:
+            report([loop_runs["probe_base"]], out, formats=("png",))
+    msg = str(e.value)
+    assert msg.startswith(str(out)) and "in use by pid" in msg and "\n" not in msg
+    assert not out.exists() and _leftovers(tmp_path) == []
+    report([loop_runs["probe_base"]], out, formats=("png",))    # free again: builds
+    assert (out / "report.html").is_file()
