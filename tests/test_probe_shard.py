@@ -40,6 +40,7 @@ def _probe_args(scenes, out):
             "quick", "--gaps", "1,2", "--modes", "hidden,attention,oracle:random", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(scenes, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "gaspprobe.cli", *_probe_args(scenes, tmp_path / "one")],
@@ -86,3 +87,16 @@ def test_merge_ridge_equals_one_pass():
     w1, b1 = one.solve(0.1)
     w2, b2 = m.solve(0.1)
     assert torch.allclose(w1, w2, rtol=1e-9, atol=1e-12) and b1 == pytest.approx(b2, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_refused_out_stops_every_rank_in_one_line(scenes, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(_free_port()), "-m", "gaspprobe.cli",
+                          *_probe_args(scenes, out)], capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode != 0
+    assert two.stderr.count("is not a gaspprobe run") >= 2, two.stderr[-2000:]

@@ -280,14 +280,21 @@ def _probe_sharded_out(model, scenes, rcp, out, model_str, scenes_desc, *, progr
 
     dist = shard.ensure_dist(device)
     if rank != 0:
-        cached = shard.gather(None)[0]
-        if not cached:
+        decided = shard.gather(None)[0]
+        if isinstance(decided, str):  # rank 0 was refused: the same one line here, no hang
+            raise DataError(decided)
+        if not decided:
             _run(model, scenes, rcp, progress=False, device=device, dtype=dtype)
             dist.barrier()
         return load_result(out)
-    with open_run(out, "probe", rcp, publish="staged", seed=rcp.seed, label=label,
-                  identity={"model": model_str, "scenes": scenes_desc, "dtype": dtype},
-                  on_change="replace" if overwrite else "refuse") as run:
+    try:
+        run = open_run(out, "probe", rcp, publish="staged", seed=rcp.seed, label=label,
+                       identity={"model": model_str, "scenes": scenes_desc, "dtype": dtype},
+                       on_change="replace" if overwrite else "refuse")
+    except DataError as e:
+        shard.gather(str(e))
+        raise
+    with run:
         shard.gather(run.cached)
         if run.cached:
             return load_result(out)
