@@ -852,3 +852,21 @@ def test_a_second_report_into_the_same_folder_is_refused_while_one_runs(loop_run
     assert not out.exists() and _leftovers(tmp_path) == []
     report([loop_runs["probe_base"]], out, formats=("png",))    # free again: builds
     assert (out / "report.html").is_file()
+
+
+def test_old_bench_tables_without_task_get_plain_deltas_and_a_warning(tmp_path):
+    """Bench runs written before scores.parquet had a ``task`` column (schema version 0) are still
+    reported; their deltas are plain differences, and a warning says why no interval is shown."""
+    from gaspprobe.reporting.report import report
+
+    runs = []
+    for name, tasks, scores in (("base", TASKS["base"], VSI_SCORES["base"]),
+                                ("gasp", TASKS["gasp"], VSI_SCORES["gasp"])):
+        r = write_bench(tmp_path / name, f"org/{name}", tasks, label=name, scores=scores)
+        t = io.read_table(r / "scores.parquet").drop(columns=["task", "failed", "cluster", "pair_idx"])
+        io.write_table(t, r / "scores.parquet")
+        runs.append(r)
+    md = report(runs, tmp_path / "out", formats=("png",)).with_name("report.md").read_text()
+    t = _md_table(md, "synthetic_vsi: score per question type").set_index("Question type")
+    assert t.loc["object_counting", "Δ gasp"] == "+50.0"          # summary difference, no interval
+    assert "no paired interval for base -> gasp" in md and "has no task per question" in md

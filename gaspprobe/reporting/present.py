@@ -467,7 +467,7 @@ def build_sections(data, runset, top: list[FigureRef], figs: list[FigureRef], *,
     head, dtable = headline_tables(data, runset)
     sections = []
     if data.warnings:
-        sections.append(Section("Warnings: runs of different recipes compared",
+        sections.append(Section("Warnings",
                                 list(data.warnings), kind="warning", anchor="warnings"))
     if top:
         sections.append(Section("Diagnostic (the paper's layout, measured here)", list(top),

@@ -99,6 +99,12 @@ def paired_rows(runset: RunSet) -> list[tuple]:
             rg = bench.get((gk, b))
             if mk != bk or rg is None:
                 continue
+            old = [r.path for r in (rb, rg) if r.table["task"].isna().any()]
+            if old:  # written before scores.parquet had a task per row (bench table v0)
+                runset.warnings.append(f"{b}: no paired interval for {runset.name(bk)} -> "
+                                       f"{runset.name(gk)}: {old[0]}/scores.parquet has no task "
+                                       "per question (an older bench run; rerun it)")
+                continue
             try:
                 res = compare_runs(rb.path, rg.path, seed=0)
             except GaspError as e:
