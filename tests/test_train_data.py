@@ -137,3 +137,29 @@ def test_lazy_scenes_train_the_same_run(tmp_path, two_sources):
     assert a.log.loss.tolist() == b.log.loss.tolist()
     assert a.summary["val_accuracy_r0"] == b.summary["val_accuracy_r0"] and a.summary["val_scenes"]
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["plan"]["metric_depth"] is True
+
+
+@pytest.mark.slow
+def test_cli_several_sources_and_weights(tmp_path, two_sources, capsys):
+    from typer.testing import CliRunner
+
+    from gaspprobe.cli import app
+    from gaspprobe.models.testing import tiny_model_dir
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in {**FAST, "steps": 1}.items()) + "\n")
+    base = ["train", "--model", str(tiny_model_dir("qwen2_5_vl")), "--scenes", str(two_sources / "synth_a"),
+            "--scenes", str(two_sources / "synth_b"), "--config", str(cfg), "--no-progress"]
+    r = CliRunner().invoke(app, base + ["--out", str(tmp_path / "run"), "--source-weight", "synth_b=3",
+                                        "--num-workers", "1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["config"]["source_weights"] == {"synth_b": 3.0} and m["config"]["num_workers"] == 1
+    assert [s["weight"] for s in m["plan"]["sources"]] == [1.0, 3.0]
+    from gaspprobe.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:                # the console script: one line, exit 2
+        main(base + ["--out", str(tmp_path / "bad"), "--source-weight", "synth_b"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "--source-weight: expected NAME=NUMBER" in err and "\n" not in err
