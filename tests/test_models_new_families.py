@@ -289,3 +289,33 @@ def test_training_facts_name_real_modules(arch):
     assert not any(spec.language_model_name + "." in n for n in proj + vis)
     lora = [n for n, _ in ad.model.named_modules() if re.fullmatch(spec.lora_targets, n)]
     assert len(lora) == len(spec.lora_modules) * len(lm.layers)
+
+
+def _with_processor(arch, **image_processor_attrs):
+    """The cached tiny adapter's model with a copy of its processor, image processor attributes changed."""
+    import copy
+
+    ad = adapter(arch)
+    proc = copy.deepcopy(ad.processor)
+    for k, v in image_processor_attrs.items():
+        setattr(proc.image_processor, k, v)
+    return type(ad)(ad.model, proc, model_id=ad.model_id)
+
+
+def test_gemma3_pan_and_scan_is_refused_in_one_line():
+    from gaspprobe.errors import ModelError
+
+    ad = _with_processor("gemma3", do_pan_and_scan=True, pan_and_scan_min_crop_size=256,
+                         pan_and_scan_max_num_crops=4, pan_and_scan_min_ratio_to_activate=1.2)
+    with pytest.raises(ModelError, match="do_pan_and_scan") as e:
+        ad.token_grid((480, 960), 1)
+    assert "\n" not in str(e.value)
+
+
+def test_llava_next_processor_pinpoints_must_match_the_model():
+    from gaspprobe.errors import ModelError
+
+    ad = _with_processor("llava_next", image_grid_pinpoints=[[336, 336], [672, 672]])
+    with pytest.raises(ModelError, match="image_grid_pinpoints") as e:
+        ad.token_grid((480, 640), 1)
+    assert "\n" not in str(e.value)

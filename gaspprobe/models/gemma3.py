@@ -41,6 +41,9 @@ _GEMMA3_TEMPLATE = (
 
 
 class Gemma3Adapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("google/gemma-3-4b-it",)
+
     spec = FamilySpec(
         model_type="gemma3",
         display_name="Gemma 3",

@@ -52,6 +52,9 @@ class Glm4vImageOnlyProcessor(Glm4vProcessor):
 
 
 class Glm4vAdapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("zai-org/GLM-4.1V-9B-Thinking",)
+
     spec = FamilySpec(
         model_type="glm4v",
         display_name="GLM-4.1V",

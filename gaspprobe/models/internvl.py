@@ -70,6 +70,9 @@ def internvl_tiles(H: int, W: int, ip: Any) -> tuple[int, int]:
 
 
 class InternVLAdapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("OpenGVLab/InternVL3-8B-hf",)
+
     spec = FamilySpec(
         model_type="internvl",
         display_name="InternVL3",

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from gaspprobe.errors import ModelError
 from gaspprobe.models.adapter import TokenGrid
 from gaspprobe.models.base import BaseAdapter, FamilySpec, _unwrap
 
@@ -73,6 +74,9 @@ def anyres_frame_grid(pack: Callable, cfg: Any, ip: Any, frame_size: tuple[int, 
     p = int(cfg.vision_config.patch_size)
     g = S // p
     pins = [list(x) for x in cfg.image_grid_pinpoints]
+    if pins != [list(x) for x in ip.image_grid_pinpoints]:
+        raise ModelError(f"image_grid_pinpoints: the processor's {[list(x) for x in ip.image_grid_pinpoints]} "
+                         f"differ from the model config's {pins}")
     hb, wb = select_best_resolution((H, W), [list(x) for x in ip.image_grid_pinpoints])
     nph, npw = hb // S, wb // S
     # fake features: channel 0 = kind, 1..2 = the cell's canvas row / column index
@@ -87,8 +91,6 @@ def anyres_frame_grid(pack: Callable, cfg: Any, ip: Any, frame_size: tuple[int, 
             t[..., 2] += tj * g
             feats.append(t.reshape(g * g, 3))
     fake = torch.stack(feats)
-    if pins != [list(x) for x in ip.image_grid_pinpoints]:
-        raise ValueError("the model's and the processor's image_grid_pinpoints differ")
     newline = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64)
     packed = pack([fake], torch.tensor([[H, W]]), newline)
     kind = packed[:, 0].round().long()
@@ -112,6 +114,9 @@ def anyres_frame_grid(pack: Callable, cfg: Any, ip: Any, frame_size: tuple[int, 
 
 
 class LlavaNextAdapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("llava-hf/llava-v1.6-mistral-7b-hf",)
+
     spec = FamilySpec(
         model_type="llava_next",
         display_name="LLaVA-NeXT",

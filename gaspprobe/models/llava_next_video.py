@@ -54,6 +54,9 @@ class LlavaNextVideoImageOnlyProcessor(LlavaNextVideoProcessor):
 
 
 class LlavaNextVideoAdapter(LlavaNextAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("llava-hf/LLaVA-NeXT-Video-7B-hf",)
+
     spec = FamilySpec(
         model_type="llava_next_video",
         display_name="LLaVA-NeXT-Video",

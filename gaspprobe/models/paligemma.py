@@ -30,6 +30,9 @@ from gaspprobe.models.base import BaseAdapter, FamilySpec, _unwrap, as_frames
 
 
 class PaliGemmaAdapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("google/paligemma2-3b-pt-224",)
+
     spec = FamilySpec(
         model_type="paligemma",
         display_name="PaliGemma 2",

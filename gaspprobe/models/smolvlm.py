@@ -101,6 +101,9 @@ def _tile_edges(n_tiles: int, T: int, n: int, q: int) -> tuple[torch.Tensor, tor
 
 
 class SmolVLMAdapter(BaseAdapter):
+    #: the tiny model already keeps this checkpoint's processor and vision geometry
+    real_checkpoints = ("HuggingFaceTB/SmolVLM2-2.2B-Instruct",)
+
     spec = FamilySpec(
         model_type="smolvlm",
         display_name="SmolVLM2",
