@@ -319,3 +319,30 @@ def test_llava_next_processor_pinpoints_must_match_the_model():
     with pytest.raises(ModelError, match="image_grid_pinpoints") as e:
         ad.token_grid((480, 640), 1)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED))
+def test_hub_style_folder_loads_through_autoprocessor_or_the_image_only_fallback(arch, tmp_path):
+    """A folder laid out like a hub checkpoint (real processor class name, no gaspprobe metadata):
+    ``load`` goes through AutoProcessor and, where the real processor needs a video processor
+    (torchvision), falls back to the family's image-only processor."""
+    import json
+
+    from gaspprobe.models.loading import load
+    from gaspprobe.models.tiny import META_FILE, build_tiny
+
+    d = build_tiny(arch, tmp_path / arch)
+    (d / META_FILE).unlink()
+    real = adapter(arch).spec.processor_class
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        f = d / name
+        if f.exists():
+            j = json.loads(f.read_text())
+            if "processor_class" in j:
+                j["processor_class"] = real
+                f.write_text(json.dumps(j))
+    ad = load(d, dtype="float32")
+    want = {real, *(filter(None, [(ad.spec.image_only_processor or "").rsplit(":", 1)[-1]]))}
+    assert type(ad.processor).__name__ in want
+    ref = adapter(arch).token_grid((480, 640), 1)
+    assert torch.equal(ad.token_grid((480, 640), 1).boxes, ref.boxes)
