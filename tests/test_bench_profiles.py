@@ -39,12 +39,13 @@ def test_linspace_and_uniform_tail_by_hand():
 
 def test_qwen_fps2_matches_qwen_vl_utils_then_lmms_eval_subsampling():
     # 40 frames at 10 fps = 4 s -> qwen-vl-utils decodes 4 s * 2 fps = 8 frames at
-    # round(linspace(0, 39, 8)) = [0, 6, 11, 17, 22, 28, 33, 39]; lmms-eval then takes
-    # np.linspace(0, 7, 32, dtype=int) of those (repeats) and the last one is already in
+    # round(linspace(0, 39, 8)) = [0, 6, 11, 17, 22, 28, 33, 39]; lmms-eval 0.7.3 then takes
+    # np.unique(np.linspace(0, 7, 32, dtype=int)) of those: all 8, the last one already in
     dec = [0, 6, 11, 17, 22, 28, 33, 39]
     assert profiles.qwen_fps_frames(40, 10.0).tolist() == dec
-    sub = [int(x) for x in np.floor(np.arange(32) * 7 / 31)]
-    assert profiles.sample_indices(40, 32, "qwen_fps2", 10.0).tolist() == [dec[i] for i in sub]
+    assert profiles.sample_indices(40, 32, "qwen_fps2", 10.0).tolist() == dec
+    # k < decoded frames: floor(i * 7 / 2) for i in 0..2 = [0, 3, 7] of the decoded ones
+    assert profiles.sample_indices(40, 3, "qwen_fps2", 10.0).tolist() == [0, 17, 39]
     # a long video is capped by k, not by the 2 fps count
     long = profiles.sample_indices(3000, 32, "qwen_fps2", 30.0)
     assert len(long) == 32 and long[0] == 0 and long[-1] == 2999

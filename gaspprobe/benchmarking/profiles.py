@@ -13,8 +13,8 @@ lmms-eval   lmms-eval 0.7.3's model classes (``models/simple/qwen2_5_vl.py``): Q
             video as a *video* (``{"type": "video"}``, the processor's video path), system
             prompt "You are a helpful assistant.", pixel budget min 256*28*28 / max 1,605,632
             (qwen-vl-utils caps a video frame at 768*28*28), frames as qwen-vl-utils decodes
-            them (2 fps, ``round(linspace)``, an even count >= 4) then ``np.linspace`` to k with
-            the last decoded frame appended when missing; no fps reaches the processor (so
+            them (2 fps, ``round(linspace)``, an even count >= 4) then ``np.unique(np.linspace)``
+            to k with the last decoded frame appended when missing; no fps reaches the processor (so
             transformers assumes 24); greedy; the "until" strings cut after decoding, answers
             not stripped; its lenient VSI scorer (first number, number words included).
             LLaVA-OneVision: the video path with ``np.linspace`` frames. Others: images.
@@ -181,9 +181,9 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
     - ``linspace``: ``np.linspace(0, n-1, k, dtype=int)`` (lmms-eval's ``load_video``; official).
     - ``uniform_tail``: VLMEvalKit's default: the same, then ``n-1`` appended when it is not the
       last index already (with ``np.linspace`` it always is, so k frames).
-    - ``qwen_fps2``: lmms-eval's Qwen classes: the frames qwen-vl-utils decodes
-      (:func:`qwen_fps_frames`, 2 fps), then ``np.linspace(0, m-1, k, dtype=int)`` of those with
-      the last decoded frame appended when missing (repeats frames when m < k, as lmms-eval does).
+    - ``qwen_fps2``: lmms-eval 0.7.3's Qwen classes: the frames qwen-vl-utils decodes
+      (:func:`qwen_fps_frames`, 2 fps), then ``np.unique(np.linspace(0, m-1, k, dtype=int))`` of
+      those with the last decoded frame appended when missing (so at most min(m, k + 1) frames).
     """
     if n < 1 or k < 1:
         raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
@@ -194,11 +194,37 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
         return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
     if sampler == "qwen_fps2":
         dec = qwen_fps_frames(n, float(video_fps or 24.0))
-        sub = np.linspace(0, len(dec) - 1, k, dtype=int)
+        sub = np.unique(np.linspace(0, len(dec) - 1, k, dtype=int))  # 0.7.3 drops repeats
         if len(dec) - 1 not in sub:
-            sub = np.append(sub, len(dec) - 1)
+            sub = np.unique(np.append(sub, len(dec) - 1))
         return dec[sub]
     raise ConfigError(f"unknown frame sampler {sampler!r}")
+
+
+QWEN_UTILS_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9  # qwen-vl-utils' MODEL_SEQ_LEN budget
+
+
+def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pixels: int) -> np.ndarray:
+    """Resize video frames as qwen-vl-utils ``fetch_video`` does before the processor sees them.
+
+    The per-frame cap is ``max(min(768*28*28, total / decoded * 2), 1.05 * min_pixels)`` with
+    ``decoded`` the number of frames it decoded (before lmms-eval subsamples them), then
+    ``smart_resize`` (transformers' Qwen2-VL rule, factor 28) and a bicubic, antialiased resize of
+    the uint8 frames rounded back to uint8 (torchvision's ``resize`` on a uint8 tensor; written with
+    ``torch.nn.functional.interpolate``, which gives the same values, so torchvision is not needed).
+    Returns uint8 [F, h, w, 3]."""
+    import torch
+
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    F_, H, W = frames.shape[:3]
+    cap = max(min(QWEN_VIDEO_FRAME_MAX_PIXELS, QWEN_UTILS_TOTAL_PIXELS / max(decoded, 1) * 2), int(min_pixels * 1.05))
+    h, w = smart_resize(H, W, factor=28, min_pixels=min_pixels, max_pixels=int(min(max_pixels, cap)))
+    if (h, w) == (H, W):
+        return frames
+    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    y = torch.nn.functional.interpolate(t, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def jpeg_roundtrip(frames: Sequence[np.ndarray]) -> list[np.ndarray]:

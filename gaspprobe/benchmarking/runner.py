@@ -98,11 +98,13 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str
 class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
-    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0):
+    def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0,
+                 qwen_pixels: tuple[int, int] | None = None):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
         self.jpeg = jpeg
+        self.qwen_pixels = qwen_pixels  # lmms-eval's Qwen video path: resize as qwen-vl-utils does
         self._cache: dict[str, tuple] = {}
 
     def __call__(self, s: Sample) -> tuple[list, dict]:
@@ -119,7 +121,12 @@ class _VisualLoader:
             if path not in self._cache:
                 if len(self._cache) >= self.keep:
                     self._cache.pop(next(iter(self._cache)))
-                self._cache[path] = read_video_frames(path, int(self.frames or 32), sampler=self.sampler)
+                info: dict = {}
+                fr, idx, n = read_video_frames(path, int(self.frames or 32), sampler=self.sampler, info=info)
+                if self.qwen_pixels is not None:
+                    decoded = len(profiles.qwen_fps_frames(n, float(info.get("fps") or 24.0)))
+                    fr = profiles.qwen_video_resize(fr, decoded, *self.qwen_pixels)
+                self._cache[path] = fr, idx, n
             fr, idx, n = self._cache[path]
             return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n),
                               "frame_sampler": self.sampler}
@@ -437,7 +444,9 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam))
+    qpix = ctx.profile.pixels.get(fam or "") if (ctx.profile.sampler_for(fam) == "qwen_fps2"
+                                                 and ctx.profile.wants_video(fam, {"video": True})) else None
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam), qwen_pixels=qpix)
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
 

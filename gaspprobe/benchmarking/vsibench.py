@@ -191,7 +191,7 @@ def frame_indices(n: int, k: int):
     return np.linspace(0, n - 1, k, dtype=int)
 
 
-def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
+def read_video_frames(path: str | Path, k: int, sampler: str = "linspace", info: dict | None = None):
     """Decode ``k`` uniformly sampled RGB frames with PyAV (``sampler``: see
     :func:`gaspprobe.benchmarking.profiles.sample_indices`, which also gets the stream's average
     frame rate; a sampler may return k + 1 frames or repeat frames).
@@ -199,6 +199,8 @@ def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
     n is the container's frame count (``stream.frames``, what decord's ``len()`` reads from the
     index); when the container does not say, or fewer frames decode than it says, n is the number
     of frames that actually decode.
+
+    ``info``, when given, receives ``{"n": n, "fps": average frame rate or None}``.
 
     Returns ``(frames, indices, n)``: uint8 array [k', H, W, 3], the int indices [k'] and n. Raises
     :class:`DataError` naming the file when it is missing or unreadable.
@@ -255,4 +257,6 @@ def read_video_frames(path: str | Path, k: int, sampler: str = "linspace"):
         raise
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as e:
         raise DataError(f"unreadable video ({type(e).__name__}: {str(e)[:80]})", path=path) from None
+    if info is not None:
+        info.update(n=n, fps=video_fps[0])
     return np.stack([got[int(i)] for i in idx]), idx, n

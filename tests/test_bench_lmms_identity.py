@@ -1,0 +1,127 @@
+"""Identity test: the ``lmms-eval`` profile builds exactly the inputs lmms-eval 0.7.3's own
+Qwen2.5-VL class builds (input ids, attention mask, video pixel tensor, grid, seconds per grid).
+
+Runs only where lmms-eval 0.7.3, qwen-vl-utils, decord and torchvision import (not in the default
+environment; see docs/benchmarks.md for the venv used). The model is the tiny random Qwen2.5-VL
+with a processor laid out like the real checkpoint (video processor, the real chat template from
+``/work/shared/real_configs``-style config), since ``gaspprobe model tiny`` saves an image-only one.
+lmms-eval's ``generate`` call is intercepted to capture its inputs; nothing is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Qwen2.5-VL-3B-Instruct's chat template (its chat_template.json), with the default system turn
+QWEN25_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}"
+    "<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in "
+    "content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] "
+    "== 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
+    "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
+    "<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _import_torchvision():
+    """torchvision, or skip. The registry's 0.28 wheel needs two op schemas defined before its
+    import with the CPU torch here (the workaround noted in issue 15); only this optional test
+    uses it, and only when a plain ``import torchvision`` fails in a fresh interpreter."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    for m in ("lmms_eval", "qwen_vl_utils", "decord", "torchvision"):
+        if importlib.util.find_spec(m) is None:
+            pytest.skip(f"{m} is not installed")
+    if "torchvision" not in sys.modules and subprocess.run([sys.executable, "-c", "import torchvision"],
+                                                           capture_output=True).returncode != 0:
+        import torch
+
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _import_torchvision.lib = lib  # keep the library alive
+    import torchvision  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    _import_torchvision()
+    import torch
+    from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    root = tmp_path_factory.mktemp("lmms")
+    src = tiny_model_dir("qwen2_5_vl")
+    mdir = root / "model"
+    shutil.copytree(src, mdir)
+    for f in mdir.glob("*processor*json"):
+        f.unlink()
+    tok = AutoTokenizer.from_pretrained(src)
+    proc = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2,
+                                              temporal_patch_size=2),
+        tokenizer=tok, video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2),
+        chat_template=QWEN25_TEMPLATE)
+    proc.save_pretrained(mdir)
+    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL
+
+    lm = Qwen2_5_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
+    captured: dict = {}
+
+    def fake_generate(**kw):
+        captured.clear()
+        captured.update(kw)
+        return torch.cat([kw["input_ids"], torch.tensor([[tok.eos_token_id]])], 1)
+
+    lm._model.generate = fake_generate
+    return types.SimpleNamespace(root=root, mdir=mdir, lm=lm, captured=captured, tok=tok)
+
+
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 48, 12), ((180, 320), 60, 10)])
+def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps):
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.card import Sample
+    from gaspprobe.benchmarking.runner import _VisualLoader
+    from gaspprobe.benchmarking.video import write_video
+
+    rng = np.random.default_rng(n)
+    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    video = setup.root / f"v{n}" / "scene.mp4"
+    write_video(video, frames, fps=fps)
+    prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
+              "Please answer the question using a single word or phrase.")
+    lm = setup.lm
+    lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
+    req = types.SimpleNamespace(args=(prompt, {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]},
+                                      lambda d: [str(video)], 0, "vsibench", "test"))
+    lm.generate_until([req])
+    ref = dict(setup.captured)
+
+    prof = profiles.get("lmms-eval")
+    proc = AutoProcessor.from_pretrained(setup.mdir)
+    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
+    loader = _VisualLoader(32, prof.sampler_for("qwen2_5_vl"), qwen_pixels=prof.pixels["qwen2_5_vl"])
+    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
+                               task="object_counting", visual={"video": str(video)}))
+    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True)], prof)
+    for k in ("input_ids", "attention_mask", "video_grid_thw"):
+        assert torch.equal(ref[k], ours[k]), k
+    assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
+    assert torch.equal(ref["second_per_grid_ts"], ours["second_per_grid_ts"])
+    assert extra["frame_sampler"] == "qwen_fps2"
