@@ -76,7 +76,7 @@ class InternVLAdapter(BaseAdapter):
     spec = FamilySpec(
         model_type="internvl",
         display_name="InternVL3",
-        hub_examples=("OpenGVLab/InternVL3-8B-hf", "OpenGVLab/InternVL3-2B-hf", "OpenGVLab/InternVL3_5-8B-HF"),
+        hub_examples=("OpenGVLab/InternVL3-8B-hf", "OpenGVLab/InternVL3-1B-hf", "OpenGVLab/InternVL3_5-4B-HF"),
         model_class="InternVLForConditionalGeneration",
         processor_class="InternVLProcessor",
         image_processor_class="GotOcr2ImageProcessorPil",
