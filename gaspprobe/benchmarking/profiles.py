@@ -315,9 +315,10 @@ def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: 
 
 def decode_new(adapter: Any, out: Any, n_in: int, stop: Sequence[str] = (), strip: bool = True) -> list[str]:
     """New tokens decoded (special tokens skipped), each cut at the first stop string, stripped
-    unless ``strip=False`` (lmms-eval does not strip)."""
+    unless ``strip=False`` (lmms-eval neither strips nor cleans up tokenization spaces)."""
     tok = getattr(adapter.processor, "tokenizer", adapter.processor)
-    texts = tok.batch_decode(out[:, n_in:], skip_special_tokens=True)
+    kw = {} if strip else {"clean_up_tokenization_spaces": False}
+    texts = tok.batch_decode(out[:, n_in:], skip_special_tokens=True, **kw)
     res = []
     for t in texts:
         for s in stop:
