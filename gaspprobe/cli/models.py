@@ -29,6 +29,11 @@ def list_models() -> None:
         spec = adapter_class(name).spec
         t.add_row(name, spec.display_name, ", ".join(spec.hub_examples), spec.notes)
     console.print(t)
+    if per_clip > max_tokens:
+        from gaspprobe.cli._common import err_console
+
+        err_console.print(f"[yellow]warning:[/] {per_clip:,} image tokens per clip of {frames} frame(s) is above "
+                          f"--max-tokens {max_tokens:,}; lower --max-pixels / --longest-edge or use --no-image-splitting")
 
 
 @app.command("tiny")
@@ -57,8 +62,14 @@ def inspect(
     frames: int = typer.Option(1, "--frames", min=1, help="Frames in one forward pass."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
     device: str = typer.Option("cpu", "--device", help="torch device."),
+    min_pixels: int = typer.Option(None, "--min-pixels", help="Processor pixel budget: smallest image area (Qwen-style)."),
+    max_pixels: int = typer.Option(None, "--max-pixels", help="Processor pixel budget: largest image area (Qwen-style)."),
+    longest_edge: int = typer.Option(None, "--longest-edge", help="Processor size: resize so the longest edge is this."),
+    image_splitting: bool = typer.Option(None, "--image-splitting/--no-image-splitting",
+                                         help="Tile large images (Idefics3/SmolVLM, InternVL, Gemma 3 pan-and-scan)."),
+    max_tokens: int = typer.Option(16384, "--max-tokens", help="Warn when one clip needs more image tokens than this."),
 ) -> None:
-    """Print the layers, hidden size and the token grid a frame size gives."""
+    """Print the layers, hidden size, the token grid a frame size gives and the image-token budget."""
     from rich.table import Table
 
     from gaspprobe.cli._common import console, set_threads
@@ -66,7 +77,12 @@ def inspect(
 
     _quiet()
     set_threads(1)
-    ad = load(model, dtype=dtype, device=device)
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels),
+                                 ("image_splitting", image_splitting)) if v is not None}
+    if longest_edge is not None:
+        pixels["size"] = {"longest_edge": longest_edge}
+    ad = load(model, dtype=dtype, device=device, pixels=pixels or None)
+    per_frame, per_clip = ad.image_tokens(tuple(frame_size), 1), ad.image_tokens(tuple(frame_size), frames)
     attn = ad.decoder_layers()[0].self_attn
     cfg = attn.config
     g = ad.token_grid(tuple(frame_size), frames)
@@ -80,6 +96,9 @@ def inspect(
     t.add_row("attention heads", f"{cfg.num_attention_heads} (kv {getattr(cfg, 'num_key_value_heads', None)})")
     t.add_row("frame size", f"{frame_size[0]} x {frame_size[1]} (H x W), {frames} frame(s)")
     t.add_row("token grid", f"{g.rows} x {g.cols} = {g.tokens_per_frame} tokens per frame")
+    t.add_row("image tokens", f"{per_frame:,} per frame, {per_clip:,} per clip of {frames} frame(s) "
+                              f"(spatial grid plus separators and extra views)")
+    t.add_row("pixel budget", ", ".join(f"{k}={v}" for k, v in ad.pixels.items()))
     t.add_row("token box", f"{float((b[..., 2] - b[..., 0]).mean()):.1f} x {float((b[..., 3] - b[..., 1]).mean()):.1f} px")
     covered = (float(b[..., 0].min()), float(b[..., 1].min()), float(b[..., 2].max()), float(b[..., 3].max()))
     t.add_row("covered (x0,y0,x1,y1)", ", ".join(f"{v:.1f}" for v in covered))
@@ -90,3 +109,8 @@ def inspect(
             v = ", ".join(f"{kk}: {tuple(vv.shape)}" for kk, vv in v.items())
         t.add_row(f"extra.{k}", str(v))
     console.print(t)
+    if per_clip > max_tokens:
+        from gaspprobe.cli._common import err_console
+
+        err_console.print(f"[yellow]warning:[/] {per_clip:,} image tokens per clip of {frames} frame(s) is above "
+                          f"--max-tokens {max_tokens:,}; lower --max-pixels / --longest-edge or use --no-image-splitting")

@@ -249,6 +249,11 @@ class BaseAdapter:
         self.processor = processor
         self.model_id = str(model_id)
         self.last_grid: TokenGrid | None = None
+        from gaspprobe.models.loading import pixel_settings
+
+        #: the processor's pixel budget in effect (``gaspprobe.models.loading.pixel_settings``),
+        #: for producers to record in their manifests
+        self.pixels: dict = pixel_settings(processor) if hasattr(processor, "image_processor") else {}
         tok = getattr(processor, "tokenizer", None)
         if tok is not None:
             tok.padding_side = "left"  # batched generation continues every row at the same column
@@ -368,6 +373,26 @@ class BaseAdapter:
         blank = np.zeros((n_frames, H, W, 3), np.uint8)
         inputs = self.prepare([(blank, DEFAULT_PROMPT)])
         return self._grid_for_row(inputs, 0, (H, W), n_frames, 0)
+
+    def image_tokens(self, frame_size: tuple[int, int], n_frames: int = 1) -> int:
+        """Image tokens (spatial, separators and extra views alike) that ``n_frames`` frames of
+        ``frame_size`` put in the sequence of one all-frames pass (runs the processor only)."""
+        H, W = int(frame_size[0]), int(frame_size[1])
+        blank = np.zeros((n_frames, H, W, 3), np.uint8)
+        ids = self.prepare([(blank, DEFAULT_PROMPT)])["input_ids"][0]
+        return int((ids == self.image_token_id).sum())
+
+    def check_pixels(self) -> None:
+        """A pixel budget must leave every frame at least one image token (one-line ConfigError)."""
+        from gaspprobe.errors import ConfigError
+
+        try:
+            n = self.image_tokens((224, 224), 1)
+        except Exception as e:  # the processor itself refuses the settings
+            raise ConfigError(f"pixels: {self.pixels} is refused by the processor "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        if n < 1:
+            raise ConfigError(f"pixels: {self.pixels} gives no image token for a 224x224 frame (below one token)")
 
     # ------------------------------------------------------------------ capture
     def capture_modes(self) -> tuple[str, ...]:

@@ -31,7 +31,91 @@ def _import(ref: str):
     return getattr(importlib.import_module(mod), attr)
 
 
-def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwargs: dict | None = None):
+#: Processor pixel-budget settings :func:`apply_pixels` understands.
+PIXEL_SETTINGS = ("min_pixels", "max_pixels", "size", "max_image_size", "image_splitting")
+
+
+def _size_get(size: Any, key: str) -> Any:
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+
+def pixel_settings(processor: Any) -> dict:
+    """The image processor's pixel-budget settings in effect (JSON-ready, for run manifests)."""
+    ip = processor.image_processor
+    out: dict[str, Any] = {}
+    size = getattr(ip, "size", None)
+    if size is not None:
+        keys = ("height", "width", "shortest_edge", "longest_edge")
+        out["size"] = {k: int(_size_get(size, k)) for k in keys if _size_get(size, k) is not None}
+    mis = getattr(ip, "max_image_size", None)
+    if mis is not None:
+        out["max_image_size"] = {k: int(v) for k, v in dict(mis).items() if v is not None}
+    for name in ("min_pixels", "max_pixels"):
+        if getattr(ip, name, None) is not None:
+            out[name] = int(getattr(ip, name))
+    for attr in ("do_image_splitting", "crop_to_patches", "do_pan_and_scan"):
+        if getattr(ip, attr, None) is not None:
+            out["image_splitting"] = bool(getattr(ip, attr))
+            out["image_splitting_setting"] = attr
+            break
+    return out
+
+
+def apply_pixels(processor: Any, pixels: dict | None, *, setting: str = "pixels") -> dict:
+    """Set the image processor's pixel budget; returns :func:`pixel_settings` afterwards.
+
+    ``pixels`` keys: ``min_pixels`` / ``max_pixels`` (Qwen-style area bounds, the processor's
+    ``size`` shortest/longest edge), ``size`` (a dict replacing the processor's, e.g.
+    ``{"longest_edge": 728}``), ``max_image_size`` (Idefics3/SmolVLM tile), ``image_splitting``
+    (Idefics3/SmolVLM ``do_image_splitting``, InternVL ``crop_to_patches``, Gemma 3 pan-and-scan).
+    A key the processor has no such setting for, or a value of the wrong kind, is a one-line
+    :class:`ConfigError` naming ``setting.key``.
+    """
+    from gaspprobe.errors import ConfigError
+
+    ip = processor.image_processor
+    for key, val in dict(pixels or {}).items():
+        where = f"{setting}.{key}"
+        if key not in PIXEL_SETTINGS:
+            raise ConfigError(f"{where}: unknown pixel setting (known: {', '.join(PIXEL_SETTINGS)})")
+        if key in ("min_pixels", "max_pixels"):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ConfigError(f"{where}: must be a positive integer number of pixels, got {val!r}")
+            size = getattr(ip, "size", None)
+            edge = "shortest_edge" if key == "min_pixels" else "longest_edge"
+            if getattr(ip, "merge_size", None) is None or _size_get(size, edge) is None:
+                raise ConfigError(f"{where}: {type(ip).__name__} has no area budget (use 'size')")
+            unit = int(ip.patch_size) * int(ip.merge_size)
+            if key == "max_pixels" and val < unit * unit:
+                raise ConfigError(f"{where}: {val} px is below one token ({unit}x{unit} = {unit * unit} px)")
+            new = {k: _size_get(size, k) for k in ("shortest_edge", "longest_edge")}
+            new[edge] = val
+            if new["shortest_edge"] > new["longest_edge"]:
+                raise ConfigError(f"{where}: min_pixels {new['shortest_edge']} > max_pixels {new['longest_edge']}")
+            ip.size = type(size)(**new) if not isinstance(size, dict) else new
+            if getattr(ip, key, None) is not None:
+                setattr(ip, key, val)
+        elif key in ("size", "max_image_size"):
+            if not isinstance(val, dict) or not val or not all(isinstance(v, int) and v >= 1 for v in val.values()):
+                raise ConfigError(f"{where}: must be a table of positive integers, e.g. {{longest_edge = 728}}, got {val!r}")
+            old = getattr(ip, key, None)
+            if old is None:
+                raise ConfigError(f"{where}: {type(ip).__name__} has no {key!r}")
+            setattr(ip, key, type(old)(**val) if not isinstance(old, dict) else dict(val))
+        else:  # image_splitting
+            if not isinstance(val, bool):
+                raise ConfigError(f"{where}: must be true or false, got {val!r}")
+            for attr in ("do_image_splitting", "crop_to_patches", "do_pan_and_scan"):
+                if getattr(ip, attr, None) is not None:
+                    setattr(ip, attr, val)
+                    break
+            else:
+                raise ConfigError(f"{where}: {type(ip).__name__} does not split images")
+    return pixel_settings(processor)
+
+
+def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwargs: dict | None = None,
+         pixels: dict | None = None):
     """Load a VLM and wrap it in its family's adapter.
 
     Args:
@@ -39,7 +123,11 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
             adapter (returned unchanged).
         dtype: "auto" (the checkpoint's), "float32", "float16" or "bfloat16".
         device: torch device string, e.g. "cpu", "cuda", "cuda:1".
-        processor_kwargs: passed to the processor's ``from_pretrained`` (e.g. ``max_pixels``).
+        processor_kwargs: passed to the processor's ``from_pretrained``.
+        pixels: the processor's pixel budget (:func:`apply_pixels`: ``min_pixels``, ``max_pixels``,
+            ``size``, ``max_image_size``, ``image_splitting``), checked (a budget below one image
+            token is a one-line ConfigError naming the setting) and recorded in
+            ``adapter.pixels`` (every setting in effect) for run manifests.
     Returns:
         a :class:`~gaspprobe.models.base.BaseAdapter` subclass instance (``model.eval()``).
     Raises:
@@ -48,6 +136,9 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
     from gaspprobe.models.base import BaseAdapter
 
     if isinstance(model, BaseAdapter):
+        if pixels:
+            model.pixels = apply_pixels(model.processor, pixels)
+            model.check_pixels()
         return model
     if dtype not in _DTYPES:
         raise ModelError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
@@ -78,6 +169,8 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
     cls = adapter_class(model_type)
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    if dtype == "auto" and str(device) == "cpu" and _checkpoint_dtype(config) == "float16":
+        torch_dtype = torch.bfloat16  # fp16 matmuls on a CPU are ~10x slower than bf16, same width
     try:
         # straight onto the device (no CPU copy of a 7B model first) when it is not the CPU
         kw = {} if str(device) == "cpu" else {"device_map": str(device)}
@@ -106,7 +199,21 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
         raise ModelError(f"cannot load the processor ({_one_line(e)})", path=src) from None
     if not hasattr(processor, "image_processor"):
         raise ModelError("the processor has no image processor (a text-only tokenizer was found)", path=src)
-    return cls(hf_model, processor, model_id=src)
+    ad = cls(hf_model, processor, model_id=src)
+    if pixels:
+        ad.pixels = apply_pixels(processor, pixels)
+        ad.check_pixels()
+    return ad
+
+
+def _checkpoint_dtype(config: Any) -> str | None:
+    """The checkpoint's stored dtype name (``dtype`` / ``torch_dtype``, of the config or its text config)."""
+    for c in (config, getattr(config, "text_config", None)):
+        for name in ("dtype", "torch_dtype"):
+            v = getattr(c, name, None) if c is not None else None
+            if v is not None:
+                return str(v).replace("torch.", "")
+    return None
 
 
 def _supported_set() -> set[str]:

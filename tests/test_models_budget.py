@@ -1,0 +1,77 @@
+"""Token budget (processor pixel settings through ``load(..., pixels=)``), ``model inspect``'s
+token counts and warning, and ``dtype="auto"`` on CPU for fp16 checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from gaspprobe.errors import ConfigError
+from gaspprobe.models.loading import load
+from gaspprobe.models.testing import tiny_model_dir
+
+
+def test_max_pixels_sets_the_grid_and_is_recorded():
+    ad = load(tiny_model_dir("qwen2_5_vl"), dtype="float32", pixels={"max_pixels": 112 * 112})
+    # 968x1296 under 112*112 px: smart_resize -> 84x112 (multiples of 28) -> 3x4 tokens, by hand:
+    # beta = sqrt(968*1296/12544) = 10.0; floor(968/10.0/28)*28 = 84, floor(1296/10.0/28)*28 = 112
+    assert ad.token_grid((968, 1296), 1).shape == (1, 3, 4)
+    assert ad.image_tokens((968, 1296), 8) == 8 * 12
+    assert ad.pixels["size"] == {"shortest_edge": 3136, "longest_edge": 112 * 112}
+
+
+def test_image_splitting_off_gives_one_view():
+    ad = load(tiny_model_dir("idefics3"), dtype="float32", pixels={"image_splitting": False})
+    assert ad.pixels["image_splitting"] is False
+    assert ad.token_grid((968, 1296), 1).shape == (1, 4, 4)  # one 112 view -> 4x4 tokens
+    assert ad.image_tokens((968, 1296), 2) == 2 * 16
+
+
+@pytest.mark.parametrize("pixels,match", [
+    ({"max_pixels": 783}, r"pixels\.max_pixels: 783 px is below one token \(28x28 = 784 px\)"),
+    ({"min_pixels": 10**9}, r"pixels\.min_pixels: min_pixels 1000000000 > max_pixels"),
+    ({"max_pixel": 5}, r"pixels\.max_pixel: unknown pixel setting"),
+    ({"size": {"longest_edge": 0}}, r"pixels\.size: must be a table of positive integers"),
+    ({"image_splitting": True}, r"pixels\.image_splitting: .* does not split images"),
+])
+def test_bad_budgets_are_one_line_config_errors(pixels, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        load(tiny_model_dir("qwen2_5_vl"), dtype="float32", pixels=pixels)
+    assert "\n" not in str(e.value)
+
+
+def _main(argv, capsys):
+    from gaspprobe.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, " ".join(out.out.split()), " ".join(out.err.split())
+
+
+def test_inspect_prints_tokens_and_warns_above_the_budget(capsys):
+    d = str(tiny_model_dir("qwen2_5_vl"))
+    code, out, err = _main(["model", "inspect", d, "--frame-size", "968", "1296", "--frames", "8",
+                            "--max-tokens", "300"], capsys)
+    assert code == 0, err
+    assert "54 per frame, 432 per clip of 8 frame(s)" in out  # 968x1296 -> 168x252 -> 6x9 tokens
+    assert "above --max-tokens 300" in err
+    code, out, err = _main(["model", "inspect", d, "--max-pixels", "100"], capsys)
+    assert code == 2 and "pixels.max_pixels: 100 px is below one token" in err
+
+
+def test_auto_dtype_is_bf16_on_cpu_for_fp16_checkpoints(tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir("llava"), d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["dtype"] = "float16"
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert load(d).dtype == torch.bfloat16
+    assert load(d, dtype="float16").dtype == torch.float16  # asked for explicitly: kept
+    assert load(tiny_model_dir("llava")).dtype == torch.float32  # a float32 checkpoint stays float32
