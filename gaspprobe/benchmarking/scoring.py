@@ -136,8 +136,10 @@ def baselines(card: BenchmarkCard, samples: Sequence[Sample], agg: Callable,
 
 # --------------------------------------------------------------------------- tables
 def cluster_of(sample: Sample) -> str:
-    """What questions share: the video, else the scene folder / first image's folder (bootstrap
-    clusters; a loader may set ``sample.cluster`` itself)."""
+    """What questions share, for the clustered bootstrap: ``sample.cluster`` when the loader sets
+    it, else the video, else the record's scene ``folder`` (All-Angles), else the sample alone
+    (never an image's parent folder: a benchmark keeping all images in one folder would collapse
+    into one cluster)."""
     c = getattr(sample, "cluster", None)
     if c:
         return str(c)
@@ -147,9 +149,6 @@ def cluster_of(sample: Sample) -> str:
         return f"{p.parent.name}/{p.stem}"
     if isinstance(sample.doc, dict) and sample.doc.get("folder") is not None:
         return str(sample.doc["folder"])
-    ims = v.get("images") or []
-    if ims:
-        return Path(str(ims[0])).parent.name
     return sample.id
 
 
