@@ -346,3 +346,30 @@ def test_hub_style_folder_loads_through_autoprocessor_or_the_image_only_fallback
     assert type(ad.processor).__name__ in want
     ref = adapter(arch).token_grid((480, 640), 1)
     assert torch.equal(ad.token_grid((480, 640), 1).boxes, ref.boxes)
+
+
+@pytest.mark.parametrize("arch,attrs", [
+    ("internvl", {"max_patches": 1}),  # one 448 view per frame, no thumbnail
+    ("smolvlm", {"do_image_splitting": False}),  # one 384 view per frame
+    ("smolvlm", {"size": {"longest_edge": 768}}),  # a smaller pixel budget: fewer tiles
+    ("llava_next", {"image_grid_pinpoints": [[336, 336]]}),  # checked against the model config: refused
+], ids=lambda x: x if isinstance(x, str) else "-".join(map(str, x)))
+def test_grid_follows_the_processor_settings(arch, attrs):
+    """Token-budget settings change the layout; the grid follows the processor (or refuses)."""
+    from gaspprobe.errors import ModelError
+
+    ad = _with_processor(arch, **attrs)
+    H, W = 480, 640
+    frames = coded_frames(2, H, W)
+    if arch == "llava_next":
+        with pytest.raises(ModelError):
+            ad.prepare_capture(frames)
+        return
+    inputs, grid, _ = ad.prepare_capture(frames)
+    assert_counts(ad, inputs, grid)
+    dec = EXPECTED[arch](ad, inputs, 2)
+    pos = image_positions(ad, inputs)
+    err = check_grid(grid, {int(q): dec[i] for i, q in enumerate(pos)}, (H, W))
+    assert err <= TOL
+    full = adapter(arch).token_grid((H, W), 1)
+    assert grid.tokens_per_frame < full.tokens_per_frame

@@ -99,10 +99,12 @@ class InternVLAdapter(BaseAdapter):
         T = int(ip.size["height"] if isinstance(ip.size, dict) else ip.size.height)
         n = int(round(T // p * float(cfg.downsample_ratio)))
         tr, tc = internvl_tiles(H, W, ip)
-        tiles = tr * tc
         seq = n * n
-        per = (tiles + (1 if tiles > 1 else 0)) * seq
         pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
+        if pos.numel() == n_frames * seq:  # crop_to_patches off (or one tile): the frame squashed to T x T
+            tr, tc = 1, 1
+        tiles = tr * tc
+        per = (tiles + (1 if tiles > 1 else 0)) * seq
         if pos.numel() != n_frames * per:
             raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{per}")
         if (T // p) * p != T:  # pragma: no cover - every InternVL checkpoint has 448 / 14
