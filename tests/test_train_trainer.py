@@ -153,6 +153,15 @@ def test_force_replaces_a_run_with_another_config(tmp_path, tiny_dir, scenes):
     assert res.log.step.tolist() == [1]                 # a fresh run, not the old log continued
 
 
+def test_time_limit_stops_after_a_checkpointed_step(tmp_path, tiny_dir, scenes):
+    from gaspprobe.training.trainer import train
+
+    res = train(str(tiny_dir), scenes, tmp_path / "t", progress=False, **{**FAST, "steps": 5, "time_limit_s": 1e-6})
+    assert res.steps == 1 and res.summary["stopped_early"] is True and res.log.step.tolist() == [1]
+    assert sorted(p.name for p in (tmp_path / "t" / "checkpoints").iterdir()) == ["step-000001"]
+    assert (tmp_path / "t" / "model" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_resume_after_kill_is_bitwise_identical(tmp_path, tiny_dir, scenes, grad_accum):
     from gaspprobe.training.trainer import train
