@@ -870,3 +870,26 @@ def test_old_bench_tables_without_task_get_plain_deltas_and_a_warning(tmp_path):
     t = _md_table(md, "synthetic_vsi: score per question type").set_index("Question type")
     assert t.loc["object_counting", "Δ gasp"] == "+50.0"          # summary difference, no interval
     assert "no paired interval for base -> gasp" in md and "has no task per question" in md
+
+
+def test_every_feature_source_gets_its_columns_and_figure(tmp_path):
+    """q / k / v blocks (any feature source the probe wrote beside its primary one) each get a
+    peak column, a delta and an accuracy-vs-layer figure, read from their own summary block."""
+    from gaspprobe.reporting.report import report
+
+    def block(peak):
+        acc = {"vision": 0.1, "llm.0": peak / 2, "llm.1": peak, "llm.2": peak / 3, "llm.3": 0.0}
+        return {"accuracy": {"r0": acc}, "peak_layer": "llm.1", "peak_accuracy": peak}
+
+    a = write_probe(tmp_path / "a", "m1", BASE_ACC, BASE_GAP, label="base",
+                    summary_extra={"q": block(0.3), "v": block(0.5)})
+    b = write_probe(tmp_path / "b", "m2", GASP_ACC, GASP_GAP, label="gasp",
+                    summary_extra={"q": block(0.4), "v": block(0.8)})
+    out = tmp_path / "out"
+    md = report([a, b], out, formats=("png",)).with_name("report.md").read_text()
+    head = _md_table(md, "Headline").set_index("Model")
+    assert (head.loc["base", "Peak q (%)"], head.loc["base", "Peak v (%)"]) == ("30.0", "50.0")
+    d = _md_table(md, "Base -> GASP deltas").iloc[0]
+    assert (d["Δ peak q"], d["Δ peak v"]) == ("+10.0", "+30.0")
+    for src in ("hidden", "q", "v"):
+        assert (out / "figures" / f"accuracy_vs_layer_{src}.png").is_file()

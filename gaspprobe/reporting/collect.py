@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaspprobe.reporting.runs import Run, RunSet
+from gaspprobe.reporting.runs import Run, RunSet, source_blocks
 
 _LLM = re.compile(r"^llm\.(\d+)$")
 
@@ -40,6 +40,7 @@ class ReportData:
     consistency: Any = None  # model, benchmark, category, pairs, CC, WW, IC (x100; All-Angles)
     baselines: Any = None    # benchmark, baseline, model (blind only), task, score (x100)
     paired: Any = None       # benchmark, base, gasp, task, delta, ci_low, ci_high, significant, p
+    sources: Any = None      # model, source, peak_layer, peak, robustness (non-primary sources)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -59,21 +60,22 @@ def layer_index(layer: str) -> int | None:
 
 # --------------------------------------------------------------------------- probe runs
 def probe_rows(run: Run, name: str):
-    """(corr rows, summary row, gap rows, depth rows) for one probe run, read from its summary
+    """(corr, summary, gap, depth, source rows) for one probe run, read from its summary
     through :class:`gaspprobe.tables.ProbeSummary` (old and new summaries alike)."""
     from gaspprobe.tables import ProbeSummary
 
     raw = run.summary
     s = ProbeSummary.from_dict(raw, label=name)
     corr = []
-    att = raw.get("attention") if isinstance(raw.get("attention"), dict) else {}
-    blocks = [(s.mode, s.accuracy)]
-    if att and s.mode != "attention":
-        blocks.append(("attention", att.get("accuracy") if isinstance(att.get("accuracy"), dict) else {}))
+    others = source_blocks(raw)
+    blocks = [(s.mode, s.accuracy)] + [(m, b["accuracy"]) for m, b in others.items() if m != s.mode]
     for mode, acc in blocks:
         for r, per_layer in acc.items():
             for layer, v in (per_layer or {}).items():
                 corr.append((name, mode, str(r), str(layer), layer_index(layer), num(v)))
+    sources = [(name, m, b.get("peak_layer"), num(b.get("peak_accuracy")), num(b.get("robustness")))
+               for m, b in others.items() if m != s.mode]
+    att = others.get("attention", {})
     vision = s.vision_accuracy
     if not math.isfinite(vision):  # summaries before vision_accuracy was a key
         vision = num((s.accuracy.get("r0") or {}).get("vision"))
@@ -93,7 +95,7 @@ def probe_rows(run: Run, name: str):
             if isinstance(d, dict):
                 depth.append((name, str(layer), layer_index(layer), num(d.get("absrel")),
                               num(d.get("delta1"))))
-    return corr, summary, gaps, depth
+    return corr, summary, gaps, depth, sources
 
 
 # --------------------------------------------------------------------------- bench runs
@@ -159,11 +161,12 @@ def collect(runset: RunSet, *, paired: Any = None) -> ReportData:
     import pandas as pd
 
     corr, probe, gaps, depth, bench, overall, loss = [], [], [], [], [], [], []
-    consistency, baselines = [], []
+    consistency, baselines, sources = [], [], []
     for run in runset.runs:
         name = runset.name(run.model_key)
         if run.kind == "probe":
-            c, s, g, d = probe_rows(run, name)
+            c, s, g, d, src = probe_rows(run, name)
+            sources += src
             corr += c
             probe.append(s)
             gaps += g
@@ -189,6 +192,7 @@ def collect(runset: RunSet, *, paired: Any = None) -> ReportData:
         corr=pd.DataFrame(corr, columns=["model", "mode", "r", "layer", "layer_index", "accuracy"]),
         probe=pd.DataFrame(probe, columns=PROBE_COLUMNS),
         gaps=pd.DataFrame(gaps, columns=["model", "gap", "accuracy"]),
+        sources=pd.DataFrame(sources, columns=["model", "source", "peak_layer", "peak", "robustness"]),
         depth=pd.DataFrame(depth, columns=["model", "layer", "layer_index", "absrel", "delta1"]),
         bench=pd.DataFrame(bench, columns=["model", "benchmark", "task", "score", "n", "ci_low",
                                            "ci_high"]),

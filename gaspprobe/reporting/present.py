@@ -126,6 +126,11 @@ def interval(lo: Any, hi: Any) -> str:
 
 
 # --------------------------------------------------------------------------- tables
+def source_label(source: str) -> str:
+    """How a feature source is named in column titles (``attention`` is the q·k logit)."""
+    return "q·k" if source == "attention" else str(source)
+
+
 def headline_r(data) -> int:
     """The probes' headline tolerance in patches (0 unless their recipe says otherwise; runs of
     different recipes are refused or warned about by load_runs)."""
@@ -141,7 +146,10 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
     def has(col: str) -> bool:
         return bool(len(data.probe)) and any(math.isfinite(num(v)) for v in data.probe[col])
 
-    has_att, has_max, has_bal = has("attention_peak"), has("robustness_at_max_gap"), has("gap_balanced")
+    has_max, has_bal = has("robustness_at_max_gap"), has("gap_balanced")
+    srcs = [x for x in dict.fromkeys(data.sources["source"])
+            if any(math.isfinite(num(v)) for v in data.sources[data.sources["source"] == x]["peak"])]
+    src_peak = {(r.model, r.source): r.peak for r in data.sources.itertuples()}
     benches = list(dict.fromkeys(data.overall["benchmark"]))
     ov = {(r.model, r.benchmark): r.overall for r in data.overall.itertuples()}
     hr = headline_r(data)
@@ -149,7 +157,7 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
     cols = ["Model", "Role"]
     if len(data.probe):
         cols += [peak_col, "Peak layer", "Layer mean (%)", "Vision (%)", "Chance (%)"]
-        cols += ["Peak q·k (%)"] if has_att else []
+        cols += [f"Peak {source_label(x)} (%)" for x in srcs]
         cols += ["Robustness (%)"] + (["Norm. PCK at max Δt (%)"] if has_max else [])
         cols += (["Gap-balanced (%)"] if has_bal else []) + ["Conf. ρ"]
     cols += [f"{b} overall" for b in benches]
@@ -159,11 +167,11 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
         if len(data.probe):
             p = pr.get(n)
             if p is None:
-                row += [DASH] * (7 + has_att + has_max + has_bal)
+                row += [DASH] * (7 + len(srcs) + has_max + has_bal)
             else:
                 row += [pct(p.peak), str(p.peak_layer) if isinstance(p.peak_layer, str) else DASH,
                         pct(p.layer_mean), pct(p.vision), pct(p.chance)]
-                row += [pct(p.attention_peak)] if has_att else []
+                row += [pct(src_peak.get((n, x))) for x in srcs]
                 row += [pct(p.robustness)] + ([pct(p.robustness_at_max_gap)] if has_max else [])
                 row += ([pct(p.gap_balanced)] if has_bal else []) + [rho(p.conf_rho)]
         row += [pts(ov.get((n, b))) for b in benches]
@@ -197,7 +205,8 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
               if r.task == "overall"}
     dcols = ["Base -> GASP"]
     if len(data.probe):
-        dcols += ["Δ peak corr.", "Δ layer mean", "Δ vision"] + (["Δ peak q·k"] if has_att else [])
+        dcols += ["Δ peak corr.", "Δ layer mean", "Δ vision"] + [f"Δ peak {source_label(x)}"
+                                                                 for x in srcs]
         dcols += ["Δ robustness"]
     dcols += [f"Δ {b} overall" for b in benches]
     drows = []
@@ -206,9 +215,10 @@ def headline_tables(data, runset) -> tuple[Table, Table | None]:
         row = [f"{b} -> {g}"]
         if len(data.probe):
             pb, pg = pr.get(b), pr.get(g)
-            keys = ["peak", "layer_mean", "vision"] + (["attention_peak"] if has_att else [])
-            keys += ["robustness"]
-            row += [delta(getattr(pb, k, None), getattr(pg, k, None), 100.0) for k in keys]
+            row += [delta(getattr(pb, k, None), getattr(pg, k, None), 100.0)
+                    for k in ("peak", "layer_mean", "vision")]
+            row += [delta(src_peak.get((b, x)), src_peak.get((g, x)), 100.0) for x in srcs]
+            row += [delta(getattr(pb, "robustness", None), getattr(pg, "robustness", None), 100.0)]
         for bm in benches:
             p = paired.get((bm, b, g))
             star = "*" if p is not None and bool(p.significant) else ""
@@ -419,7 +429,9 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
     # the headline tolerance of the probes (r = 0, or 2 = PCK@2patch): the curves, the chance line
     # and the peak all at that one tolerance
     chance = {r.model: r.chance for r in data.probe.itertuples()}
-    for mode, label in (("hidden", "hidden states"), ("attention", "attention q·k")):
+    for mode in dict.fromkeys(["hidden"] + data.corr["mode"].tolist()):
+        label = "hidden states" if mode == "hidden" else f"{source_label(mode)} features" \
+            if mode != "attention" else "attention q·k"
         c = data.corr[(data.corr["mode"] == mode) & (data.corr["r"] == f"r{hr}")]
         if len(c):
             save(plots.accuracy_vs_layer_figure(c, pal, chance=chance, paper=paper,

@@ -273,6 +273,14 @@ def _read_train_log(path: Path):
         raise DataError(f"train_log.csv: {e}", path=path) from None
 
 
+def source_blocks(summary: dict) -> dict[str, dict]:
+    """The summary's blocks of feature sources other than its primary one (``attention``, ``q``,
+    ``k``, ``v``, ``q_rope``, ``k_rope``, ...): every top-level object with ``accuracy`` and
+    ``peak_layer``, in the summary's order."""
+    return {str(k): v for k, v in summary.items()
+            if isinstance(v, dict) and isinstance(v.get("accuracy"), dict) and "peak_layer" in v}
+
+
 def _check_probe_summary(path: Path, s: dict) -> None:
     """Probe accuracies are fractions in [0, 1]; anything else is a schema we would misreport."""
     acc = s.get("accuracy")
@@ -282,9 +290,7 @@ def _check_probe_summary(path: Path, s: dict) -> None:
                         "rerun the probe", path=path)
     if not isinstance(acc, dict):
         raise DataError("summary.json 'accuracy' is not an object {r: {layer: value}}", path=path)
-    blocks = [acc or {}]
-    if isinstance(s.get("attention"), dict):
-        blocks.append(s["attention"].get("accuracy") or {})
+    blocks = [acc or {}] + [b["accuracy"] for b in source_blocks(s).values()]
     for block in blocks:
         for r, per_layer in block.items():
             if not isinstance(per_layer, dict):
