@@ -149,7 +149,7 @@ def internvl_expected(ad, inputs, n_frames):
     p = int(ad.model.config.vision_config.patch_size[0])
     pv = unnormalize(inputs["pixel_values"], ad.processor.image_processor)  # [tiles (all frames), 3, T, T]
     sums = patch_sums(pv, p)  # [tiles, 32, 32, 3]
-    shuf = inner.pixel_shuffle(sums.contiguous(), scale_factor=float(ad.model.config.downsample_ratio))  # [tiles, 16, 16, 12]
+    shuf = inner.pixel_shuffle(sums.contiguous(), scale_factor=float(ad.model.config.downsample_ratio))  # [t,16,16,12]
     merged = shuf.unflatten(-1, (-1, 3)).sum(-2)
     return sums_to_uvw(merged).reshape(-1, 3)
 

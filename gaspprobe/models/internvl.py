@@ -83,7 +83,7 @@ class InternVLAdapter(BaseAdapter):
         patch_size=14, merge_size=2, image_token="<IMG_CONTEXT>",
         processor_kwargs=(("size", {"height": 448, "width": 448}), ("crop_to_patches", True),
                           ("min_patches", 1), ("max_patches", 12)),
-        notes="1..12 tiles of 448 at the closest aspect (frame squashed) + thumbnail, pixel shuffle 0.5 -> 16x16 per tile",
+        notes="1..12 tiles of 448 at the closest aspect (frame squashed) + thumbnail, shuffle 0.5 -> 16x16 per tile",
         image_only_processor="gaspprobe.models.internvl:InternVLImageOnlyProcessor",
         projector_keys=("multi_modal_projector",),
         vision_keys=("vision_tower",),

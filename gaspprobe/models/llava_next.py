@@ -163,12 +163,7 @@ class LlavaNextAdapter(BaseAdapter):
 
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
-        from transformers import (
-            LlavaNextConfig,
-            LlavaNextForConditionalGeneration,
-            LlavaNextImageProcessorPil,
-            LlavaNextProcessor,
-        )
+        from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
 
         from gaspprobe.models.tiny import make_tokenizer
 

@@ -146,7 +146,8 @@ class SmolVLMAdapter(BaseAdapter):
         def boxes(n_r: int, n_c: int, sy: float, sx: float) -> torch.Tensor:
             x0, x1 = _tile_edges(n_c, T, n, q)
             y0, y1 = _tile_edges(n_r, T, n, q)
-            b = torch.stack(torch.broadcast_tensors(x0[None] * sx, y0[:, None] * sy, x1[None] * sx, y1[:, None] * sy), -1)
+            b = torch.broadcast_tensors(x0[None] * sx, y0[:, None] * sy, x1[None] * sx, y1[:, None] * sy)
+            b = torch.stack(b, -1)
             return b.float()
 
         glob = boxes(1, 1, H / T, W / T)  # the global view (or the only view) is the frame squashed to T x T
@@ -172,8 +173,8 @@ class SmolVLMAdapter(BaseAdapter):
         from gaspprobe.models.tiny import make_tokenizer
 
         rowcol = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
-        tok = make_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<global-img>", "<fake_token_around_image>",
-                              "<image>", "<end_of_utterance>", "<video>", *rowcol],
+        tok = make_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<global-img>",
+                              "<fake_token_around_image>", "<image>", "<end_of_utterance>", "<video>", *rowcol],
                              eos="<end_of_utterance>", pad="<|im_end|>", bos="<|im_start|>",
                              named={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
                                     "global_image_token": "<global-img>",
