@@ -21,7 +21,7 @@ PREDICTIONS = "predictions.jsonl"
 SUMMARY = "summary.json"
 SCORES = "scores.parquet"
 SCORE_COLUMNS = ["model", "benchmark", "id", "question_type", "prediction", "parsed", "target", "score", "task",
-                 "failed", "cluster", "kind", "pair_idx"]
+                 "failed", "cluster", "kind", "n_options", "pair_idx"]
 
 
 def parser_for(card: BenchmarkCard, name: str | None) -> Callable:
@@ -93,6 +93,12 @@ def with_judge(parse: Callable, judge: Callable | None) -> Callable:
 
 
 # --------------------------------------------------------------------------- baselines
+def _row(s: Sample, score: float) -> dict:
+    """What an aggregation reads of one sample (the scores table's columns)."""
+    return {"question_type": s.question_type, "task": s.task, "pair_idx": s.pair_idx, "score": score,
+            "n_options": len(s.options) if s.options else None, "kind": s.kind, "id": s.id}
+
+
 def _agg_rows(agg: Callable, rows: list[dict]) -> dict:
     import pandas as pd
 
@@ -118,17 +124,14 @@ def baselines(card: BenchmarkCard, samples: Sequence[Sample], agg: Callable,
     ch = [(s, c) for s, c in zip(samples, chance_scores(samples)) if c is not None]
     chance = None
     if ch:
-        a = _agg_rows(agg, [{"question_type": s.question_type, "task": s.task, "score": c, "pair_idx": None}
-                            for s, c in ch])
+        a = _agg_rows(agg, [{**_row(s, c), "pair_idx": None} for s, c in ch])
         chance = {"overall": a["overall"] if len(ch) == len(samples) else None, "tasks": a["tasks"]}
     freq = most_frequent_answers(samples)
     parse = parser_for(card, None)
-    frequency = _agg_rows(agg, [{"question_type": s.question_type, "task": s.task, "pair_idx": s.pair_idx,
-                                 "score": score_sample(s, freq[s.question_type], parse, card)[1]} for s in samples])
+    frequency = _agg_rows(agg, [_row(s, score_sample(s, freq[s.question_type], parse, card)[1]) for s in samples])
     out = {"chance": chance, "frequency": frequency, "blind": None}
     if blind:
-        rows = [{"question_type": s.question_type, "task": s.task, "pair_idx": s.pair_idx, "score": blind[s.id]}
-                for s in samples if s.id in blind]
+        rows = [_row(s, blind[s.id]) for s in samples if s.id in blind]
         if rows:
             out["blind"] = {**_agg_rows(agg, rows), "n": len(rows)}
     return out
@@ -189,6 +192,7 @@ def finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], last: di
                      "prediction": r.get("raw"), "parsed": format_parsed(r.get("parsed")), "target": s.target,
                      "score": float(r.get("score") or 0.0), "task": s.task,
                      "failed": r.get("failed") or "", "cluster": cluster_of(s), "kind": s.kind,
+                     "n_options": len(s.options) if s.options else None,
                      "pair_idx": None if s.pair_idx is None else str(s.pair_idx)})
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     valid = [s for s in samples if not s.error]
