@@ -178,7 +178,7 @@ def paper_figure(runs: Any, out: "str | Path", *, stem: str = "paper_figure",
         from gaspprobe.errors import DataError
 
         raise DataError("paper_figure: no probe runs given")
-    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 3.6 * len(rows)), dpi=150, squeeze=False,
+    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 4.4 * len(rows)), dpi=150, squeeze=False,
                              gridspec_kw={"width_ratios": [1.25, 1.0, 0.9]})
     letters = "abcdefghijklmnopqrstuvwxyz"
     for ri, row in enumerate(rows):
@@ -186,14 +186,17 @@ def paper_figure(runs: Any, out: "str | Path", *, stem: str = "paper_figure",
         s0 = row[0][1]
         hr = int(s0.get("headline_r", 0) or 0)
         unit = "patch" if s0.get("patch_unit", "llm_token") == "llm_token" else "vision patch"
-        ci = 0
-        order = sorted(range(len(row)), key=lambda k: -(_num(row[k][1].get("peak_accuracy")) or 0))
-        for k in order:  # the tallest bars first, so smaller ones stay visible in front
-            label, s = row[k]
+        colors, ci = [], 0
+        for label, _ in row:
             col = _COLORS.get(label)
             if col is None:
                 col = _CYCLE[ci % len(_CYCLE)]
                 ci += 1
+            colors.append(col)
+        order = sorted(range(len(row)), key=lambda k: -(_num(row[k][1].get("peak_accuracy")) or 0))
+        for k in order:  # the tallest bars first, so smaller ones stay visible in front
+            label, s = row[k]
+            col = colors[k]
             dashed = label == "base"
             xs, ys = _llm_series((s.get("accuracy") or {}).get(f"r{hr}", {}))
             if xs:
@@ -214,9 +217,13 @@ def paper_figure(runs: Any, out: "str | Path", *, stem: str = "paper_figure",
             elif s.get("robustness_reason"):
                 ax_c.plot([], [], color=col, ls="--" if dashed else "-",
                           label=f"{label} (n/a: {s['robustness_reason'][:40]})")
-        ch = s0.get("headline_chance", s0.get("chance"))
-        if ch is not None:
-            ax_a.axhline(ch, color="grey", ls=":", lw=1.2, label=f"chance ({ch:.3f})")
+        chances = [(lab, c, s.get("headline_chance", s.get("chance"))) for (lab, s), c in zip(row, colors)]
+        chances = [x for x in chances if x[2] is not None]
+        if chances and max(c for *_, c in chances) - min(c for *_, c in chances) < 1e-9:
+            ax_a.axhline(chances[0][2], color="grey", ls=":", lw=1.2, label=f"chance ({chances[0][2]:.3f})")
+        else:  # different grids, different chance: one line per run, in its colour
+            for lab, col, c in chances:
+                ax_a.axhline(c, color=col, ls=":", lw=1.0, label=f"chance, {lab} ({c:.3f})")
         ax_a.set_ylabel(f"Matching Accuracy (PCK@{hr}{unit})", fontsize=9, fontweight="bold")
         ax_a.set_xlabel("LLM layer (ℓ)", fontsize=9, fontweight="bold")
         ax_a.set_ylim(0, None)
@@ -240,12 +247,14 @@ def paper_figure(runs: Any, out: "str | Path", *, stem: str = "paper_figure",
         ax_c.grid(alpha=0.3)
         ax_c.legend(fontsize=7, loc="lower left")
         for j, ax in enumerate((ax_a, ax_b, ax_c)):
-            ax.text(0.5, -0.24, f"({letters[(3 * ri + j) % 26]})", transform=ax.transAxes, ha="center",
-                    fontsize=11)
+            ax.text(0.5, -0.3, f"({letters[(3 * ri + j) % 26]})", transform=ax.transAxes, ha="center",
+                    va="top", fontsize=11)
         title = (row_titles[ri] if row_titles and ri < len(row_titles)
                  else Path(str(s0.get("model"))).name)
-        ax_a.annotate(title, xy=(-0.16, 0.5), xycoords="axes fraction", rotation=90, ha="center",
-                      va="center", fontsize=13)
+        import textwrap
+
+        ax_a.annotate("\n".join(textwrap.wrap(str(title), 30)), xy=(-0.2, 0.5), xycoords="axes fraction",
+                      rotation=90, ha="center", va="center", fontsize=12)
     for j, t in enumerate(("Correspondence Matching", "Confidence-Accuracy Correlation", "Temporal Robustness")):
         axes[0][j].set_title(t, fontsize=13, pad=10)
     fig.tight_layout()
