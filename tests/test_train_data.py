@@ -71,6 +71,25 @@ def test_worker_batches_equal_in_process_batches():
     assert torch.equal(rng, torch.get_rng_state())               # the global RNG is never drawn
 
 
+def test_gt_cache_is_bounded_and_eviction_changes_nothing():
+    """Memory flat in the number of scenes: at most max_scenes scenes' GT are kept, and GT
+    recomputed after eviction equals the first computation exactly."""
+    from gaspprobe.scenes import generate_scene
+    from gaspprobe.training.data import Clip, MatchCache, regular_boxes
+
+    scenes = [generate_scene(70 + s, frames=4, size=64) for s in range(3)]
+    boxes = regular_boxes((0, 0, 64, 64), 4, 4)
+    full = MatchCache(scenes, boxes, (4, 4), max_gap=2)
+    small = MatchCache(scenes, boxes, (4, 4), max_gap=2, max_scenes=1)
+    clips = [[Clip(s, (0, 1, 3))] for s in (0, 1, 2, 0, 2, 1)]
+    for c in clips:
+        a, b = full.matches(c)["token"], small.matches(c)["token"]
+        for k in ("pair", "src", "tgt", "depth", "token_depth"):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
+        assert len(small._scenes) == 1 and list(small._scenes) == [c[0].scene]
+    assert len(full._scenes) == 3
+
+
 @pytest.fixture(scope="module")
 def two_sources(tmp_path_factory):
     from gaspprobe.scenes import generate_scene, save_scene

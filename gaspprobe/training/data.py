@@ -16,6 +16,7 @@ pairs across epochs, and the geometry is the same every time.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -132,10 +133,12 @@ class MatchCache:
         extra_grids: sizes G of extra GxG grids over the token grid's extent (coarse/fine GT).
         depth_tol: passed to ``patch_matches`` (None = its default).
         max_gap: frame pairs up to this gap are computed together (batched) on first use.
+        max_scenes: GT of at most this many scenes is kept (least recently used dropped).
     """
 
     def __init__(self, scenes: Sequence, token_boxes: torch.Tensor, grid: tuple[int, int],
-                 extra_grids: Sequence[int] = (), depth_tol: float | None = None, max_gap: int = 24):
+                 extra_grids: Sequence[int] = (), depth_tol: float | None = None, max_gap: int = 24,
+                 max_scenes: int = 256):
         self.scenes = list(scenes)
         self.depth_tol = depth_tol
         self.max_gap = int(max_gap)
@@ -145,15 +148,18 @@ class MatchCache:
         for G in extra_grids:
             if (G, G) != tuple(grid):
                 self.boxes[str(G)] = (regular_boxes(ext, G, G), (G, G))
-        self._pairs: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self._depth: dict[tuple, torch.Tensor] = {}
+        self.max_scenes = int(max_scenes)
+        # per scene (least recently used first): {"pairs": {(i, j, key): (src, tgt, depth)},
+        # "depth": {key: [F, N]}}. Bounded, so memory stays flat however many scenes a run has;
+        # evicting loses nothing but time (the geometry is recomputed identically).
+        self._scenes: OrderedDict[int, dict] = OrderedDict()
 
     def _pair(self, s: int, i: int, j: int, key: str):
         """(src, tgt, proj_depth) of frame pair (i, j) of scene s. The first request for source
         frame i computes all its pairs within ``max_gap`` in one batched ``patch_matches_many``
         call (box medians skipped: only matches and ``proj_depth`` are used)."""
-        ck = (s, i, j, key)
-        if ck not in self._pairs:
+        pairs = self._entry(s)["pairs"]
+        if (i, j, key) not in pairs:
             from gaspprobe.scenes import patch_matches_many
 
             boxes = self.boxes[key][0]
@@ -164,13 +170,24 @@ class MatchCache:
             kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
             pms = patch_matches_many(self.scenes[s], [(i, q) for q in js], boxes, patch_depths=False, **kw)
             for q, pm in zip(js, pms):
-                self._pairs[(s, i, q, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
-        return self._pairs[ck]
+                pairs[(i, q, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
+        return pairs[(i, j, key)]
+
+    def _entry(self, s: int) -> dict:
+        """Scene ``s``'s cache entry, marked most recently used; the oldest beyond ``max_scenes`` go."""
+        e = self._scenes.get(s)
+        if e is None:
+            e = self._scenes[s] = {"pairs": {}, "depth": {}}
+            while len(self._scenes) > self.max_scenes:
+                self._scenes.popitem(last=False)
+        else:
+            self._scenes.move_to_end(s)
+        return e
 
     def _token_depth(self, s: int, key: str) -> torch.Tensor:
         """[F_scene, N] patch depth (median of valid pixels per box, 0 if none)."""
-        ck = (s, key)
-        if ck not in self._depth:
+        depth = self._entry(s)["depth"]
+        if key not in depth:
             from gaspprobe.models.adapter import TokenGrid
             from gaspprobe.scenes import patch_depth
 
@@ -179,8 +196,8 @@ class MatchCache:
             F = sc.num_frames
             tg = TokenGrid(boxes=boxes.reshape(1, r, c, 4).expand(F, r, c, 4).contiguous(),
                            seq_index=torch.full((F, r, c), -1, dtype=torch.long), frame_size=sc.size)
-            self._depth[ck] = patch_depth(sc, tg).reshape(F, r * c).float()
-        return self._depth[ck]
+            depth[key] = patch_depth(sc, tg).reshape(F, r * c).float()
+        return depth[key]
 
     def frames(self, clips: Sequence[Clip]) -> torch.Tensor:
         """uint8 [B, F, H, W, 3] frames of the clips."""
