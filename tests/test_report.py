@@ -505,8 +505,8 @@ def test_report_files_and_figures(built):
     for p in (out / "figures").glob("*.png"):
         im = Image.open(p)
         assert im.size[0] >= 600  # 3.4 in x 200 dpi
-        px = np.asarray(im.convert("RGB")).reshape(-1, 3)
-        assert len(np.unique(px, axis=0)) > 50, p  # not blank
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 24)
+        assert len(colors) > 50, p  # not blank
     assert (out / "figures" / "robustness.pdf").read_bytes().startswith(b"%PDF")
     md = (out / "report.md").read_text()
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
