@@ -71,3 +71,24 @@ def test_every_feature_source_on_tiny_qwen(rooms):
     n = s["n_matches"]
     assert abs(s["oracle:random"]["peak_accuracy"] - s["chance"]) < 4 * math.sqrt(s["chance"] / n) + 1e-9
     assert "vision" not in s["q"]["accuracy"]["r0"] and "vision" in s["accuracy"]["r0"]
+
+
+def test_qkv_a_family_cannot_hook_is_refused_before_the_weights_load(rooms, monkeypatch, tmp_path):
+    from gaspprobe import models
+    from gaspprobe.errors import ModelError
+    from gaspprobe.models.registry import adapter_class
+    from gaspprobe.models.testing import tiny_model_dir
+    from gaspprobe.probing.features import preflight
+
+    d = tiny_model_dir("qwen2_5_vl")
+    preflight(d, ["hidden", "v", "q_rope"])  # the real family can: no error, no weights read
+    cls = adapter_class("qwen2_5_vl")
+    monkeypatch.setattr(cls, "capture_modes", lambda self: ("hidden", "attention"))
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(models, "load", no_load)
+    with pytest.raises(ModelError, match="modes: feature source 'v' needs capture mode 'v', which .* cannot hook"):
+        probe(str(d), rooms, None, modes=["hidden", "v"], out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

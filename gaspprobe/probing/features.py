@@ -126,3 +126,38 @@ def oracle_features(kind: str, clip: Any, grid: Any, *, seed: int) -> Any:
         return torch.randn((F, rows, cols, 64), generator=g)
     raise ModelError(f"unknown oracle {kind!r}")
 
+
+
+def preflight(model: Any, names: list[str]) -> None:
+    """Before any weights load: refuse q/k/v/attention sources a model given by name cannot hook.
+
+    Reads the model's config, builds its module tree on the ``meta`` device (no memory, no
+    weights) and asks the family's adapter which capture modes that tree offers
+    (``capture_modes``). Anything that cannot be decided this way (a hub id without network, an
+    adapter object, an oracle) is left to :func:`check_adapter_supports` after loading."""
+    needs = [n for n in names if SOURCES.get(n).capture_mode not in (None, "hidden")]
+    if not needs or not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
+        return
+    src = str(model)
+    if src.startswith("oracle:"):
+        return
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        from gaspprobe.models.registry import adapter_class
+
+        config = AutoConfig.from_pretrained(src)
+        cls = adapter_class(getattr(config, "model_type", None))
+        with torch.device("meta"):
+            skeleton = AutoModelForImageTextToText.from_config(config)
+        shell = cls.__new__(cls)
+        shell.model = skeleton
+        modes = set(shell.capture_modes())
+    except Exception:  # undecidable here: the loader and the post-load check say what is wrong
+        return
+    for n in needs:
+        cm = SOURCES.get(n).capture_mode
+        if cm not in modes:
+            raise ModelError(f"modes: feature source {n!r} needs capture mode {cm!r}, which {src} "
+                             f"cannot hook (it has: {', '.join(sorted(modes))})")

@@ -45,7 +45,7 @@ from gaspprobe.errors import ConfigError, DataError, ModelError
 from gaspprobe.probing.depth import RidgeStats, depth_scores, predict_depth, valid_tokens
 from gaspprobe.probing.match import chance_within, hits_within, match_tokens, spearman
 from gaspprobe.probing.recipe import Recipe, load_recipe
-from gaspprobe.probing.features import SOURCES, check_adapter_supports, oracle_features
+from gaspprobe.probing.features import SOURCES, check_adapter_supports, oracle_features, preflight
 from gaspprobe.probing.metrics import patch_tokens
 from gaspprobe.probing.shard import shard_info
 from gaspprobe.probing.temporal import sample_pairs
@@ -321,6 +321,7 @@ def write_result(res: ProbeResult, d: Path) -> None:
 def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dtype: str) -> ProbeResult:
     scene_list = resolve_scenes(scenes)
     check_gaps(scene_list, rcp)
+    preflight(model, rcp.modes)  # q/k/v a family cannot hook: refused before the weights load
     adapter, model_str = resolve_model(model, rcp, device=device, dtype=dtype)
     if rcp.layers is not None:
         known = list(adapter.layer_names())
