@@ -186,8 +186,24 @@ def check(ad, frames: np.ndarray, per_frame: bool, rs: np.random.RandomState) ->
     return {"worst": worst, "checked": checked, "blended": blended}
 
 
-@pytest.mark.parametrize("arch,checkpoint", real_settings(), ids=[f"{a}-{c or 'tiny'}" for a, c in real_settings()])
-@pytest.mark.parametrize("per_frame", [False, True], ids=["all_frames", "per_frame"])
+# Known failures, reported to the family's owner (gaspprobe/models/gemma3.py is not tested around):
+# per frame, the Gemma 3 adapter hands the processor a flat image list where it wants one list per
+# sample ("Found [1, 1] <start_of_image> tokens and [2] images per sample"); all frames, the LLM
+# input of its image tokens shows no gradient to pixel_values through a full forward (it does
+# through get_image_features alone), cause not found yet.
+_XFAIL = {("gemma3", True): dict(strict=True, reason="Gemma 3 adapter: per-frame batch passes a flat image list"),
+          ("gemma3", False): dict(strict=False, reason="Gemma 3: no gradient from LLM input to pixels (under study)")}
+
+
+def _cases():
+    for arch, ck in real_settings():
+        for per_frame in (False, True):
+            marks = [pytest.mark.xfail(**_XFAIL[(arch, per_frame)])] if (arch, per_frame) in _XFAIL else []
+            yield pytest.param(arch, ck, per_frame, marks=marks,
+                               id=f"{arch}-{ck or 'tiny'}-{'per_frame' if per_frame else 'all_frames'}")
+
+
+@pytest.mark.parametrize("arch,checkpoint,per_frame", list(_cases()))
 def test_grid_matches_decoded_pixels_at_real_settings(arch, checkpoint, per_frame):
     ad = real_adapter(arch, checkpoint)
     rs = np.random.RandomState(0)

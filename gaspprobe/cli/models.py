@@ -29,11 +29,6 @@ def list_models() -> None:
         spec = adapter_class(name).spec
         t.add_row(name, spec.display_name, ", ".join(spec.hub_examples), spec.notes)
     console.print(t)
-    if per_clip > max_tokens:
-        from gaspprobe.cli._common import err_console
-
-        err_console.print(f"[yellow]warning:[/] {per_clip:,} image tokens per clip of {frames} frame(s) is above "
-                          f"--max-tokens {max_tokens:,}; lower --max-pixels / --longest-edge or use --no-image-splitting")
 
 
 @app.command("tiny")
