@@ -13,9 +13,12 @@ Token layout (transformers ``Idefics3ImageProcessor`` + ``Idefics3Processor`` + 
 
 Text: per tile ``<fake_token_around_image><row_i_col_j>`` + ``<image>``*n*n, a ``\\n`` after each
 tile row, then ``\\n<fake_token_around_image><global-img>`` + ``<image>``*n*n + ``<fake...>``.
-So a frame's spatial grid is ``(rows*n) x (cols*n)`` tokens tiling the whole frame evenly
-(steps 1-2 map the full frame onto the tiles), assembled from its tiles' token runs; the global
-view's tokens are listed in ``grid.extra["global"]`` (an n x n grid of the whole frame).
+So a frame's spatial grid is ``(rows*n) x (cols*n)`` tokens assembled from its tiles' token runs
+(steps 1-2 map the full frame onto the tiles). A token's box is the pixels its ``s x s`` patches
+really cover: ``n*s*p`` px of each ``T``-px tile (Idefics3-8B: 13*2*14 = 364, the whole tile;
+SmolVLM: 9*3*14 = 378 of 384, so the last 6 px of every tile are seen by no token), mapped back
+through the resize. The global view's tokens are listed in ``grid.extra["global"]`` (an n x n
+grid over the frame squashed to ``T x T``, same rule).
 """
 
 from __future__ import annotations

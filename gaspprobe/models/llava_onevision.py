@@ -6,12 +6,15 @@ the HF port of LLaVA-NeXT's ``anyres_max_9``):
 * **Several images in one sample** (how gaspprobe feeds the frames of a scene, and how OneVision
   itself handles multi-image and video input; the images must be NESTED per sample, which the adapter
   does): each image is padded to a square with the mean colour (centred, ``(M-h)//2``), resized to
-  ``S x S`` and gives ``(S/p)^2`` tokens in row-major order followed by ONE ``image_newline`` token.
-  Token (r, c) covers ``[c*M/g, (c+1)*M/g)`` of the padded square, shifted back by the padding, so
+  ``S x S`` and gives ``g^2`` tokens, ``g = S//p``, in row-major order followed by ONE ``image_newline``
+  token. Token (r, c) covers its patch, ``[c*p, (c+1)*p)`` of the ``S`` view (SigLIP's 27 patches of
+  14 px cover 378 of 384 px: the last 6 are seen by no token), i.e. ``[c*p*M/S, (c+1)*p*M/S)`` of the
+  padded square, shifted back by the padding, so
   for non-square frames the boxes of the border rows/columns extend past the frame (they cover
   padding); the newline positions are in ``grid.extra["newline"]``.
 * **One image in a sample** (a single frame, or ``per_frame=True``): "anyres": a *base* view (the
-  frame squashed to ``S x S``; ``(S/p)^2`` tokens, listed in ``grid.extra["base"]``) and then the
+  frame squashed to ``S x S``; ``g^2`` tokens covering ``g*p`` of its ``S`` px, listed in
+  ``grid.extra["base"]``) and then the
   high-resolution view: the best ``image_grid_pinpoints`` canvas (aspect-preserving resize, centred
   zero padding), cut into ``S``-pixel tiles, un-padded (``unpad_image``), bilinearly shrunk when it
   has more than ~9 tiles' worth of tokens, with a newline after every row. The grid is that
