@@ -10,6 +10,7 @@ import pytest
 
 from gaspprobe import io
 from gaspprobe.benchmarking import profiles
+from gaspprobe.benchmarking.card import load_card
 from gaspprobe.benchmarking.runner import run
 from gaspprobe.errors import ConfigError
 
@@ -158,3 +159,28 @@ def test_profile_generation_equals_adapter_generation_when_inputs_agree(qwen, tm
     assert np.allclose(a["pixel_values"].numpy(), b["pixel_values"].numpy())
     ga = profiles.generate_inputs(qwen, a, max_new_tokens=4)
     assert ga == qwen.generate([(frames, "Which?")], max_new_tokens=4)
+
+
+@pytest.mark.parametrize("card", ["vsibench", "allangles"])
+@pytest.mark.parametrize("name", profiles.PROFILES.names())
+def test_every_profile_runs_where_it_is_defined_and_refuses_elsewhere(tmp_path, name, card):
+    """Generated from the registry: each profile on each fixture card."""
+    prof = profiles.get(name)
+    data, kw = (VSI, {"frames": 2}) if card == "vsibench" else (AA, {})
+    if prof.formats and card not in prof.formats:
+        with pytest.raises(ConfigError, match=f"not defined for {card}"):
+            run(Recorder(), card, data, tmp_path / "r", profile=name, **kw)
+        return
+    r = run(Recorder(), card, data, tmp_path / "r", profile=name, **kw)
+    assert r.summary["profile"] == name and r.summary["n"] == (12 if card == "vsibench" else 11)
+    assert r.summary["parser"] == prof.parser.get(card, load_card(card).parser)
+
+
+def test_oracle_scores_100_under_every_profile_parser(tmp_path):
+    for name in profiles.PROFILES.names():
+        prof = profiles.get(name)
+        for card, data, kw in (("vsibench", VSI, {"frames": 2}), ("allangles", AA, {})):
+            if prof.formats and card not in prof.formats:
+                continue
+            r = run("oracle:answers", card, data, tmp_path / f"{name}-{card}", profile=name, **kw)
+            assert r.overall == pytest.approx(100.0), (name, card)
