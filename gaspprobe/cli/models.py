@@ -36,6 +36,7 @@ def tiny(
     out: Path = typer.Argument(..., help="Output folder (save_pretrained layout, loadable by every command)."),
     arch: str = typer.Option(..., "--arch", help="model_type of the family (see `gaspprobe model list`)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random init; the same seed gives the same weights."),
+    force: bool = typer.Option(False, "--force", help="Rebuild over a finished tiny model of another arch/seed."),
 ) -> None:
     """Build a tiny randomly initialised model of a real architecture (offline), with its processor."""
     from gaspprobe.cli._common import console, set_threads
@@ -43,7 +44,7 @@ def tiny(
 
     _quiet()
     set_threads(1)
-    path = build_tiny(arch, out, seed=seed)
+    path = build_tiny(arch, out, seed=seed, force=force)
     ad = load(path, dtype="float32")
     n = sum(p.numel() for p in ad.model.parameters())
     console.print(f"[green]{ad.spec.display_name}[/] tiny model ({n:,} parameters, {ad.num_layers} LLM layers, "

@@ -30,11 +30,11 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", **kwargs: Any):
     return _load(model, dtype=dtype, device=device, **kwargs)
 
 
-def build_tiny(arch: str, out: Any, seed: int = 0):
+def build_tiny(arch: str, out: Any, seed: int = 0, *, force: bool = False):
     """See :func:`gaspprobe.models.tiny.build_tiny`."""
     from gaspprobe.models.tiny import build_tiny as _build
 
-    return _build(arch, out, seed=seed)
+    return _build(arch, out, seed=seed, force=force)
 
 
 def supported() -> list[str]:

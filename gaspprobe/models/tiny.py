@@ -67,49 +67,44 @@ def make_tokenizer(special_tokens: Sequence[str], *, eos: str, pad: str,
     return tok
 
 
-def build_tiny(arch: str, out: str | Path, seed: int = 0) -> Path:
+def build_tiny(arch: str, out: str | Path, seed: int = 0, *, force: bool = False) -> Path:
     """Build a tiny random model of family ``arch`` (a ``model_type``, see ``gaspprobe model list``)
     and save model + processor + ``gaspprobe_model.json`` to ``out``; returns ``out``.
 
-    The result loads with :func:`gaspprobe.models.load` exactly as a hub checkpoint would.
-    Same ``arch`` and ``seed`` give bit-identical weights.
+    ``out`` is a run folder of kind ``"model"`` (:func:`gaspprobe.runs.open_run`, staged): the
+    files are written into a temp folder and swapped in with the manifest last, so a killed build
+    never leaves a folder that loads; the same ``arch`` and ``seed`` again return the finished
+    folder untouched; another ``arch``/``seed`` in the same folder is refused (one line naming
+    the keys) unless ``force``. The result loads with :func:`gaspprobe.models.load` exactly as a
+    hub checkpoint would. Same ``arch`` and ``seed`` give bit-identical weights.
     """
     import torch
 
     from gaspprobe.io import atomic_write_json
     from gaspprobe.models.registry import adapter_class
+    from gaspprobe.runs import open_run
 
     cls = adapter_class(arch)
     if getattr(cls, "build_tiny_parts", None) is None:  # pragma: no cover - every family has one
         raise ModelError(f"model family {arch!r} has no tiny builder")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ModelError("exists and is not a folder", path=out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model, processor = cls.build_tiny_parts(seed)
-    # Save into a hidden temp folder beside OUT, then move the files in with the metadata file
-    # last: it marks a complete model, so a killed build never leaves a folder that loads as one.
-    import os
-    import shutil
-    import tempfile
-
-    (out / META_FILE).unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    pcls = type(processor)
-    atomic_write_json(out / META_FILE, {
-        "arch": arch,
-        "seed": int(seed),
-        "processor_class": f"{pcls.__module__}:{pcls.__name__}",
-        "num_parameters": int(sum(p.numel() for p in model.parameters())),
-    })
+    with open_run(out, "model", {"arch": arch, "seed": int(seed)}, publish="staged", seed=int(seed),
+                  force=force) as run:
+        if run.cached:
+            return out
+        torch.manual_seed(seed)
+        model, processor = cls.build_tiny_parts(seed)
+        model.save_pretrained(run.dir)
+        processor.save_pretrained(run.dir)
+        pcls = type(processor)
+        n_params = int(sum(p.numel() for p in model.parameters()))
+        atomic_write_json(run.dir / META_FILE, {
+            "arch": arch,
+            "seed": int(seed),
+            "processor_class": f"{pcls.__module__}:{pcls.__name__}",
+            "num_parameters": n_params,
+        })
+        run.complete(model_type=arch, num_parameters=n_params, processor_class=f"{pcls.__module__}:{pcls.__name__}")
     return out
 
 
