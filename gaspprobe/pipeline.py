@@ -44,7 +44,7 @@ TINY_LOOP_STEPS = 700
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "quick": {"n_train_scenes": 6, "n_heldout_scenes": 2, "frames": 8, "size": 224, "train_steps": 30,
-              "bench_limit": 12, "bench_frames": 4, "probe_recipe": "quick"},
+              "bench_limit": 12, "bench_frames": 4, "probe_recipe": "quick", "bench_blind": False},
     # The GASP headline at toy scale (docs/training.md): seeds 1000 / 2000 so no held-out room,
     # texture or camera path is trained on; the headline training config (HEADLINE_CONFIG, 1400
     # steps; a test keeps them equal) capped at 10 minutes of 2-thread CPU.
@@ -81,6 +81,12 @@ class LoopConfig:
     image_root: str | None = C.field(None, help="All-Angles Bench image root.")
     bench_limit: int | None = C.field(None, help="At most this many questions per benchmark.")
     bench_frames: int = C.field(8, help="Frames per sample for video benchmarks.")
+    bench_scorer: str | None = C.field(None, help="generate (official: generate, then parse) | likelihood "
+                                                  "(NON-official: the most likely option, multiple choice only). "
+                                                  "None = likelihood for the tiny default (random tiny models never "
+                                                  "generate a parseable answer), generate for a --model.")
+    bench_blind: bool | None = C.field(None, help="Also run each model without images/video (the blind "
+                                                  "baseline). None = the runner's default (on).")
     probe_recipe: str = C.field("gasp", help="Probe recipe name or path.")
     train_config: str | None = C.field(None, help="Training config file (TOML/YAML). None = the headline "
                                                     "config (full fine-tuning + vision tower, 16-frame clips) "
@@ -97,6 +103,8 @@ class LoopConfig:
                                           "GASP headline of docs/training.md: 96 + 16 scenes, 10 min training).")
 
     def __post_init__(self) -> None:
+        if self.bench_scorer not in (None, "generate", "likelihood"):
+            raise ConfigError(f"bench_scorer: expected generate or likelihood, got {self.bench_scorer!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset: expected one of {', '.join(PRESETS)}, got {self.preset!r}")
 
@@ -235,7 +243,11 @@ def loop(out: str | Path, config: LoopConfig | None = None, *, log: Callable[[st
         Stage("probe/gasp", lambda: probe(gasp_model, heldout, cfg.probe_recipe, out=out / "probe" / "gasp",
                                           label="gasp")),
     ]
+    scorer = cfg.bench_scorer or ("generate" if cfg.model else "likelihood")
     for name, data, extra in plan:
+        extra = {**extra, "scorer": scorer}
+        if cfg.bench_blind is not None:
+            extra["blind"] = cfg.bench_blind
         if name.startswith("synthetic_"):
             stages.append(Stage(f"bench/data/{name}", _synthesize(heldout, data, name, cfg.seed)))
         for label, model in (("base", base_model), ("gasp", gasp_model)):
