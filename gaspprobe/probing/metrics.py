@@ -123,9 +123,9 @@ def _spearman_naive(x, y):
 
 
 # --------------------------------------------------------------------------- matching
-def _match_case(seed):
+def _match_case(seed, D=5):
     g = torch.Generator().manual_seed(seed)
-    F, T, D = 3, int(torch.randint(2, 12, (1,), generator=g)), 5
+    F, T = 3, int(torch.randint(2, 12, (1,), generator=g))
     src = torch.randn(F, T, D, generator=g)
     cosine = bool(seed % 2)
     tgt = src if cosine else torch.randn(F, T, D, generator=g)
@@ -258,6 +258,8 @@ for _m in (
                 "Spearman rho of match confidence vs correctness, average ranks for ties"),
     ProbeMetric("match", _match_fn, _match_naive, _match_case, _match_close,
                 "nearest-neighbour prediction and its softmax confidence (cosine or raw dot)"),
+    ProbeMetric("match_wide", _match_fn, _match_naive, lambda seed: _match_case(seed, D=1100), _match_close,
+                "the same at D >= 1024, where the matcher multiplies per target frame (no padding)"),
     ProbeMetric("depth", _depth_fn, _depth_naive, _depth_case, _close_tuple,
                 "depth probe AbsRel and delta<1.25"),
     ProbeMetric("pooled_accuracy", _pooled_fn, _pooled_naive, _gaps_case, _close_tuple,
