@@ -95,7 +95,7 @@ def _as_boxes(b: Any, name: str) -> torch.Tensor:
 
 def _pair_boxes(grid: Any, scene: "Scene", i: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Resolve the ``grid`` argument of :func:`patch_matches` to (boxes_i [Ni,4], boxes_j [Nj,4])."""
-    from gaspprobe.models.adapter import TokenGrid
+    from gaspprobe.scenes.grid import TokenGrid
 
     if isinstance(grid, TokenGrid):
         if tuple(grid.frame_size) != tuple(scene.size):
@@ -120,7 +120,7 @@ def _pair_boxes(grid: Any, scene: "Scene", i: int, j: int) -> tuple[torch.Tensor
 
 def _frames_boxes(grid: Any, scene: "Scene") -> tuple[torch.Tensor, tuple[int, int]]:
     """Resolve a grid to per-frame boxes [F, rows*cols, 4] and its (rows, cols)."""
-    from gaspprobe.models.adapter import TokenGrid
+    from gaspprobe.scenes.grid import TokenGrid
 
     F = scene.num_frames
     if isinstance(grid, TokenGrid):
