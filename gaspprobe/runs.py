@@ -312,6 +312,10 @@ def open_run(out: str | Path, kind: str, config: Any, *, publish: Publish = "sta
         if publish == "staged" and decision == "fresh":
             out.parent.mkdir(parents=True, exist_ok=True)
             d = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            # mkdtemp makes the folder 0700; the published run gets what a plain mkdir would give
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(d, 0o777 & ~umask)
         else:
             d = out
             if decision != "cached":

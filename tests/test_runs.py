@@ -205,3 +205,14 @@ def test_a_kill_during_a_staged_run_leaves_the_old_run_or_the_new_one(tmp_path):
     assert {f.read_text() for f in out.glob("part*.txt")} == {"3"}
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_staged_run_gets_the_permissions_of_a_plain_folder(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        _publish(tmp_path / "run", {"a": 1}, "x")
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        assert (tmp_path / "run").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(umask)

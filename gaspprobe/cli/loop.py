@@ -48,5 +48,5 @@ def register(app: typer.Typer) -> None:
         cfg = C.replace(LoopConfig(), **over)
         res = run_loop(out, cfg, log=lambda m: console.print(m, markup=False, highlight=False))
         console.print(f"[bold green]loop complete[/]: report at {res.report}")
-        if res.headline is not None:
+        if getattr(res, "headline", None) is not None:
             console.print((out / "headline.md").read_text(encoding="utf-8"), markup=False, highlight=False)
