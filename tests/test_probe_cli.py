@@ -126,3 +126,24 @@ def test_cli_several_models_make_one_comparison_run(scene_dir, tmp_path):
     bad = _cli("probe", "--model", "oracle:xyz", "--model", "oracle:random", "--label", "x",
                "--scenes", scene_dir, "--out", tmp_path / "b")
     assert bad.returncode == 2 and "label: 1 labels for 2 models" in bad.stderr
+
+
+def test_cli_paper_recipe_on_video_scenes(tmp_path):
+    """The paper recipe end to end: every Δt 1..24 measured in one clip of video-like scenes,
+    PCK@2 headline with its chance, normalized PCK, robustness and PCK_24/PCK_1."""
+    from gaspprobe.scenes import make_scenes
+
+    scenes = tmp_path / "video"
+    make_scenes(scenes, n_scenes=1, frames=26, size=64, seed=5, camera="video", fps=30.0)
+    out = tmp_path / "paper"
+    r = _cli("probe", "--model", "oracle:xyz:8x8", "--scenes", scenes, "--out", out, "--recipe", "paper",
+             "--modes", "hidden", "--pairs-per-gap", "1", "--label", "upper")
+    assert r.returncode == 0, r.stderr
+    assert "PCK@2 llm_token" in r.stdout and "PCK_24/PCK_1" in r.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert s["headline_r"] == 2 and s["patch_unit"] == "llm_token" and s["fps"] == 30.0
+    assert sorted(int(g) for g in s["n_by_gap"]) == list(range(1, 25))
+    assert s["peak_accuracy"] > 0.95 and s["headline_chance"] == s["chance_r2"] < 0.4
+    assert s["robustness"] > 0.9 and s["robustness_max_gap"] == 24 and s["robustness_at_max_gap"] > 0.9
+    assert sorted(int(g) for g in s["normalized_by_layer"]["llm.0"]) == list(range(1, 25))
+    assert io.read_manifest(out, kind="probe")["model_label"] == "upper"
