@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from gaspprobe.models.base import DEFAULT_PROMPT, _StopForward
+from gaspprobe.models.base import _StopForward
 from gaspprobe.models.testing import real_adapter, real_settings
 
 pytestmark = pytest.mark.slow
@@ -93,6 +93,9 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0) -
         got[name] = a
 
     undo = ad._install(model, ["vision"], "hidden", idx, emit)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:  # gradients to the pixels only: no weight gradients to compute
+        p.requires_grad_(False)
     try:
         with torch.enable_grad():
             try:
@@ -102,6 +105,8 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0) -
     finally:
         undo()
         vc._attn_implementation = old
+        for p in trainable:
+            p.requires_grad_(True)
     h = got["vision"]  # [B, N, D]
     ip = ad.processor.image_processor
     mean = torch.tensor(getattr(ip, "image_mean", None) or [0.0] * 3)
@@ -112,9 +117,8 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0) -
     H, W = ad.last_grid_frame_size
     w = torch.randn(h.shape[-1], generator=torch.Generator().manual_seed(seed))
     out = {}
-    for b, pos in positions:
-        n = int((idx[b] == pos).nonzero())
-        (g,) = torch.autograd.grad((h[b, n] * w).sum(), pv, retain_graph=True)
+    grads = _token_grads(h, pv, idx, positions, w)
+    for (b, pos), g in zip(positions, grads):
         sup = _channels(g).abs().sum(0) > 0
         vals = rgb[:, sup]
         assert 0 < vals.shape[1] < 0.5 * rgb.shape[1], f"token {pos}: support of {vals.shape[1]} px: tokens mix"
@@ -130,6 +134,25 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0) -
         xs, ys = vals[0] * W / 255, vals[1] * H / 255
         out[(b, pos)] = (frame, xs.mean().item(), ys.mean().item(),
                          (xs.min().item(), ys.min().item(), xs.max().item(), ys.max().item()))
+    return out
+
+
+def _token_grads(h, pv, idx, positions, w, chunk: int = 8):
+    """d(h[b, n] . w)/d pixel_values for each (row b, sequence position) token, a few per backward
+    (vmapped cotangents); one by one where an operation has no batching rule."""
+    ns = [(b, int((idx[b] == pos).nonzero())) for b, pos in positions]
+    out = []
+    for i in range(0, len(ns), chunk):
+        part = ns[i:i + chunk]
+        go = torch.zeros((len(part), *h.shape), dtype=h.dtype)
+        for j, (b, n) in enumerate(part):
+            go[j, b, n] = w
+        try:
+            (g,) = torch.autograd.grad(h, pv, grad_outputs=go, retain_graph=True, is_grads_batched=True)
+            out += list(g)
+        except RuntimeError:  # pragma: no cover - an op without a batching rule
+            for j in range(len(part)):
+                out.append(torch.autograd.grad(h, pv, grad_outputs=go[j], retain_graph=True)[0])
     return out
 
 
@@ -151,10 +174,10 @@ def check(ad, frames: np.ndarray, per_frame: bool, rs: np.random.RandomState) ->
         seq = seq if seq.ndim == 3 else seq[None]
         Fv, R, C = seq.shape
         bx = boxes if boxes.ndim == 4 else boxes[None].expand(Fv, R, C, 4)
-        cells = {(0, R - 1, C - 1), (Fv - 1, R - 1, 0), (Fv - 1, 0, C - 1)} if name == "grid" else set()
-        cells.add((0, 0, 0))
+        # the far corner (where an even-split error is largest), the origin, then random tokens
+        cells = {(Fv - 1, R - 1, C - 1), (0, 0, 0)} if name == "grid" else {(Fv - 1, R - 1, C - 1)}
         inside = ((bx[..., 0] >= 0) & (bx[..., 1] >= 0) & (bx[..., 2] <= W) & (bx[..., 3] <= H)).nonzero().tolist()
-        want = len(cells) + (4 if name == "grid" else 1)
+        want = len(cells) + (3 if name == "grid" else 1)
         while len(cells) < want and inside:  # random tokens among those away from padding
             cells.add(tuple(inside[int(rs.randint(len(inside)))]))
         for f, r, c in sorted(cells):
@@ -182,7 +205,7 @@ def check(ad, frames: np.ndarray, per_frame: bool, rs: np.random.RandomState) ->
         checked += 1
         assert ex <= TOL and ey <= TOL, (f"{name} token {key} frame {f}: pixels centred at ({x:.1f}, {y:.1f}), "
                                          f"box {[round(v, 1) for v in (x0, y0, x1, y1)]}: off by ({ex:.2f}, {ey:.2f}) token")
-    assert checked + blended >= 4, f"only {checked} tokens away from padding"
+    assert checked + blended >= 3, f"only {checked} tokens away from padding"
     return {"worst": worst, "checked": checked, "blended": blended}
 
 
@@ -208,7 +231,9 @@ def test_grid_matches_decoded_pixels_at_real_settings(arch, checkpoint, per_fram
     ad = real_adapter(arch, checkpoint)
     rs = np.random.RandomState(0)
     report = {}
-    for H, W in SIZES:
+    # per frame, each frame is a one-image sample: the single-image layout (OneVision's anyres) at
+    # a landscape size and the large one (where OneVision shrinks); all four sizes all-frames
+    for H, W in (SIZES[1:3] if per_frame else SIZES):
         report[(H, W)] = check(ad, coded_frames(2, H, W), per_frame, rs)
     print(arch, checkpoint, "per_frame" if per_frame else "all_frames", report)
 

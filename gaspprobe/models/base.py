@@ -1,5 +1,10 @@
 """What every model family shares: input building, per-layer capture hooks, features with grad, generation.
 
+Split along its seams: the per-family facts are :mod:`gaspprobe.models.spec` (``FamilySpec``), the
+hook machinery (early stop, the q/k recording attention function) :mod:`gaspprobe.models.hooks`, the
+worker threads of streaming capture :mod:`gaspprobe.models.capture`; all names families use are
+re-exported here.
+
 A family module (``qwen_vl.py``, ``llava.py``, ...) subclasses :class:`BaseAdapter`, sets its
 :class:`FamilySpec` and implements three things: how a list of frames becomes the processor's
 ``images`` argument, :meth:`BaseAdapter._grid_for_row` (token -> frame/row/col/pixel box, undoing
@@ -25,94 +30,29 @@ else lives here:
 from __future__ import annotations
 
 import queue
-import re
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from gaspprobe.errors import DataError, ModelError
+from gaspprobe.models.capture import _POOL, _Failure
+from gaspprobe.models.hooks import (  # noqa: F401  (re-exported: families and tests import them from here)
+    _ACTIVE_QK,
+    _QK_LOCK,
+    _QK_USERS,
+    QK_IMPL,
+    _getattr_path,
+    _QKRecorder,
+    _register_qk,
+    _StopForward,
+    _unwrap,
+)
 from gaspprobe.models.adapter import CAPTURE_MODES, FeatureMode, LayerCapture, TokenGrid, layer_names
+from gaspprobe.models.spec import FamilySpec  # noqa: F401  (re-exported)
 
 DEFAULT_PROMPT = "Describe the scene."
-_QK_IMPL = "gaspprobe_qk"
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """Per-family facts, in one place (cf. timm's ``PretrainedCfg``).
-
-    Attributes:
-        model_type: the HF ``config.model_type`` this family is registered under.
-        display_name: human name, e.g. "Qwen2.5-VL".
-        hub_examples: hub ids known to load with this adapter.
-        model_class: transformers class of the full model (``...ForConditionalGeneration``).
-        processor_class: the hub processor class (what ``AutoProcessor`` gives for a checkpoint).
-        image_processor_class: the torchvision-free ``*Pil`` image processor used for tiny models.
-        patch_size: vision patch size in pixels of the processed image.
-        merge_size: patches merged into one LLM token per side (Qwen 2, LLaVA 1).
-        image_token: the placeholder token the processor expands into image tokens.
-        layers_path: attribute path from the full model to the decoder ``ModuleList``.
-        processor_kwargs: the tiny processor's size settings (``(key, value)`` pairs), for inspect.
-        notes: layout facts worth knowing (printed by ``gaspprobe model list``).
-        image_only_processor: ``"module:Class"`` of an image-only processor subclass, tried when
-            ``AutoProcessor`` fails (its video processor needs torchvision), or None.
-        language_model_path: attribute path from the full model to the language model (the
-            decoder stack's parent). Training facts: full fine-tuning and the default LoRA pattern
-            are restricted to this module.
-        projector_keys: parameter-name fragments of the vision projector / merger / connector.
-        vision_keys: parameter-name fragments of the vision tower (projector excluded).
-        lora_modules: linear module names (inside the language model) given LoRA by default.
-    """
-
-    model_type: str
-    display_name: str
-    hub_examples: tuple[str, ...]
-    model_class: str
-    processor_class: str
-    image_processor_class: str
-    patch_size: int
-    merge_size: int = 1
-    image_token: str = "<image>"
-    layers_path: str = "model.language_model.layers"
-    processor_kwargs: tuple[tuple[str, Any], ...] = ()
-    notes: str = ""
-    image_only_processor: str | None = None
-    language_model_path: str = "model.language_model"
-    projector_keys: tuple[str, ...] = ("multi_modal_projector",)
-    vision_keys: tuple[str, ...] = ("vision_tower",)
-    lora_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                     "down_proj")
-
-    @property
-    def language_model_name(self) -> str:
-        """The last component of :attr:`language_model_path` (``language_model``, ``text_model``)."""
-        return self.language_model_path.rsplit(".", 1)[-1]
-
-    @property
-    def lora_targets(self) -> str:
-        """The default LoRA ``target_modules`` regex: this family's language-model linears only."""
-        name = re.escape(self.language_model_name)
-        return rf".*\.{name}\..*\.({'|'.join(self.lora_modules)})"
-
-
-class _StopForward(Exception):
-    """Raised from a hook after the last requested layer: the rest of the forward is skipped."""
-
-
-def _unwrap(model: Any) -> Any:
-    """The transformers model under a peft wrapper (same module objects, so hooks still fire)."""
-    while type(model).__name__.startswith("Peft") and hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-def _getattr_path(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def as_frames(frames: Any, *, what: str = "frames") -> np.ndarray:
@@ -133,110 +73,6 @@ def as_frames(frames: Any, *, what: str = "frames") -> np.ndarray:
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or 0 in a.shape:
         raise DataError(f"{what}: expected uint8 frames [F,H,W,3], got {a.dtype} {list(a.shape)}")
     return a
-
-
-class _QKRecorder:
-    """State of one attention-mode capture, read by the registered ``gaspprobe_qk`` function."""
-
-    def __init__(self, modules: dict[int, int], idx: torch.Tensor, emit: Callable[[int, Any, Any], None],
-                 kind: str = "attention"):
-        self.kind = kind  # "attention" (scaled q, repeated k), "q_rope" or "k_rope" (as they arrive)
-        self.modules = modules  # id(self_attn module) -> layer index
-        self.idx = idx  # [B, N] image-token positions (already on the model's device)
-        self.rows = torch.arange(idx.shape[0], device=idx.device)[:, None]
-        self.emit = emit
-
-
-# (id(attention config), thread id) -> recorder. Hooks and recorders act only in the thread whose
-# forward installed them, so nested or concurrent captures on one model never see each other's layers.
-_ACTIVE_QK: dict[tuple[int, int], _QKRecorder] = {}
-_QK_USERS: dict[int, list] = {}  # id(attention config) -> [active captures, original implementation]
-_QK_LOCK = threading.Lock()
-
-
-def _qk_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """AttentionInterface function: record image-token q/k of hooked layers, then run SDPA.
-
-    ``query`` [B,H,S,dh] and ``key`` [B,Hkv,S,dh] arrive exactly as the model computed them
-    (rotary applied). The recorded query is rescaled by ``scaling*sqrt(dh)`` so that the contract
-    ``logit = q.k / sqrt(dh)`` per head holds even for models whose scaling is not 1/sqrt(dh).
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    rec = _ACTIVE_QK.get((id(module.config), threading.get_ident()))
-    if rec is not None and id(module) in rec.modules:
-        B, H, S, dh = query.shape
-        idx = rec.idx if rec.idx.device == query.device else rec.idx.to(query.device)
-        rows = rec.rows if rec.rows.device == query.device else rec.rows.to(query.device)
-        q = query.transpose(1, 2)[rows, idx]  # [B, N, H, dh]
-        k = key.transpose(1, 2)[rows, idx]  # [B, N, Hkv, dh]
-        if rec.kind == "q_rope":
-            rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], -1), None)
-        elif rec.kind == "k_rope":
-            rec.emit(rec.modules[id(module)], k.reshape(B, k.shape[1], -1), None)
-        else:
-            k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: kv head j serves query heads j*g..j*g+g-1
-            s = scaling if scaling is not None else dh**-0.5
-            q = q * (s * dh**0.5)
-            rec.emit(rec.modules[id(module)], q.reshape(B, q.shape[1], H * dh), k.reshape(B, k.shape[1], H * dh))
-    if kwargs.get("softcap") is not None:  # Gemma 2 (PaliGemma 2) soft-caps its logits: SDPA cannot
-        import sys
-
-        eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward")
-        if attention_mask is not None and attention_mask.dtype == torch.bool:  # our mask is SDPA's boolean one
-            attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-                ~attention_mask, torch.finfo(query.dtype).min)
-        return eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
-                                  dropout=dropout, **kwargs)
-
-
-_QK_REGISTERED = False
-
-
-def _register_qk() -> None:
-    global _QK_REGISTERED
-    if _QK_REGISTERED:
-        return
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(_QK_IMPL, _qk_attention)
-    AttentionMaskInterface.register(_QK_IMPL, sdpa_mask)
-    _QK_REGISTERED = True
-
-
-class _WorkerPool:
-    """Long-lived daemon threads that run capture forwards.
-
-    A fresh thread per capture would pay per-thread set-up every time (CUDA/cuBLAS handles,
-    the OpenMP team), which is milliseconds against a tiny model's forward; idle workers are reused.
-    A capture started while another is being consumed (nested loops) gets another worker.
-    """
-
-    def __init__(self) -> None:
-        self._idle: list[queue.Queue] = []
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        with self._lock:
-            jobs = self._idle.pop() if self._idle else None
-        if jobs is None:
-            jobs = queue.Queue()
-            threading.Thread(target=self._loop, args=(jobs,), name="gaspprobe-capture", daemon=True).start()
-        jobs.put(fn)
-
-    def _loop(self, jobs: queue.Queue) -> None:
-        while True:
-            fn = jobs.get()
-            try:
-                fn()
-            finally:
-                with self._lock:
-                    self._idle.append(jobs)
-
-
-_POOL = _WorkerPool()
 
 
 class BaseAdapter:
@@ -515,7 +351,7 @@ class BaseAdapter:
             _ACTIVE_QK[key] = _QKRecorder(mods, idx, emit_qk, kind=mode)
             users = _QK_USERS.setdefault(id(attn_cfg), [0, attn_cfg._attn_implementation])
             users[0] += 1
-            attn_cfg._attn_implementation = _QK_IMPL
+            attn_cfg._attn_implementation = QK_IMPL
 
         def undo() -> None:
             with _QK_LOCK:
@@ -704,8 +540,3 @@ class BaseAdapter:
                                       pad_token_id=tok.pad_token_id, **generate_kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
-
-
-@dataclass
-class _Failure:
-    exc: BaseException
