@@ -143,3 +143,9 @@ def load_card(name_or_path: str | Path) -> BenchmarkCard:
     if card.prompt_variant not in card.prompt_variants:
         raise ConfigError(f"prompt_variant {card.prompt_variant!r} is not in prompt_variants", path=path)
     return card
+
+
+#: The files of a bench run folder (shared by the runner, scoring, rescoring and stats).
+PREDICTIONS = "predictions.jsonl"
+SUMMARY = "summary.json"
+SCORES = "scores.parquet"

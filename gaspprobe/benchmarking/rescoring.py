@@ -92,7 +92,7 @@ def score(benchmark: str, data: str | Path, predictions: str | Path, out: str | 
     """
     import json
 
-    from gaspprobe.benchmarking.runner import BenchResult, load_samples
+    from gaspprobe.benchmarking.scoring import BenchResult, load_samples
     from gaspprobe.benchmarking.scoring import (PREDICTIONS, SUMMARY, finalize, latest, parser_for, record,
                                                 score_sample)
     from gaspprobe.runs import open_run

@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 from gaspprobe import io
 from gaspprobe.benchmarking import answerers, profiles
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample, load_card
-from gaspprobe.benchmarking.scoring import (PREDICTIONS, SUMMARY, latest, parser_for, record, resolve_judge,
+from gaspprobe.benchmarking.scoring import (BenchResult, load_samples, PREDICTIONS, SUMMARY, latest, parser_for, record, resolve_judge,
                                             score_sample, with_judge)
 from gaspprobe.errors import DataError, GaspError
 
@@ -51,26 +51,6 @@ from gaspprobe.benchmarking.rescoring import read_predictions, score  # noqa: E4
 SPECIAL_MODELS = tuple(answerers.ANSWERERS.names())
 SCORERS = ("generate", "likelihood")
 Progress = Callable[[dict], None]
-
-
-@dataclass
-class BenchResult:
-    """What a bench run produced: the folder and its summary (scores table read on demand)."""
-
-    run_dir: Path
-    summary: dict
-
-    @property
-    def overall(self) -> float:
-        return self.summary["overall"]
-
-    @property
-    def tasks(self) -> dict:
-        return self.summary["tasks"]
-
-    def scores(self):
-        """The tidy per-sample table (pandas DataFrame)."""
-        return io.read_table(self.run_dir / "scores.parquet")
 
 
 def _object_name(model: Any) -> str:
@@ -136,20 +116,6 @@ class _VisualLoader:
 
 
 # --------------------------------------------------------------------------- run
-def load_samples(card: BenchmarkCard, data, video_root=None, image_root=None, prompt_variant=None,
-                 limit=None) -> list[Sample]:
-    """The card's loader (``LOADERS[card.format]``) on ``data``, first ``limit`` samples."""
-    from gaspprobe.benchmarking.registry import LOADERS
-
-    samples = LOADERS.get(card.format)(card, data, video_root=video_root, image_root=image_root,
-                                       prompt_variant=prompt_variant)
-    if limit is not None:
-        if limit < 1:
-            raise GaspError(f"limit: expected a positive number, got {limit}")
-        samples = samples[: int(limit)]
-    return samples
-
-
 _load = load_samples  # the old private name
 
 

@@ -10,6 +10,7 @@ aggregation, the baselines of :func:`baselines` and the bootstrap intervals of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -17,9 +18,7 @@ from gaspprobe import io
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.errors import GaspError
 
-PREDICTIONS = "predictions.jsonl"
-SUMMARY = "summary.json"
-SCORES = "scores.parquet"
+from gaspprobe.benchmarking.card import PREDICTIONS, SCORES, SUMMARY  # noqa: E402,F401 (re-exported)
 SCORE_COLUMNS = ["model", "benchmark", "id", "question_type", "prediction", "parsed", "target", "score", "task",
                  "failed", "cluster", "kind", "n_options", "pair_idx"]
 
@@ -217,3 +216,37 @@ def finalize(out: Path, card: BenchmarkCard, samples: Sequence[Sample], last: di
     io.write_table(df, out / SCORES)
     io.atomic_write_json(out / SUMMARY, summary)
     return summary
+
+
+@dataclass
+class BenchResult:
+    """What a bench run produced: the folder and its summary (scores table read on demand)."""
+
+    run_dir: Path
+    summary: dict
+
+    @property
+    def overall(self) -> float:
+        return self.summary["overall"]
+
+    @property
+    def tasks(self) -> dict:
+        return self.summary["tasks"]
+
+    def scores(self):
+        """The tidy per-sample table (pandas DataFrame)."""
+        return io.read_table(self.run_dir / "scores.parquet")
+
+
+def load_samples(card: BenchmarkCard, data, video_root=None, image_root=None, prompt_variant=None,
+                 limit=None) -> list[Sample]:
+    """The card's loader (``LOADERS[card.format]``) on ``data``, first ``limit`` samples."""
+    from gaspprobe.benchmarking.registry import LOADERS
+
+    samples = LOADERS.get(card.format)(card, data, video_root=video_root, image_root=image_root,
+                                       prompt_variant=prompt_variant)
+    if limit is not None:
+        if limit < 1:
+            raise GaspError(f"limit: expected a positive number, got {limit}")
+        samples = samples[: int(limit)]
+    return samples

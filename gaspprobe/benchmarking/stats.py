@@ -260,7 +260,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, n_boot: int = N_BOOT, 
     from gaspprobe import io
     from gaspprobe.benchmarking.card import load_card
     from gaspprobe.benchmarking.registry import AGGREGATIONS
-    from gaspprobe.benchmarking.scoring import SCORES, SUMMARY
+    from gaspprobe.benchmarking.card import SCORES, SUMMARY
     from gaspprobe.errors import DataError
 
     runs = []
