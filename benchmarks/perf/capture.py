@@ -1,6 +1,7 @@
 """Capture speed and memory: streamed per-layer capture vs the bare forward pass, per tiny family.
 
     python benchmarks/perf/capture.py [--quick] [--device cuda] [--mid]
+    python benchmarks/perf/capture.py --tokens     # image tokens per frame / clip at REAL settings
 
 ``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). Figures, all ratios or
 rates measured in this one run (median of repeats after warm-up, one torch thread on CPU):
@@ -238,6 +239,31 @@ def _print(res: dict) -> None:
     print({k: v for k, v in res.items() if k != "families"})
 
 
-if __name__ == "__main__":
+def token_table() -> list[dict]:
+    """Image tokens per frame and per clip of every registered family at its real checkpoints'
+    processor settings (:func:`gaspprobe.models.testing.real_adapter`; runs the processors only).
+    The table in ``docs/adding_a_model.md`` is this output."""
+    from gaspprobe.models.testing import real_adapter, real_settings
+
+    rows = []
+    for arch, ck in real_settings():
+        ad = real_adapter(arch, ck)
+        row = {"family": arch, "setting": ck or "(tiny = real geometry)"}
+        for H, W in ((448, 448), (480, 640), (968, 1296)):
+            row[f"{W}x{H}"] = ad.image_tokens((H, W), 1)
+        row["8 x 1296x968"] = ad.image_tokens((968, 1296), 8)
+        row["32 x 640x480"] = ad.image_tokens((480, 640), 32)
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__" and "--tokens" in sys.argv:
+    table = token_table()
+    cols = list(table[0])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in table:
+        print("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r.values()) + " |")
+elif __name__ == "__main__":
     dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     _print(run(quick="--quick" in sys.argv, device=dev, mid="--mid" in sys.argv))
