@@ -209,13 +209,7 @@ def check(ad, frames: np.ndarray, per_frame: bool, rs: np.random.RandomState) ->
     return {"worst": worst, "checked": checked, "blended": blended}
 
 
-# Known failures, reported to the family's owner (gaspprobe/models/gemma3.py is not tested around):
-# per frame, the Gemma 3 adapter hands the processor a flat image list where it wants one list per
-# sample ("Found [1, 1] <start_of_image> tokens and [2] images per sample"); all frames, the LLM
-# input of its image tokens shows no gradient to pixel_values through a full forward (it does
-# through get_image_features alone), cause not found yet.
-_XFAIL = {("gemma3", True): dict(strict=True, reason="Gemma 3 adapter: per-frame batch passes a flat image list"),
-          ("gemma3", False): dict(strict=False, reason="Gemma 3: no gradient from LLM input to pixels (under study)")}
+_XFAIL: dict = {}  # (arch, per_frame) -> pytest.mark.xfail kwargs, for a family failure reported to its owner
 
 
 def _cases():
