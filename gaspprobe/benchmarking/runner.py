@@ -57,10 +57,11 @@ def _object_name(model: Any) -> str:
     return str(getattr(model, "name", None) or getattr(model, "model_id", None) or type(model).__name__)
 
 
-def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str = "cpu") -> tuple[Any, str]:
+def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str = "cpu",
+                   pixels: dict | None = None) -> tuple[Any, str]:
     if isinstance(model, str):
         if model.startswith(answerers.BLIND_PREFIX):
-            inner, _ = _resolve_model(model[len(answerers.BLIND_PREFIX):], samples, seed, device)
+            inner, _ = _resolve_model(model[len(answerers.BLIND_PREFIX):], samples, seed, device, pixels)
             if isinstance(inner, answerers.Answerer):
                 raise GaspError(f"{model!r}: blind needs a model, not a special answerer")
             return answerers.Blind(inner, model), model
@@ -68,7 +69,7 @@ def _resolve_model(model: Any, samples: Sequence[Sample], seed: int, device: str
             return answerers.make(model, samples, seed), model
         from gaspprobe import models
 
-        return models.load(model, device=device), model
+        return models.load(model, device=device, pixels=pixels), model
     if not hasattr(model, "generate"):
         raise GaspError(f"model must be a name/path or an adapter with .generate(), got {type(model).__name__}")
     return model, _object_name(model)
@@ -145,7 +146,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         batch_size: int = 1, prompt_variant: str | None = None, parser: str | None = None,
         max_new_tokens: int | None = None, seed: int = 0, progress: Progress | bool | None = None,
         device: str | None = None, judge: Any = None, profile: str | None = None, scorer: str = "generate",
-        blind: bool | None = None, label: str | None = None, force: bool = False,
+        blind: bool | None = None, label: str | None = None, force: bool = False, pixels: dict | None = None,
         wait: bool = False) -> BenchResult:
     """Run ``model`` on ``benchmark`` (card name or YAML path) over ``data`` into run folder ``out``.
 
@@ -174,6 +175,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         blind: also run the model without images/video per sample (``baselines.blind``);
             default on for real models, off for special answerers.
         label: recorded as the manifest's ``model_label`` (the loop's "base"/"gasp").
+        pixels: the processor's pixel budget (``min_pixels`` / ``max_pixels`` ..., see
+            :func:`gaspprobe.models.loading.apply_pixels`); None = the checkpoint's. Recorded in the config.
         force: start over even if ``out`` holds a finished or differing run.
         wait: wait for another process using ``out`` instead of refusing.
     Returns:
@@ -220,6 +223,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         config["scorer"] = scorer
     if do_blind:
         config["blind"] = True
+    if pixels:
+        config["pixels"] = dict(pixels)
     state = _dist_state()
     is_main = state is None or state.is_main_process
     extra = {"model": config["model"], "benchmark": card.name, "card_version": card.version,
@@ -249,7 +254,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             import torch
 
             device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        mdl, model_name = _resolve_model(model, [s for s in samples if not s.error], seed, device)
+        mdl, model_name = _resolve_model(model, [s for s in samples if not s.error], seed, device, pixels)
         prof.check(profiles.family_of(mdl) if profiles.has_processor(mdl) else None, card.format)
         if scorer == "likelihood" and not profiles.has_processor(mdl) and not hasattr(mdl, "option_logprobs"):
             raise GaspError(f"scorer 'likelihood' needs a model with a processor and forward pass; "

@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of everything."),
         quick: bool = typer.Option(False, "--quick", help="A ~1 minute first look (= --preset quick)."),
         preset: str = typer.Option("default", "--preset", help="default | quick | headline (the toy GASP "
-                                   "headline: 96 + 16 scenes, 10 minutes of training, headline.json)."),
+                                   "headline: 96 + 16 scenes, 10 minutes of training, headline.json) | paper "
+                                   "(issue 14's protocol: paper recipe, video scenes, 16x16 tokens)."),
     ) -> None:
         """Run (or resume) the whole loop; finished stages with the same config are skipped."""
         from gaspprobe.cli._common import console

@@ -126,6 +126,9 @@ def register(app: typer.Typer) -> None:
         ridge_lambda: Optional[float] = typer.Option(None, help="relative ridge penalty"),
         depth_train_fraction: Optional[float] = typer.Option(None, help="fraction of scenes to fit the depth probe"),
         seed: Optional[int] = typer.Option(None, help="pair-sampling seed"),
+        min_pixels: Optional[int] = typer.Option(None, help="processor pixel budget: lower bound of a frame's area"),
+        max_pixels: Optional[int] = typer.Option(None, help="processor pixel budget: upper bound of a frame's area "
+                                                 "(see `gaspprobe model inspect` for tokens per frame)"),
         overwrite: bool = typer.Option(False, help="replace a complete run made with other settings"),
         label: Optional[list[str]] = typer.Option(None, help="a label for the model in reports (e.g. base, "
                                                              "gasp); one per --model"),
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
             patch_unit=patch_unit, frame_stride=frame_stride, fps=fps, skip_long_gaps=skip_long_gaps,
             conf_temperature=conf_temperature, layers=_strs(layers), per_frame=per_frame,
             depth_probe=depth_probe, ridge_lambda=ridge_lambda,
-            depth_train_fraction=depth_train_fraction, seed=seed)
+            depth_train_fraction=depth_train_fraction, seed=seed, min_pixels=min_pixels, max_pixels=max_pixels)
         if len(model) > 1:
             from gaspprobe.probing.run import probe_many
 

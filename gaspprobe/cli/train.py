@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed."),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads."),
+        min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="Processor pixel budget: lower bound "
+                                                 "of a frame's area (saved with the trained model)."),
+        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Processor pixel budget: upper bound "
+                                                 "of a frame's area (saved with the trained model)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     ) -> None:
         """Train GASP heads + LoRA on scenes with known geometry; writes RUN/model (merged), heads, logs.
@@ -71,7 +75,8 @@ def register(app: typer.Typer) -> None:
             frames_per_clip=frames, lora_rank=lora_rank, lora_targets=lora_targets, vision=vision, layers=layers,
             head_init=head_init,
             mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
-            threads=threads, num_workers=num_workers, source_weights=weights or None)
+            threads=threads, num_workers=num_workers, source_weights=weights or None, min_pixels=min_pixels,
+            max_pixels=max_pixels)
         res = train(model, scenes[0] if len(scenes) == 1 else list(scenes), out, cfg, label=label, force=force,
                     progress=progress)
         if int(os.environ.get("RANK", "0")) != 0:      # multi-process: the main process reports

@@ -75,6 +75,14 @@ class Recipe:
         None, help="layers to probe ('vision', 'llm.0', ...); None = all")
     per_frame: bool = C.field(
         False, help="encode each frame in its own forward pass (no cross-frame attention)")
+    min_pixels: int | None = C.field(
+        None, help="the processor's pixel budget: lower bound of a frame's area after resizing "
+                   "(Qwen-style min_pixels; other families map it onto their size setting). None = the "
+                   "checkpoint's own. Recorded in the manifest with every setting in effect")
+    max_pixels: int | None = C.field(
+        None, help="the processor's pixel budget: upper bound of a frame's area (max_pixels). None = "
+                   "the checkpoint's own (e.g. 12.8 MP for Qwen2.5-VL: 1296x968 frames -> 1610 tokens "
+                   "each)")
     depth_probe: bool = C.field(
         True, help="fit the linear (ridge) depth probe per layer on hidden states")
     ridge_lambda: float = C.field(

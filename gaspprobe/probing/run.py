@@ -78,11 +78,18 @@ def resolve_model(model: Any, recipe: Recipe, *, device: str = "cpu", dtype: str
             return make_oracle(s, seed=recipe.seed), s
         from gaspprobe import models
 
-        return models.load(s, dtype=dtype, device=device), s
+        return models.load(s, dtype=dtype, device=device, pixels=recipe_pixels(recipe)), s
     if not hasattr(model, "capture") or not hasattr(model, "token_grid"):
         raise ModelError(f"model: expected a model id, a folder, 'oracle:xyz'/'oracle:random' or a "
                          f"loaded adapter, got {type(model).__name__}")
     return model, str(getattr(model, "model_id", type(model).__name__))
+
+
+def recipe_pixels(recipe: Any) -> dict | None:
+    """The processor pixel budget a recipe / config asks for (``min_pixels``, ``max_pixels``), or None."""
+    px = {k: getattr(recipe, k, None) for k in ("min_pixels", "max_pixels")}
+    px = {k: v for k, v in px.items() if v is not None}
+    return px or None
 
 
 def describe_scenes(scenes: Any) -> Any:

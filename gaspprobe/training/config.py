@@ -112,6 +112,10 @@ class TrainConfig:
     val_pairs_per_gap: int = field(4, help="Frame pairs per gap and validation scene (both directions).")
     log_groups: int = field(4, help="In-batch accuracy is logged for this many contiguous layer groups.")
     threads: int = field(0, help="torch intra-op threads (0 = leave torch's default).")
+    min_pixels: int | None = field(None, help="Processor pixel budget: lower bound of a frame's area after "
+                                              "resizing (None = the checkpoint's). Saved with the model.")
+    max_pixels: int | None = field(None, help="Processor pixel budget: upper bound of a frame's area "
+                                              "(None = the checkpoint's). Saved with the model.")
     time_limit_s: float = field(0.0, help="Stop early after this many seconds of training (0 = off). A time "
                                           "limit makes the step count machine-dependent; the step reached "
                                           "is recorded in the manifest.")

@@ -173,7 +173,9 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
     if isinstance(model, (str, Path)):
         from gaspprobe.models import load as load_model
 
-        adapter = load_model(str(model))
+        from gaspprobe.probing.run import recipe_pixels
+
+        adapter = load_model(str(model), pixels=recipe_pixels(cfg))
     else:
         adapter = model
     tiny = _is_tiny(adapter)
