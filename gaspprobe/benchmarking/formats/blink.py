@@ -34,7 +34,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("idx", "question", "sub_task", "image_1", "image_2", "image_3", "image_4", "choices", "answer", "prompt")
 IMAGE_FIELDS = ("image_1", "image_2", "image_3", "image_4")
@@ -80,19 +79,10 @@ def build_prompt(body: str, choices: list[str], variant: dict) -> str:
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
     """BLINK rows -> samples (dataset order; with the ``circular`` variant, n per question)."""
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     circular = bool(variant.get("circular", False))
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("idx") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "BLINK")
-        sid = C.text(row, "idx", where, i, rid)
-        if sid in seen:
-            raise C.row_error(where, i, rid, "idx", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "BLINK", "idx", "text"):
         sub = C.text(row, "sub_task", where, i, rid).replace(" ", "_")
         if sub not in card.question_types:
             raise C.row_error(where, i, rid, "sub_task", f"{sub!r} is not a subtask of {card.name} "
@@ -121,6 +111,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
                 options={C.LETTERS[j]: o for j, o in enumerate(opts)}, visual={"images": images},
                 cluster=sid,
                 pair_idx=sid if circular else None, doc={**doc, "rotation": k}))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from gaspprobe.benchmarking.card import BenchmarkCard
 from gaspprobe.errors import DataError
@@ -173,6 +173,53 @@ def read_rows(data: Any, card: BenchmarkCard,
         return read_hub(card), f"hf:{card.dataset.hf_id}", None
     path = find_file(data, card, types)
     return read_file(path), str(path), path.parent
+
+
+def open_rows(data: Any, card: BenchmarkCard, image_root: Any, prompt_variant: str | None,
+              types: Sequence[str] = FILE_TYPES) -> tuple[Iterable[dict], str, Path | None, dict]:
+    """``(rows, where, root, variant)``: :func:`read_rows`, the folder images resolve against
+    (``image_root`` when given, else the question file's folder) and the card's prompt variant."""
+    rows, where, folder = read_rows(data, card, types)
+    root = Path(image_root) if image_root is not None else folder
+    return rows, where, root, card.variant(prompt_variant)
+
+
+def keyed_rows(rows: Iterable[dict], where: Any, fields: Sequence[str], schema: str, id_field: str | None,
+               id_kind: str = "str", duplicate: str = "duplicate id") -> Iterator[tuple[int, dict, Any, str]]:
+    """``(i, row, rid, sid)`` per row, after the checks every loader makes first: the row has
+    ``fields`` (errors name ``schema``), its id ``row[id_field]`` parses (``id_kind``: ``"str"``
+    any value, ``"int"`` an integer, ``"text"`` a non-empty string, ``"optional"`` the row number
+    when absent) and is not repeated. ``id_field`` None: rows carry no id, the id is the row number."""
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        rid = row.get(id_field) if id_field is not None and isinstance(row, dict) else None
+        require(row, fields, where, i, rid, schema)
+        if id_field is None:
+            yield i, row, rid, str(i)
+            continue
+        if id_kind == "int":
+            try:
+                sid = str(int(row[id_field]))
+            except (TypeError, ValueError):
+                raise row_error(where, i, rid, id_field,
+                                f"expected an integer, got {row[id_field]!r:.40}") from None
+        elif id_kind == "text":
+            sid = text(row, id_field, where, i, rid)
+        elif id_kind == "optional":
+            sid = str(rid) if rid is not None else str(i)
+        else:
+            sid = str(row[id_field])
+        if sid in seen:
+            raise row_error(where, i, rid, id_field, duplicate)
+        seen.add(sid)
+        yield i, row, rid, sid
+
+
+def some(samples: list, where: Any) -> list:
+    """``samples``, unless there are none (a one-line DataError naming ``where``)."""
+    if not samples:
+        raise DataError("no questions", path=where)
+    return samples
 
 
 # --------------------------------------------------------------------------- images

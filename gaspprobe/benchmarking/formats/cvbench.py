@@ -24,7 +24,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("idx", "type", "task", "image", "question", "choices", "answer", "prompt", "source")
 N_CHOICES = {"Depth": 2, "Distance": 2}
@@ -37,21 +36,9 @@ def build_prompt(doc: dict, variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("idx") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "CV-Bench")
-        try:
-            sid = str(int(row["idx"]))
-        except (TypeError, ValueError):
-            raise C.row_error(where, i, rid, "idx", f"expected an integer, got {row['idx']!r:.40}") from None
-        if sid in seen:
-            raise C.row_error(where, i, rid, "idx", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "CV-Bench", "idx", "int"):
         task = C.text(row, "task", where, i, rid)
         if task not in card.question_types:
             raise C.row_error(where, i, rid, "task", f"{task!r} is not a task of {card.name} "
@@ -69,6 +56,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             id=sid, question_type=task, kind="mca", prompt=build_prompt(doc, variant), target=ans,
             task=card.tasks.get(task, task), options={C.LETTERS[j]: c for j, c in enumerate(choices)},
             visual={"images": [image]}, cluster=sid, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

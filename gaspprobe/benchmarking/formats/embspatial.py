@@ -23,7 +23,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("question_id", "question", "answer_options", "answer", "relation", "image")
 OPTIONAL = ("data_source",)  # lmms-eval reads it with .get(..., "unknown")
@@ -36,18 +35,9 @@ def build_prompt(doc: dict, variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("question_id") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "EmbSpatial-Bench")
-        sid = str(row["question_id"])
-        if sid in seen:
-            raise C.row_error(where, i, rid, "question_id", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "EmbSpatial-Bench", "question_id"):
         # the relation names are not listed by the harness: any string is a task of its own
         rel = C.text(row, "relation", where, i, rid)
         C.text(row, "question", where, i, rid)
@@ -64,6 +54,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             id=sid, question_type=rel, kind="mca", prompt=build_prompt(doc, variant), target=C.LETTERS[a],
             task=card.tasks.get(rel, rel), options={C.LETTERS[j]: o for j, o in enumerate(opts)},
             visual={"images": [image]}, cluster=sid, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

@@ -26,7 +26,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("id", "images", "question", "input_prompt", "gt_answer")
 _OPT_LINE = re.compile(r"^\s*([A-E])\.\s*(.+?)\s*$", flags=re.MULTILINE)
@@ -99,18 +98,9 @@ def build_prompt(input_prompt: str, variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("id") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "MindCube")
-        sid = C.text(row, "id", where, i, rid)
-        if sid in seen:
-            raise C.row_error(where, i, rid, "id", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "MindCube", "id", "text"):
         prompt = C.text(row, "input_prompt", where, i, rid)
         options = parse_options(prompt)
         if len(options) < 2:
@@ -128,6 +118,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             id=sid, question_type=st, kind="mca", prompt=build_prompt(prompt, variant), target=ans,
             task=card.tasks.get(st, st), options=options, visual={"images": images}, cluster=scene_group(sid),
             doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

@@ -28,7 +28,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("id", "images", "question_type", "question", "answer", "thought")
 ALIASES = {f"Positional Relationship ({a}-{b})": f"Positional Relationship ({a}\u2013{b})"
@@ -73,22 +72,10 @@ def mmsi_backtick(raw: str, sample: Sample) -> str | None:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     post = variant.get("post_prompt", "")
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("id") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "MMSI-Bench")
-        try:
-            sid = str(int(row["id"]))
-        except (TypeError, ValueError):
-            raise C.row_error(where, i, rid, "id", f"expected an integer, got {row['id']!r:.40}") from None
-        if sid in seen:
-            raise C.row_error(where, i, rid, "id", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "MMSI-Bench", "id", "int"):
         qt = C.text(row, "question_type", where, i, rid)
         qt = ALIASES.get(qt, qt)
         question = C.text(row, "question", where, i, rid)
@@ -108,6 +95,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=qt, kind="mca", prompt=variant.get("pre_prompt", "") + q + post, target=ans,
             task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=sid, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

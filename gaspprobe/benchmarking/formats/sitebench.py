@@ -44,7 +44,6 @@ from typing import Any, Sequence
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("question", "options", "answer", "category", "dataset", "visual")
 
@@ -142,14 +141,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
     root = Path(given) if given is not None else default_image_root(data, card, folder)
     variant = card.variant(prompt_variant)
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("id") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "SITE")
-        sid = str(rid) if rid is not None else str(i)
-        if sid in seen:
-            raise C.row_error(where, i, rid, "id", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "SITE", "id", "optional"):
         cat = C.text(row, "category", where, i, rid)
         if cat not in card.question_types:
             raise C.row_error(where, i, rid, "category", f"unknown category {cat!r}")
@@ -169,6 +161,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             id=sid, question_type=cat, kind="mca", prompt=prompt, target=ans,
             task=card.tasks.get(cat, cat), options={C.LETTERS[j]: o for j, o in enumerate(options)},
             visual=visual, cluster=cluster, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

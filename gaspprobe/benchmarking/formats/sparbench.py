@@ -45,7 +45,6 @@ import numpy as np
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
 from gaspprobe.benchmarking.metrics import MRA_THRESHOLDS
-from gaspprobe.errors import DataError
 
 FIELDS = ("id", "img_type", "format_type", "task", "source", "image", "question", "answer")
 MCA_TASKS = ("obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv",
@@ -184,21 +183,9 @@ def build_prompt(question: str, task: str, variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("id") if isinstance(row, dict) else None
-        C.require(row, FIELDS, where, i, rid, "SPAR-Bench")
-        try:
-            sid = str(int(row["id"]))
-        except (TypeError, ValueError):
-            raise C.row_error(where, i, rid, "id", f"expected an integer, got {row['id']!r:.40}") from None
-        if sid in seen:
-            raise C.row_error(where, i, rid, "id", "duplicate id")
-        seen.add(sid)
+    for i, row, rid, sid in C.keyed_rows(rows, where, FIELDS, "SPAR-Bench", "id", "int"):
         task = C.text(row, "task", where, i, rid)
         if task not in MCA_TASKS + NA_TASKS + (VCI_TASK,):
             raise C.row_error(where, i, rid, "task", f"unknown task {task!r}")
@@ -231,6 +218,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         samples.append(Sample(
             id=sid, question_type=task, kind=kind, prompt=build_prompt(question, task, variant), target=ans,
             task=card.tasks.get(task, task), options=options, visual={"images": images}, cluster=sid, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)

@@ -31,7 +31,6 @@ from typing import Any, Sequence
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("index", "question", "A", "B", "C", "D", "answer", "category", "image")
 MAIN_CATEGORY = {
@@ -90,19 +89,11 @@ def build_prompt(question: str, options: dict[str, str], variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     circular = card.dataset.config == "3dsr_circular" or bool(variant.get("circular", False))
     samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        rid = row.get("index") if isinstance(row, dict) else None
-        C.require(row, FIELDS + (("qid",) if circular else ()), where, i, rid, "3DSRBench")
-        sid = str(row["index"])
-        if sid in seen:
-            raise C.row_error(where, i, rid, "index", "duplicate index")
-        seen.add(sid)
+    fields = FIELDS + (("qid",) if circular else ())
+    for i, row, rid, sid in C.keyed_rows(rows, where, fields, "3DSRBench", "index", duplicate="duplicate index"):
         cat = C.text(row, "category", where, i, rid)
         if cat not in card.question_types:
             raise C.row_error(where, i, rid, "category", f"unknown category {cat!r}")
@@ -127,9 +118,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
             task=card.tasks.get(cat, MAIN_CATEGORY.get(cat, cat)), options=options, visual={"images": [image]},
             cluster=qid[:8] if qid else sid,
             pair_idx=circular_key(qid) if qid else None, doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)
 
 
 def grouped_accuracy(scores: Sequence[float], keys: Sequence[str]) -> float:

@@ -26,7 +26,6 @@ from typing import Any
 
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample
 from gaspprobe.benchmarking.formats import common as C
-from gaspprobe.errors import DataError
 
 FIELDS = ("question_type", "question", "answer", "choices")
 _CHOICE = re.compile(r"^([A-D])\. ?(.*)$")
@@ -65,12 +64,9 @@ def build_prompt(question: str, choices: str, variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    rows, where, folder = C.read_rows(data, card)
-    root = Path(image_root) if image_root is not None else folder
-    variant = card.variant(prompt_variant)
+    rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     samples: list[Sample] = []
-    for i, row in enumerate(rows):
-        C.require(row, FIELDS, where, i, None, "ViewSpatial-Bench")
+    for i, row, _, sid in C.keyed_rows(rows, where, FIELDS, "ViewSpatial-Bench", None):
         if "images" not in row and "image_path" not in row:
             raise C.row_error(where, i, None, "images", "missing field (or image_path)")
         field = "images" if "images" in row else "image_path"
@@ -91,9 +87,7 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
         images = C.image_list(row[field], where, i, None, field, root)
         doc: dict[str, Any] = {k: row[k] for k in FIELDS}
         samples.append(Sample(
-            id=str(i), question_type=qt, kind="mca", prompt=build_prompt(question, choices, variant),
-            target=target, task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=str(i),
+            id=sid, question_type=qt, kind="mca", prompt=build_prompt(question, choices, variant),
+            target=target, task=card.tasks.get(qt, qt), options=options, visual={"images": images}, cluster=sid,
             doc=doc))
-    if not samples:
-        raise DataError("no questions", path=where)
-    return samples
+    return C.some(samples, where)
