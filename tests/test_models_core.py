@@ -94,3 +94,17 @@ def test_load_without_our_metadata_goes_through_autoprocessor(tmp_path):
         fr = np.random.RandomState(1).randint(0, 256, (2, 224, 224, 3), dtype=np.uint8)
         assert torch.equal(ad.prepare([(fr, "hi")])["input_ids"], ref.prepare([(fr, "hi")])["input_ids"])
         assert ad.token_grid((300, 500), 2).shape == ref.token_grid((300, 500), 2).shape
+
+
+@pytest.mark.parametrize("arch,video", [("qwen2_5_vl", "<|vision_start|><|video_pad|><|vision_end|>"),
+                                        ("qwen2_vl", "<|vision_start|><|video_pad|><|vision_end|>"),
+                                        ("qwen3_vl", "<|vision_start|><|video_pad|><|vision_end|>"),
+                                        ("llava_onevision", "<video>\n")])
+def test_tiny_chat_templates_have_the_real_video_branch(arch, video):
+    """The real checkpoints' templates render a video item; the tiny ones (saved and reloaded) too."""
+    proc = tiny_adapter(arch).processor
+    msg = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Where?"}]}]
+    text = proc.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    assert video + "Where?" in text
+    img = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}], tokenize=False)
+    assert video not in img
