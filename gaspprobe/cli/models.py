@@ -94,6 +94,7 @@ def inspect(
     t.add_row("token grid", f"{g.rows} x {g.cols} = {g.tokens_per_frame} tokens per frame")
     t.add_row("image tokens", f"{per_frame:,} per frame, {per_clip:,} per clip of {frames} frame(s) "
                               f"(spatial grid plus separators and extra views)")
+    t.add_row("capture modes", ", ".join(ad.capture_modes()))
     t.add_row("pixel budget", ", ".join(f"{k}={v}" for k, v in ad.pixels.items()))
     t.add_row("token box", f"{float((b[..., 2] - b[..., 0]).mean()):.1f} x {float((b[..., 3] - b[..., 1]).mean()):.1f} px")
     covered = (float(b[..., 0].min()), float(b[..., 1].min()), float(b[..., 2].max()), float(b[..., 3].max()))
