@@ -75,3 +75,20 @@ def test_auto_dtype_is_bf16_on_cpu_for_fp16_checkpoints(tmp_path):
     assert load(d).dtype == torch.bfloat16
     assert load(d, dtype="float16").dtype == torch.float16  # asked for explicitly: kept
     assert load(tiny_model_dir("llava")).dtype == torch.float32  # a float32 checkpoint stays float32
+
+
+def test_a_processor_that_cannot_build_image_tokens_fails_at_load(tmp_path):
+    """A checkpoint folder without its chat template: one line at load naming the missing file."""
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir("llava"), d)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (d / name).unlink(missing_ok=True)
+    cfg = json.loads((d / "processor_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (d / "processor_config.json").write_text(json.dumps(cfg))
+    from gaspprobe.errors import ModelError
+
+    with pytest.raises(ModelError) as e:
+        load(d)
+    msg = str(e.value)
+    assert "chat_template" in msg and "cannot build LLaVA-1.5 image tokens" in msg and "\n" not in msg

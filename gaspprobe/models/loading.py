@@ -200,10 +200,30 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
     if not hasattr(processor, "image_processor"):
         raise ModelError("the processor has no image processor (a text-only tokenizer was found)", path=src)
     ad = cls(hf_model, processor, model_id=src)
+    _check_processor(ad, path if local else None, src)
     if pixels:
         ad.pixels = apply_pixels(processor, pixels)
         ad.check_pixels()
     return ad
+
+
+def _check_processor(ad: Any, folder: Path | None, src: str) -> None:
+    """The processor must turn a frame into this family's image tokens (chat template, image token,
+    sizes): checked once here, so a checkpoint missing one fails at load in one line naming its
+    file, not inside a probe or a training step."""
+    try:
+        grid = ad.token_grid((224, 224), 1)
+        if grid.tokens_per_frame < 1:
+            raise ValueError("no image token for a 224x224 frame")
+    except Exception as e:
+        where: Any = src
+        if folder is not None:
+            names = ("chat_template.jinja", "chat_template.json") if "chat template" in str(e).lower() else (
+                "processor_config.json", "preprocessor_config.json")
+            found = [folder / n for n in names if (folder / n).is_file()]
+            where = found[0] if found else folder / names[0]
+        raise ModelError(f"the processor cannot build {ad.spec.display_name} image tokens ({_one_line(e)})",
+                         path=where) from None
 
 
 def _checkpoint_dtype(config: Any) -> str | None:
