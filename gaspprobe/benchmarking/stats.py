@@ -154,6 +154,17 @@ def boot_stats(df, agg: Callable, picks: np.ndarray, codes: np.ndarray) -> tuple
     return ov, tasks
 
 
+def _draws(df, agg: Callable, n_boot: int, seed: int):
+    """``(codes, n_clusters, n_boot, picks)``: the cluster code of each row, the number of
+    clusters, the draw count (capped at ``N_BOOT_SLOW`` for an aggregation not in ``FAST``) and
+    the seeded cluster picks of every draw."""
+    codes = _clusters(df)
+    n_c = int(codes.max()) + 1 if len(codes) else 0
+    if getattr(agg, "__name__", "") not in FAST:
+        n_boot = min(int(n_boot), N_BOOT_SLOW)
+    return codes, n_c, n_boot, _picks(n_c, n_boot, seed)
+
+
 def bootstrap_intervals(df, agg: Callable, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
     """Percentile bootstrap intervals of ``agg(df)``'s ``overall`` and ``tasks``.
 
@@ -166,11 +177,7 @@ def bootstrap_intervals(df, agg: Callable, *, n_boot: int = N_BOOT, seed: int = 
         A draw that loses a whole task leaves that draw out of the task's interval.
     """
     base = df.reset_index(drop=True)
-    codes = _clusters(base)
-    n_c = int(codes.max()) + 1 if len(codes) else 0
-    if getattr(agg, "__name__", "") not in FAST:
-        n_boot = min(int(n_boot), N_BOOT_SLOW)
-    picks = _picks(n_c, n_boot, seed)
+    codes, n_c, n_boot, picks = _draws(base, agg, n_boot, seed)
     ov, tasks = boot_stats(base, agg, picks, codes)
     return {"level": level, "n_boot": int(n_boot), "seed": seed, "clusters": n_c,
             "overall": list(_percentile(ov, level)),
@@ -223,11 +230,7 @@ def paired_comparison(a, b, agg: Callable, *, n_boot: int = N_BOOT, seed: int = 
     A = ka.loc[ids].reset_index(drop=True)
     B = kb.loc[ids].reset_index(drop=True)
     ra, rb = agg(A), agg(B)
-    codes = _clusters(A)
-    n_c = int(codes.max()) + 1 if len(codes) else 0
-    if getattr(agg, "__name__", "") not in FAST:
-        n_boot = min(int(n_boot), N_BOOT_SLOW)
-    picks = _picks(n_c, n_boot, seed)
+    codes, n_c, n_boot, picks = _draws(A, agg, n_boot, seed)
     oa, ta = boot_stats(A, agg, picks, codes)
     ob, tb = boot_stats(B, agg, picks, codes)
     dov = ob - oa
