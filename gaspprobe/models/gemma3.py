@@ -28,6 +28,7 @@ import torch
 from gaspprobe.errors import ModelError
 from gaspprobe.models.adapter import TokenGrid
 from gaspprobe.models.base import BaseAdapter, FamilySpec, _unwrap
+from gaspprobe.models.paligemma import run_grid
 
 # google/gemma-3-4b-it chat_template.json, cut to what renders turns with images and text
 _GEMMA3_TEMPLATE = (
@@ -73,12 +74,7 @@ class Gemma3Adapter(BaseAdapter):
         g = int(round(int(cfg.mm_tokens_per_image) ** 0.5))
         if (S // p) * p != S or (S // p) % g:  # pragma: no cover - every Gemma 3 checkpoint: 896 / 14 / 4
             raise ValueError(f"image size {S}, patch {p} and {g}x{g} tokens do not tile evenly")
-        pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
-        if pos.numel() != n_frames * g * g:
-            raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{g}x{g}")
-        grid = TokenGrid.regular(n_frames, g, g, (H, W))
-        grid.seq_index = pos.reshape(n_frames, g, g)
-        return grid
+        return run_grid(inputs, row, self.image_token_id, n_frames, g, g, (H, W))
 
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):

@@ -28,6 +28,7 @@ from transformers import Glm4vProcessor
 
 from gaspprobe.models.adapter import TokenGrid
 from gaspprobe.models.base import BaseAdapter, FamilySpec
+from gaspprobe.models.paligemma import run_grid
 
 # zai-org/GLM-4.1V-9B-Thinking chat template, cut to the image / video / text placeholders
 _GLM4V_TEMPLATE = (
@@ -81,11 +82,7 @@ class Glm4vAdapter(BaseAdapter):
         if any(tuple(x) != (t, gh, gw) for x in thw) or t != 1:  # pragma: no cover - same-size frames
             raise ValueError(f"unexpected image_grid_thw {thw}")
         rows, cols = gh // merge, gw // merge
-        pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
-        if pos.numel() != n_frames * rows * cols:
-            raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{rows}x{cols}")
-        grid = TokenGrid.regular(n_frames, rows, cols, (H, W))
-        grid.seq_index = pos.reshape(n_frames, rows, cols)
+        grid = run_grid(inputs, row, self.image_token_id, n_frames, rows, cols, (H, W))
         grid.extra["resized"] = (gh * int(ip.patch_size), gw * int(ip.patch_size))
         return grid
 

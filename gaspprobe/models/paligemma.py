@@ -29,6 +29,18 @@ from gaspprobe.models.adapter import TokenGrid
 from gaspprobe.models.base import BaseAdapter, FamilySpec, _unwrap, as_frames
 
 
+def run_grid(inputs: Any, row: int, token_id: int, n_frames: int, rows: int, cols: int,
+             frame_size: tuple[int, int]) -> TokenGrid:
+    """The grid of a row whose image tokens are one ``rows x cols`` row-major run per frame, each
+    token an equal box of the frame (PaliGemma, Gemma 3, GLM-4.1V); ValueError on a wrong count."""
+    pos = (inputs["input_ids"][row] == token_id).nonzero().squeeze(-1).cpu()
+    if pos.numel() != n_frames * rows * cols:
+        raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{rows}x{cols}")
+    grid = TokenGrid.regular(n_frames, rows, cols, frame_size)
+    grid.seq_index = pos.reshape(n_frames, rows, cols)
+    return grid
+
+
 class PaliGemmaAdapter(BaseAdapter):
     #: the tiny model already keeps this checkpoint's processor and vision geometry
     real_checkpoints = ("google/paligemma2-3b-pt-224",)
@@ -68,12 +80,7 @@ class PaliGemmaAdapter(BaseAdapter):
         g = S // p
         if g * p != S:  # pragma: no cover - 224 / 448 / 896 are multiples of 14
             raise ValueError(f"image size {S} is not a multiple of the patch size {p}")
-        pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
-        if pos.numel() != n_frames * g * g:
-            raise ValueError(f"{pos.numel()} image tokens in row {row}, expected {n_frames}x{g}x{g}")
-        grid = TokenGrid.regular(n_frames, g, g, (H, W))
-        grid.seq_index = pos.reshape(n_frames, g, g)
-        return grid
+        return run_grid(inputs, row, self.image_token_id, n_frames, g, g, (H, W))
 
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
