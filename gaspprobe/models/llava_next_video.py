@@ -20,9 +20,10 @@ towers and random weights.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from transformers import LlavaNextVideoProcessor
 
-from gaspprobe.models.base import FamilySpec
 from gaspprobe.models.llava_next import REAL_PINPOINTS, LlavaNextAdapter, _tiny_clip_336, real_next_image_processor
 
 # llava-hf/LLaVA-NeXT-Video-7B-hf chat_template.json
@@ -58,19 +59,16 @@ class LlavaNextVideoAdapter(LlavaNextAdapter):
     #: the tiny model already keeps this checkpoint's processor and vision geometry
     real_checkpoints = ("llava-hf/LLaVA-NeXT-Video-7B-hf",)
 
-    spec = FamilySpec(
+    # the image path is LLaVA-NeXT's (same geometry, processor kwargs and weight names)
+    spec = replace(
+        LlavaNextAdapter.spec,
         model_type="llava_next_video",
         display_name="LLaVA-NeXT-Video",
         hub_examples=("llava-hf/LLaVA-NeXT-Video-7B-hf", "llava-hf/LLaVA-NeXT-Video-34B-hf"),
         model_class="LlavaNextVideoForConditionalGeneration",
         processor_class="LlavaNextVideoProcessor",
-        image_processor_class="LlavaNextImageProcessorPil",
-        patch_size=14, merge_size=1, image_token="<image>",
-        processor_kwargs=(("size", {"shortest_edge": 336}), ("image_grid_pinpoints", REAL_PINPOINTS)),
         notes="images: LLaVA-NeXT anyres (base 24x24 + unpadded tiles, newline per row); video path: 2x2 pooled 12x12",
         image_only_processor="gaspprobe.models.llava_next_video:LlavaNextVideoImageOnlyProcessor",
-        projector_keys=("multi_modal_projector", "image_newline"),
-        vision_keys=("vision_tower",),
     )
 
     @classmethod
