@@ -57,9 +57,9 @@ def text(row: dict, field: str, where: Any, i: int, rid: Any = None, *, allow_em
     return v
 
 
-def str_list(row: dict, field: str, where: Any, i: int, rid: Any = None) -> list[str]:
-    """``row[field]`` as a non-empty list of strings (a TSV cell may hold it as JSON)."""
-    v = row.get(field)
+def _listish(v: Any) -> Any:
+    """A list cell as a list where it can be one: JSON text starting with ``[`` (a TSV cell) is
+    parsed, an array (pyarrow / numpy) converted; anything else comes back unchanged."""
     if isinstance(v, str) and v.startswith("["):
         try:
             v = json.loads(v)
@@ -67,6 +67,12 @@ def str_list(row: dict, field: str, where: Any, i: int, rid: Any = None) -> list
             pass
     if hasattr(v, "tolist"):
         v = v.tolist()
+    return v
+
+
+def str_list(row: dict, field: str, where: Any, i: int, rid: Any = None) -> list[str]:
+    """``row[field]`` as a non-empty list of strings (a TSV cell may hold it as JSON)."""
+    v = _listish(row.get(field))
     if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
         raise row_error(where, i, rid, field, f"expected a non-empty list of strings, got {v!r:.60}")
     return list(v)
@@ -285,13 +291,7 @@ def image_path(value: Any, where: Any, i: int, rid: Any, field: str, root: Path 
 
 def image_list(value: Any, where: Any, i: int, rid: Any, field: str, root: Path | None) -> list[str]:
     """File paths for a list-of-images cell (a JSON list in a TSV cell is accepted)."""
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
-    if hasattr(value, "tolist"):
-        value = value.tolist()
+    value = _listish(value)
     if not isinstance(value, (list, tuple)) or not value:
         raise row_error(where, i, rid, field, f"expected a non-empty list of images, got {type(value).__name__}")
     return [image_path(v, where, i, rid, f"{field}[{k}]", root) for k, v in enumerate(value)]
