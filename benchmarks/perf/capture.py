@@ -21,6 +21,8 @@ rates measured in this one run (median of repeats after warm-up, one torch threa
   ``output_hidden_states=True`` forward, for reference.
 * ``--mid`` (``mid=True``): the same ratios on a mid-size random Qwen2.5-VL (~0.2 B parameters),
   where the forward is no longer dominated by kernel-launch / Python overhead.
+* ``mode_ratio``: ``capture / bare`` for each other capture mode the family can hook (attention,
+  q, k, v, q_rope, k_rope; all LLM layers).
 * scaling: ``per_layer_ms`` (capture time when stopping after k layers, k = 1..L) and the ratio at
   F = 2, 4, 8, 16 frames.
 """
@@ -111,6 +113,15 @@ def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
     out.update(bare_ms=bare, capture_ms=cap, bare_min_ms=bare_min, capture_min_ms=cap_min, processor_ms=proc,
                overhead_ratio=cap_min / bare_min, overhead_ratio_median=cap / bare, extra_ms=cap_min - bare_min,
                run_layers_ratio=cb_min / bare2_min, api_overhead_ratio=api_cap_min / api_bare_min)
+    # every capture mode the model can hook (all LLM layers) against the same bare forward
+    out["mode_ratio"] = {}
+    for m in ad.capture_modes():
+        if m == "hidden":
+            continue
+        _, _, b_min, m_min = _paired_ms(lambda: _bare(ad, inputs),
+                                        lambda m=m: _consume(ad.capture(None, prepared=prepared, mode=m)), device,
+                                        max(3, reps // 2))
+        out["mode_ratio"][m] = round(m_min / b_min, 3)
     # scaling with the number of layers captured (early stop after layer k)
     names = ad.layer_names()
     out["per_layer_ms"] = [round(_median_ms(lambda k=k: _consume(ad.capture(None, prepared=prepared, layers=names[:k])),
@@ -229,6 +240,7 @@ def _print(res: dict) -> None:
         print(f"{arch:17s} {f['frames']:3d} {f['tokens_per_frame']:5d} {f['bare_min_ms']:8.2f} {f['capture_min_ms']:8.2f} "
               f"{f['overhead_ratio']:6.3f} {f['overhead_ratio_median']:6.3f} {f['run_layers_ratio']:6.3f} "
               f"{f['api_overhead_ratio']:6.3f} {f['processor_ms']:8.2f}  {f['per_layer_ms']}")
+    print("capture modes (capture/bare, all LLM layers):", {a: f["mode_ratio"] for a, f in fams.items()})
     print("frames scaling (capture/bare):", {a: {k: v["ratio"] for k, v in f["frames_scaling"].items()}
                                              for a, f in fams.items()})
     if "peak_extra_layers" in res:
