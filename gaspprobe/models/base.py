@@ -85,9 +85,9 @@ class BaseAdapter:
         self.processor = processor
         self.model_id = str(model_id)
         self.last_grid: TokenGrid | None = None
-        from gaspprobe.models.loading import pixel_settings
+        from gaspprobe.models.pixels import pixel_settings
 
-        #: the processor's pixel budget in effect (``gaspprobe.models.loading.pixel_settings``),
+        #: the processor's pixel budget in effect (``gaspprobe.models.pixels.pixel_settings``),
         #: for producers to record in their manifests
         self.pixels: dict = pixel_settings(processor) if hasattr(processor, "image_processor") else {}
         tok = getattr(processor, "tokenizer", None)

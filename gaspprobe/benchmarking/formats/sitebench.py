@@ -66,9 +66,11 @@ def parse_multi_choice(response: str, letters: Sequence[str]) -> str | None:
     return cands[max(range(len(cands)), key=lambda k: (starts[k], -k))]
 
 
-def site_mmmu(raw: str, sample: Sample) -> str:
+def site_mmmu(raw: str, sample: Sample) -> str | None:
     """Official SITE parsing: :func:`parse_multi_choice`, else a random option seeded by the id."""
-    letters = sorted(sample.options)
+    letters = sorted(sample.options or {})
+    if not letters:  # not a multiple-choice sample: nothing to choose from
+        return None
     got = parse_multi_choice(str(raw).strip(), letters)
     return got if got is not None else random.Random(f"site:{sample.id}").choice(letters)
 
