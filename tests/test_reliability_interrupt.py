@@ -256,8 +256,10 @@ def test_kill_probe_rerun_identical(seed, inputs, reference, tmp_path):
     reference("probe", argv)
     rng = random.Random(20 + seed)
     kills = 0
-    # the work after the manifest appears is ~1-2 s (matching, then the figures)
-    kills += kill_until_interrupted(argv(run), run, lambda: status(run) is not None, 1.0, rng)
+    # the probe is a staged run (gaspprobe.runs): it writes into a hidden .run.tmp-* folder beside
+    # --out and swaps it in whole at the end; kill while that folder exists
+    kills += kill_until_interrupted(argv(run), run, lambda: any(tmp_path.glob(".run.tmp-*")), 1.0, rng)
+    assert not run.exists()  # a killed staged run leaves nothing visible (no half run)
     finish(start(argv(run)))
     ref_dir = reference.wait("probe")
     assert kills >= 1
@@ -471,8 +473,11 @@ def test_kill_bench_synthesize_rerun_identical_questions(tmp_path):
     pq = run / "test-00000-of-00001.parquet"
     interrupted = False
     for _ in range(4):
-        killed = kill_at(argv(run), lambda: run.is_dir() and any(run.rglob("*.mp4")), 0.3, rng)
-        scan_complete_files(run)  # decodes every visible mp4, reads the parquet if present
+        # a staged run: the videos go into a hidden .run.tmp-* folder that is swapped in whole
+        killed = kill_at(argv(run), lambda: any(p.is_dir() and any(p.rglob("*.mp4"))
+                                                for p in tmp_path.glob(".run.tmp-*")), 0.3, rng)
+        if run.exists():
+            scan_complete_files(run)  # decodes every visible mp4, reads the parquet if present
         if killed and not pq.exists():
             interrupted = True
             break
