@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         image_root: Optional[Path] = typer.Option(None, "--image-root", help="All-Angles image root."),
         train_config: Optional[Path] = typer.Option(None, "--train-config", help="GASP training config file."),
         train_steps: Optional[int] = typer.Option(None, "--train-steps", help="Override training steps."),
+        train_minutes: Optional[float] = typer.Option(None, "--train-minutes", help="Wall-clock cap of training."),
+        camera: Optional[str] = typer.Option(None, "--camera", help="Synthetic camera path: arc or video."),
+        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Processor pixel budget for every stage."),
         bench_limit: Optional[int] = typer.Option(None, "--bench-limit", help="Questions per benchmark cap."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything."),
         quick: bool = typer.Option(False, "--quick", help="A ~1 minute first look (= --preset quick)."),
@@ -42,6 +45,7 @@ def register(app: typer.Typer) -> None:
                     image_root=None if image_root is None else str(image_root),
                     train_config=None if train_config is None else str(train_config),
                     train_steps=train_steps, bench_limit=bench_limit, seed=seed, quick=quick,
+                    train_minutes=train_minutes, camera=camera, max_pixels=max_pixels,
                     preset=preset)
         from gaspprobe import config as C
 

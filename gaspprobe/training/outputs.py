@@ -95,7 +95,9 @@ def _base_files(base: str) -> list[Path]:
     src = Path(base)
     if src.is_dir():
         skip = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
-        return [f for f in src.iterdir() if f.is_file() and not f.name.endswith(skip)]
+        # the base folder's run manifest (a tiny model is a "model" run) describes that folder, not the
+        # trained model: never copied
+        return [f for f in src.iterdir() if f.is_file() and not f.name.endswith(skip) and f.name != "manifest.json"]
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
