@@ -148,7 +148,7 @@ def load_recipe(recipe: "Recipe | str | Path | None" = None, **overrides: Any) -
         data, where = {}, ""
     else:
         p = Path(recipe)
-        if not p.suffix and not p.exists():
+        if not p.suffix and not p.is_file():  # a folder named like a recipe (e.g. --out paper) is not one
             cand = recipes_dir() / f"{recipe}.toml"
             if not cand.is_file():
                 if str(recipe) == "gasp":  # the defaults are the gasp recipe, even when not installed
