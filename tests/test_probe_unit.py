@@ -262,3 +262,13 @@ def test_attention_scale_from_adapter_or_config():
     assert attention_scale(NS(model=NS(config=cfg))) == pytest.approx(1 / (8 * 8))
     with pytest.raises(ModelError, match="cannot tell the attention scale"):
         attention_scale(NS(model=NS(config=NS()), model_id="m"))
+
+
+def test_a_folder_named_like_a_recipe_does_not_shadow_it(tmp_path, monkeypatch):
+    """Regression: `gaspprobe loop --preset paper --out paper` made ./paper a folder, and the
+    recipe name 'paper' was then read as that path ("paper: file not found")."""
+    from gaspprobe.probing.recipe import load_recipe
+
+    (tmp_path / "paper").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("paper").headline_r == 2
