@@ -17,6 +17,7 @@ Verified by marker tests (``tests/test_models_grid.py``) on the tiny models.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -85,7 +86,47 @@ class QwenVLAdapter(BaseAdapter):
         return grid
 
 
-class Qwen2_5_VLAdapter(QwenVLAdapter):
+class _Qwen2FamilyAdapter(QwenVLAdapter):
+    """Qwen2-VL and Qwen2.5-VL: the same processor geometry (14-px patches, 2x2 merge) and tiny
+    builder; only the transformers classes and the vision config differ (class attributes)."""
+
+    _hf: tuple[str, str, str] = ("", "", "")     # (config class, model class, image-only processor class)
+    _vision: dict[str, Any] = {}
+
+    @classmethod
+    def build_tiny_parts(cls, seed: int = 0):
+        return cls._parts(seed, _TINY_PIXELS)
+
+    @classmethod
+    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
+        cls._check_real(checkpoint)
+        return cls._parts(seed, _REAL_PIXELS_14, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
+
+    @classmethod
+    def _parts(cls, seed: int, pixels: dict, **ip_kw):
+        import transformers
+        from transformers import Qwen2VLImageProcessorPil
+
+        from gaspprobe.models import processors
+
+        config_cls, model_cls = getattr(transformers, cls._hf[0]), getattr(transformers, cls._hf[1])
+        tok = _qwen_tokenizer()
+        cfg = config_cls(
+            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                             num_attention_heads=4, num_key_value_heads=2,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
+                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+            vision_config=dict(cls._vision),
+            **_special_ids(tok),
+        )
+        torch.manual_seed(seed)
+        model = model_cls(cfg).eval()
+        ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
+        proc = getattr(processors, cls._hf[2])
+        return model, proc(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
+
+
+class Qwen2_5_VLAdapter(_Qwen2FamilyAdapter):
     spec = FamilySpec(
         model_type="qwen2_5_vl",
         display_name="Qwen2.5-VL",
@@ -101,89 +142,24 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         projector_keys=("visual.merger", "visual.deepstack_merger"),
         vision_keys=("visual.",),
     )
-
     real_checkpoints = ("Qwen/Qwen2.5-VL-7B-Instruct",)
-
-    @classmethod
-    def build_tiny_parts(cls, seed: int = 0):
-        return cls._parts(seed, _TINY_PIXELS)
-
-    @classmethod
-    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
-        cls._check_real(checkpoint)
-        return cls._parts(seed, _REAL_PIXELS_14, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
-
-    @classmethod
-    def _parts(cls, seed: int, pixels: dict, **ip_kw):
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
-
-        from gaspprobe.models.processors import Qwen2_5_VLImageOnlyProcessor
-
-        tok = _qwen_tokenizer()
-        cfg = Qwen2_5_VLConfig(
-            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2,
-                             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
-                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-            vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=14,
-                               spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=128,
-                               fullatt_block_indexes=[1]),
-            **_special_ids(tok),
-        )
-        torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-        ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
-        return model, Qwen2_5_VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
+    _hf = ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLImageOnlyProcessor")
+    _vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=128,
+                   fullatt_block_indexes=[1])
 
 
-class Qwen2VLAdapter(QwenVLAdapter):
-    spec = FamilySpec(
-        model_type="qwen2_vl",
-        display_name="Qwen2-VL",
+class Qwen2VLAdapter(_Qwen2FamilyAdapter):
+    spec = dataclasses.replace(
+        Qwen2_5_VLAdapter.spec, model_type="qwen2_vl", display_name="Qwen2-VL",
         hub_examples=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct"),
-        model_class="Qwen2VLForConditionalGeneration",
-        processor_class="Qwen2VLProcessor",
-        image_processor_class="Qwen2VLImageProcessorPil",
-        patch_size=14, merge_size=2, image_token="<|image_pad|>",
-        processor_kwargs=(("min_pixels", 56 * 56), ("max_pixels", _TINY_MAX_PIXELS)),
-        notes="smart_resize (no crop) to multiples of 28, 2x2 merge, one token run per image",
+        model_class="Qwen2VLForConditionalGeneration", processor_class="Qwen2VLProcessor",
         image_only_processor="gaspprobe.models.processors:Qwen2VLImageOnlyProcessor",
-        language_model_path="model.language_model",
-        projector_keys=("visual.merger", "visual.deepstack_merger"),
-        vision_keys=("visual.",),
     )
-
     real_checkpoints = ("Qwen/Qwen2-VL-7B-Instruct",)
-
-    @classmethod
-    def build_tiny_parts(cls, seed: int = 0):
-        return cls._parts(seed, _TINY_PIXELS)
-
-    @classmethod
-    def build_real_parts(cls, checkpoint: str | None = None, seed: int = 0):
-        cls._check_real(checkpoint)
-        return cls._parts(seed, _REAL_PIXELS_14, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
-
-    @classmethod
-    def _parts(cls, seed: int, pixels: dict, **ip_kw):
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
-
-        from gaspprobe.models.processors import Qwen2VLImageOnlyProcessor
-
-        tok = _qwen_tokenizer()
-        cfg = Qwen2VLConfig(
-            text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2,
-                             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
-                             bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-            vision_config=dict(depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=4, patch_size=14,
-                               spatial_merge_size=2, temporal_patch_size=2),
-            **_special_ids(tok),
-        )
-        torch.manual_seed(seed)
-        model = Qwen2VLForConditionalGeneration(cfg).eval()
-        ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
-        return model, Qwen2VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
+    _hf = ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration", "Qwen2VLImageOnlyProcessor")
+    _vision = dict(depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=4, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2)
 
 
 class Qwen3VLAdapter(QwenVLAdapter):
