@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 from gaspprobe.errors import GaspError
 
@@ -22,9 +22,12 @@ class Registry(Generic[T]):
     1.0
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, before_import: "Callable[[], object] | None" = None):
         self.kind = kind
         self._entries: dict[str, object] = {}
+        #: called once before the first lazy ``"module:attr"`` entry is imported (e.g. making
+        #: torchvision importable before a model family's transformers classes load)
+        self._before_import = before_import
 
     def register(self, name: str, obj: T | str | None = None):
         """Register ``obj`` (or a ``"module:attr"`` string) under ``name``; usable as a decorator."""
@@ -61,6 +64,9 @@ class Registry(Generic[T]):
             )
         obj = self._entries[name]
         if isinstance(obj, str) and ":" in obj:
+            if self._before_import is not None:
+                hook, self._before_import = self._before_import, None
+                hook()
             mod, attr = obj.split(":", 1)
             obj = getattr(importlib.import_module(mod), attr)
             self._entries[name] = obj

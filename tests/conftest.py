@@ -21,6 +21,11 @@ def pytest_configure(config):
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+    # where torchvision is installed, transformers imports it: make it importable before any test
+    # module imports transformers classes directly (gaspprobe.models.video)
+    from gaspprobe.models.video import ensure_torchvision
+
+    ensure_torchvision()
 
 
 @pytest.fixture(autouse=True)

@@ -138,6 +138,60 @@ class BaseAdapter:
                 return int(v)
         return int(self.processor.tokenizer.convert_tokens_to_ids(self.spec.image_token))
 
+    # ------------------------------------------------------------------ video
+    #: the family's video path in transformers, in words ("" = none: images only). A family with
+    #: one implements :meth:`_video_grid_for_row` (and its tiny builder adds the real video
+    #: processor where torchvision imports; see :mod:`gaspprobe.models.video`).
+    video_path: ClassVar[str] = ""
+
+    #: frames per second the clip's frames are said to be apart (``VideoMetadata.fps``): Qwen2.5-VL
+    #: and Qwen3-VL turn it into temporal positions / timestamps. Producers set it from their
+    #: recipe or config and record it (default 2.0: qwen-vl-utils' sampling rate).
+    video_fps: float = 2.0
+
+    @classmethod
+    def modalities(cls) -> tuple[str, ...]:
+        """The input modalities this family takes (``images`` always; ``video`` with a video path)."""
+        return ("images", "video") if cls.video_path else ("images",)
+
+    def check_modality(self, modality: str) -> str:
+        """``modality`` if this model can take it, else a one-line ConfigError (exit 2)."""
+        from gaspprobe.errors import ConfigError
+        from gaspprobe.models.video import check_modality, require_video
+
+        check_modality(modality)
+        if modality not in self.modalities():
+            from gaspprobe.models.registry import ADAPTERS
+
+            have = [n for n in ADAPTERS.names() if "video" in ADAPTERS.get(n).modalities()]
+            raise ConfigError(f"modality: {self.spec.display_name} takes {', '.join(self.modalities())} only "
+                              f"(families with a video path: {', '.join(have)})")
+        if modality == "video":
+            require_video(self.spec.display_name, self.processor)
+        return modality
+
+    def video_messages(self, prompt: str) -> list[dict]:
+        """One user turn: the video, then the text."""
+        content: list[dict] = [{"type": "video"}]
+        if prompt:
+            content.append({"type": "text", "text": prompt})
+        return [{"role": "user", "content": content}]
+
+    def _videos_kwargs(self, videos: list[np.ndarray]) -> dict:
+        """The processor's video kwargs: frames are used as given (no resampling), with their timing."""
+        from transformers.video_utils import VideoMetadata
+
+        fps = float(self.video_fps)
+        meta = [VideoMetadata(total_num_frames=len(v), fps=fps, frames_indices=list(range(len(v))),
+                              height=int(v.shape[1]), width=int(v.shape[2])) for v in videos]
+        return {"do_sample_frames": False, "video_metadata": meta}
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:  # pragma: no cover - abstract
+        """TokenGrid of batch row ``row`` fed as video number ``video``: ``F`` of the grid is the
+        temporal token slices, ``extra["frames"]`` long [T, k] the clip frames each slice covers."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ basics
     def decoder_layers(self, model: Any = None) -> torch.nn.ModuleList:
         """The language model's decoder layers (``layer.self_attn.q_proj`` etc.)."""
@@ -175,8 +229,14 @@ class BaseAdapter:
             content.append({"type": "text", "text": prompt})
         return [{"role": "user", "content": content}]
 
-    def prepare(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool = True):
-        """Processor outputs (``BatchFeature`` on the model's device/dtype) for (frames, prompt) samples."""
+    def prepare(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool = True,
+                modality: str = "images"):
+        """Processor outputs (``BatchFeature`` on the model's device/dtype) for (frames, prompt) samples.
+
+        ``modality="video"``: each sample's frames are ONE video through the processor's own video
+        path (its video processor, ``do_sample_frames=False``, :attr:`video_fps`)."""
+        if modality != "images":
+            return self._prepare_video(samples, add_generation_prompt=add_generation_prompt, modality=modality)
         from PIL import Image
 
         per_sample, texts = [], []
@@ -189,17 +249,33 @@ class BaseAdapter:
                                 padding=True)
         return inputs.to(device=self.device, dtype=self.dtype) if self.dtype.is_floating_point else inputs
 
+    def _prepare_video(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool, modality: str):
+        self.check_modality(modality)
+        texts, videos = [], []
+        for i, (frames, prompt) in enumerate(samples):
+            videos.append(as_frames(frames, what=f"sample {i} frames"))
+            texts.append(self.processor.apply_chat_template(
+                self.video_messages(prompt), add_generation_prompt=add_generation_prompt, tokenize=False))
+        inputs = self.processor(text=texts, videos=videos, return_tensors="pt", padding=True,
+                                videos_kwargs=self._videos_kwargs(videos))
+        return inputs.to(device=self.device, dtype=self.dtype) if self.dtype.is_floating_point else inputs
+
     def _batch_grid(self, inputs: Any, frame_size: tuple[int, int], n_frames: int,
-                    n_rows: int) -> tuple[TokenGrid, torch.Tensor]:
+                    n_rows: int, modality: str = "images") -> tuple[TokenGrid, torch.Tensor]:
         """Grid of row 0 and the image-token positions of every row, ``idx`` long [B, N]."""
-        grids = [self._grid_for_row(inputs, b, frame_size, n_frames, b * n_frames) for b in range(n_rows)]
+        if modality == "video":
+            grids = [self._video_grid_for_row(inputs, b, frame_size, n_frames, b) for b in range(n_rows)]
+            for g in grids:
+                g.extra["modality"] = "video"
+        else:
+            grids = [self._grid_for_row(inputs, b, frame_size, n_frames, b * n_frames) for b in range(n_rows)]
         shapes = {g.shape for g in grids}
         if len(shapes) != 1:  # pragma: no cover - equal-size frames and prompts give equal rows
             raise ModelError(f"rows of one batch got different token grids {sorted(shapes)}")
         idx = torch.stack([g.seq_index.reshape(-1) for g in grids])
         return grids[0], idx
 
-    def token_grid(self, frame_size: tuple[int, int], n_frames: int = 1) -> TokenGrid:
+    def token_grid(self, frame_size: tuple[int, int], n_frames: int = 1, *, modality: str = "images") -> TokenGrid:
         """The grid a capture of ``n_frames`` frames of ``frame_size`` (H, W) gives (runs the processor only).
 
         ``seq_index`` is the positions of the default capture prompt."""
@@ -207,16 +283,26 @@ class BaseAdapter:
         if H <= 0 or W <= 0 or n_frames <= 0:
             raise DataError(f"frame size and frame count must be positive, got {(H, W)} x {n_frames}")
         blank = np.zeros((n_frames, H, W, 3), np.uint8)
-        inputs = self.prepare([(blank, DEFAULT_PROMPT)])
-        return self._grid_for_row(inputs, 0, (H, W), n_frames, 0)
+        inputs = self.prepare([(blank, DEFAULT_PROMPT)], modality=modality)
+        return self._batch_grid(inputs, (H, W), n_frames, 1, modality)[0]
 
-    def image_tokens(self, frame_size: tuple[int, int], n_frames: int = 1) -> int:
-        """Image tokens (spatial, separators and extra views alike) that ``n_frames`` frames of
-        ``frame_size`` put in the sequence of one all-frames pass (runs the processor only)."""
+    @property
+    def video_token_id(self) -> int | None:
+        cfg = self.model.config
+        for name in ("video_token_id", "video_token_index"):
+            v = getattr(cfg, name, None)
+            if v is not None:
+                return int(v)
+        return None
+
+    def image_tokens(self, frame_size: tuple[int, int], n_frames: int = 1, *, modality: str = "images") -> int:
+        """Image (or video) tokens - spatial, separators and extra views alike - that ``n_frames``
+        frames of ``frame_size`` put in the sequence of one all-frames pass (runs the processor only)."""
         H, W = int(frame_size[0]), int(frame_size[1])
         blank = np.zeros((n_frames, H, W, 3), np.uint8)
-        ids = self.prepare([(blank, DEFAULT_PROMPT)])["input_ids"][0]
-        return int((ids == self.image_token_id).sum())
+        ids = self.prepare([(blank, DEFAULT_PROMPT)], modality=modality)["input_ids"][0]
+        tid = self.video_token_id if modality == "video" else self.image_token_id
+        return int((ids == tid).sum())
 
     def check_pixels(self) -> None:
         """A pixel budget must leave every frame at least one image token (one-line ConfigError)."""
@@ -362,15 +448,24 @@ class BaseAdapter:
                     _QK_USERS.pop(id(attn_cfg), None)
         return undo
 
-    def prepare_capture(self, frames: Any, *, per_frame: bool = False, prompt: str | None = None):
+    def prepare_capture(self, frames: Any, *, per_frame: bool = False, prompt: str | None = None,
+                        modality: str = "images"):
         """Processor inputs, grid and image-token positions (``idx`` long [B, N]) of a capture.
 
         Pass the result as ``run_layers(..., prepared=...)`` to run several captures (or time the
-        forward alone) without re-running the processor."""
+        forward alone) without re-running the processor. ``modality="video"``: the frames are one
+        video (the grid's F is then the temporal token slices; ``grid.extra["frames"]``)."""
         arr = as_frames(frames)
         prompt = DEFAULT_PROMPT if prompt is None else prompt
         F, H, W = arr.shape[:3]
-        if per_frame:
+        if modality != "images":
+            if per_frame:
+                from gaspprobe.errors import ConfigError
+
+                raise ConfigError("per_frame: a video is one sequence of frames; per_frame takes modality images")
+            inputs = self.prepare([(arr, prompt)], modality=modality)
+            grid, idx = self._batch_grid(inputs, (H, W), F, 1, modality)
+        elif per_frame:
             inputs = self.prepare([(arr[f:f + 1], prompt) for f in range(F)])
             g1, idx = self._batch_grid(inputs, (H, W), 1, F)
             # frame f is row f of the batch: boxes repeat, seq_index is the position in its own row
@@ -384,7 +479,8 @@ class BaseAdapter:
 
     def run_layers(self, frames: Any, callback: Callable[[LayerCapture], None], *,
                    mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
-                   per_frame: bool = False, prompt: str | None = None, prepared: Any = None) -> TokenGrid:
+                   per_frame: bool = False, prompt: str | None = None, prepared: Any = None,
+                   modality: str = "images") -> TokenGrid:
         """One forward pass; ``callback(LayerCapture)`` is called inside the hooks, layer by layer.
 
         Args:
@@ -398,14 +494,16 @@ class BaseAdapter:
             layers: subset of :meth:`layer_names` (default: all; attention mode: all ``llm.*``).
             per_frame: feed each frame alone (a batch of F one-image samples, still one pass).
             prompt: text after the images (default :data:`DEFAULT_PROMPT`).
-            prepared: the result of :meth:`prepare_capture` (then ``frames``, ``per_frame`` and
-                ``prompt`` are not used).
+            prepared: the result of :meth:`prepare_capture` (then ``frames``, ``per_frame``,
+                ``prompt`` and ``modality`` are not used).
+            modality: "images" (each frame an image) or "video" (the frames as one video through
+                the family's video path; F of the captures is then the temporal token slices).
         Returns:
             the :class:`TokenGrid` of this pass (also ``self.last_grid``).
         """
         names = self._resolve_layers(layers, mode)
         inputs, grid, idx = prepared if prepared is not None else self.prepare_capture(
-            frames, per_frame=per_frame, prompt=prompt)
+            frames, per_frame=per_frame, prompt=prompt, modality=modality)
         self.last_grid = grid
         F, R, C = grid.shape
 
@@ -429,7 +527,8 @@ class BaseAdapter:
         return grid
 
     def capture(self, frames: Any, *, mode: FeatureMode = "hidden", layers: Sequence[str] | None = None,
-                per_frame: bool = False, prompt: str | None = None, prepared: Any = None) -> Iterator[LayerCapture]:
+                per_frame: bool = False, prompt: str | None = None, prepared: Any = None,
+                modality: str = "images") -> Iterator[LayerCapture]:
         """Generator over :meth:`run_layers`: yields one :class:`LayerCapture` per layer, in order.
 
         A worker thread runs the forward and waits inside each layer's hook until the consumer
@@ -455,7 +554,7 @@ class BaseAdapter:
                 torch.set_num_threads(n_threads)
             try:
                 self.run_layers(frames, callback, mode=mode, layers=layers, per_frame=per_frame, prompt=prompt,
-                                prepared=prepared)
+                                prepared=prepared, modality=modality)
                 items.put(done)
             except BaseException as e:  # handed to the consumer's thread
                 items.put(_Failure(e))
@@ -481,7 +580,8 @@ class BaseAdapter:
 
     # ------------------------------------------------------------------ training
     def image_features(self, frames_batch: Any, layers: Sequence[str] | None = None, *,
-                       model: Any = None, prompt: str | None = None) -> dict[str, torch.Tensor]:
+                       model: Any = None, prompt: str | None = None, modality: str = "images",
+                       ) -> dict[str, torch.Tensor]:
         """Image-token features of every requested layer, WITH gradients (GASP deep supervision).
 
         Args:
@@ -489,6 +589,8 @@ class BaseAdapter:
             layers: subset of :meth:`layer_names` (default all).
             model: the module to run instead of ``self.model`` (e.g. the peft-wrapped model).
             prompt: text after the images (default :data:`DEFAULT_PROMPT`).
+            modality: "images", or "video" (each sample one video; F of the result is then the
+                temporal token slices, ``self.last_grid.extra["frames"]``).
         Returns:
             ``{name: float32 [B,F,rows,cols,D]}`` in layer order; grads flow to whatever the
             caller's grad mode allows. ``self.last_grid`` is set (row 0's grid).
@@ -501,10 +603,10 @@ class BaseAdapter:
         names = self._resolve_layers(layers, "hidden")
         B, F, H, W = fb.shape[:4]
         prompt = DEFAULT_PROMPT if prompt is None else prompt
-        inputs = self.prepare([(fb[b], prompt) for b in range(B)])
-        grid, idx = self._batch_grid(inputs, (H, W), F, B)
+        inputs = self.prepare([(fb[b], prompt) for b in range(B)], modality=modality)
+        grid, idx = self._batch_grid(inputs, (H, W), F, B, modality)
         self.last_grid = grid
-        _, R, C = grid.shape
+        F, R, C = grid.shape
         out: dict[str, torch.Tensor] = {}
 
         def emit(name: str, a: torch.Tensor, b: torch.Tensor | None) -> None:
@@ -522,7 +624,7 @@ class BaseAdapter:
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch: Sequence[tuple[Sequence[Any], str]], *, max_new_tokens: int = 16,
-                 do_sample: bool = False, **generate_kwargs: Any) -> list[str]:
+                 do_sample: bool = False, modality: str = "images", **generate_kwargs: Any) -> list[str]:
         """Chat-template generation for a batch of (frames, prompt) samples, left-padded, greedy by default.
 
         Args:
@@ -533,7 +635,7 @@ class BaseAdapter:
         """
         if not batch:
             return []
-        inputs = self.prepare(list(batch), add_generation_prompt=True)
+        inputs = self.prepare(list(batch), add_generation_prompt=True, modality=modality)
         tok = self.processor.tokenizer
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=do_sample,

@@ -4,11 +4,14 @@ The model of the GASP paper's figure. Image input (how gaspprobe feeds the frame
 LLaVA-NeXT's exactly: ``LlavaNextVideoModel.pack_image_features`` is a copy of LLaVA-NeXT's, so each
 frame is a base view (24 x 24, ``grid.extra["base"]``) plus the anyres high-resolution view (the
 grid: best pinpoint canvas, unpadded, newline per row); see :mod:`gaspprobe.models.llava_next` for
-the geometry. The video path (``<video>``, frames centre-cropped to 336 and 2x2 average-pooled to
-12 x 12 tokens each, no newlines) is not used by this adapter.
+the geometry. The video path (``modality="video"``: ``<video>``, each frame resized to shortest
+edge 336 and centre-cropped to 336 by the video processor, CLIP's 24 x 24 patches average-pooled
+2 x 2 by ``LlavaNextVideoPooler`` to 12 x 12 tokens per frame, no newlines, one frame per temporal
+slice): a token covers the 28 x 28 processed pixels of its pooled patches, mapped back through the
+processor's own resize (``get_resize_output_image_size``) and crop offsets.
 
-Processor: ``LlavaNextVideoProcessor`` takes a video processor, which needs torchvision; the tiny
-model and hub checkpoints on machines without torchvision use
+Processor: ``LlavaNextVideoProcessor`` takes a video processor, which needs torchvision
+(:mod:`gaspprobe.models.video`); where it cannot import, the tiny model and hub checkpoints use
 :class:`LlavaNextVideoImageOnlyProcessor` (the same processor without it; image behaviour unchanged).
 
 The tiny model keeps the real checkpoint's processor and vision geometry (hub config.json and
@@ -21,8 +24,11 @@ towers and random weights.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from transformers import LlavaNextVideoProcessor
+
+from gaspprobe.models.adapter import TokenGrid
 
 from gaspprobe.models.llava_next import REAL_PINPOINTS, LlavaNextAdapter, _tiny_clip_336, real_next_image_processor
 
@@ -71,6 +77,49 @@ class LlavaNextVideoAdapter(LlavaNextAdapter):
         image_only_processor="gaspprobe.models.llava_next_video:LlavaNextVideoImageOnlyProcessor",
     )
 
+    video_path = "video processor: shortest edge 336, centre crop 336, 24x24 patches 2x2 average-pooled to 12x12"
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        import numpy as np
+        import torch
+        from transformers.image_transforms import get_resize_output_image_size
+        from transformers.image_utils import ChannelDimension
+
+        H, W = frame_size
+        vp = self.processor.video_processor
+        cfg = self.model.config
+        pv = inputs["pixel_values_videos"]  # [B, T, 3, h, w], every frame processed alike
+        T, ch, cw = int(pv.shape[1]), int(pv.shape[-2]), int(pv.shape[-1])
+        patch, stride = int(self.processor.patch_size), int(cfg.spatial_pool_stride)
+        side = int(cfg.vision_config.image_size) // patch  # the tower's patch grid (the pooler's view)
+        rows = cols = side // stride
+        if not getattr(vp, "do_resize", True):
+            hr, wr = H, W
+        elif vp.size.get("shortest_edge") if isinstance(vp.size, dict) else getattr(vp.size, "shortest_edge", None):
+            se = vp.size["shortest_edge"] if isinstance(vp.size, dict) else vp.size.shortest_edge
+            hr, wr = get_resize_output_image_size(np.zeros((1, H, W), np.uint8), size=int(se), default_to_square=False,
+                                                  input_data_format=ChannelDimension.FIRST)
+        else:
+            hr, wr = ch, cw  # a fixed (height, width) resize
+        top = int((hr - ch) / 2.0) if getattr(vp, "do_center_crop", False) else 0
+        left = int((wr - cw) / 2.0) if getattr(vp, "do_center_crop", False) else 0
+        if hr < ch or wr < cw:  # pragma: no cover - a crop larger than the resized frame pads it
+            raise ValueError(f"video crop {ch}x{cw} exceeds the resized frame {hr}x{wr}")
+        cell = patch * stride
+        xs = (left + torch.arange(cols + 1, dtype=torch.float64) * cell) * W / wr
+        ys = (top + torch.arange(rows + 1, dtype=torch.float64) * cell) * H / hr
+        b = torch.stack(torch.broadcast_tensors(xs[None, :-1], ys[:-1, None], xs[None, 1:], ys[1:, None]), -1)
+        pos = (inputs["input_ids"][row] == self.video_token_id).nonzero().squeeze(-1).cpu()
+        if pos.numel() != T * rows * cols:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {T}x{rows}x{cols}")
+        grid = TokenGrid(boxes=b[None].expand(T, rows, cols, 4).float().clone(),
+                         seq_index=pos.reshape(T, rows, cols), frame_size=(H, W))
+        grid.extra["frames"] = torch.arange(T)[:, None]
+        grid.extra["resized"] = (hr, wr)
+        grid.extra["crop"] = (left * W / wr, top * H / hr, (left + cw) * W / wr, (top + ch) * H / hr)
+        return grid
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
         import torch
@@ -95,8 +144,18 @@ class LlavaNextVideoAdapter(LlavaNextAdapter):
         )
         torch.manual_seed(seed)
         model = LlavaNextVideoForConditionalGeneration(cfg).eval()
-        proc = LlavaNextVideoImageOnlyProcessor(image_processor=real_next_image_processor(), tokenizer=tok,
-                                                chat_template=_VIDEO_TEMPLATE, patch_size=14,
-                                                vision_feature_select_strategy="default",
-                                                num_additional_image_tokens=1)
-        return model, proc
+        kw = dict(chat_template=_VIDEO_TEMPLATE, patch_size=14, vision_feature_select_strategy="default",
+                  num_additional_image_tokens=1)
+        from gaspprobe.models.video import ensure_torchvision
+
+        if ensure_torchvision():  # the real processor, with the checkpoint's video processor
+            from transformers import LlavaNextVideoVideoProcessor
+
+            from gaspprobe.models.llava_next import CLIP_MEAN, CLIP_STD
+
+            vp = LlavaNextVideoVideoProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+                                              do_center_crop=True, resample=3, image_mean=CLIP_MEAN,
+                                              image_std=CLIP_STD)
+            return model, LlavaNextVideoProcessor(video_processor=vp, image_processor=real_next_image_processor(),
+                                                  tokenizer=tok, **kw)
+        return model, LlavaNextVideoImageOnlyProcessor(image_processor=real_next_image_processor(), tokenizer=tok, **kw)

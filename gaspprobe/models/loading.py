@@ -156,7 +156,13 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
     pkw = dict(processor_kwargs or {})
     try:
         if meta and meta.get("processor_class"):
-            processor = _import(meta["processor_class"]).from_pretrained(src, **pkw)
+            try:
+                processor = _import(meta["processor_class"]).from_pretrained(src, **pkw)
+            except Exception:
+                # a tiny model saved with its video processor, loaded where torchvision cannot import
+                if not cls.spec.image_only_processor:
+                    raise
+                processor = _import(cls.spec.image_only_processor).from_pretrained(src, **pkw)
         else:
             try:
                 processor = AutoProcessor.from_pretrained(src, **pkw)

@@ -59,9 +59,12 @@ class PaliGemmaAdapter(BaseAdapter):
         vision_keys=("vision_tower",),
     )
 
-    def prepare(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool = True):
+    def prepare(self, samples: Sequence[tuple[Any, str]], *, add_generation_prompt: bool = True,
+                modality: str = "images"):
         """Processor inputs for (frames, prompt) samples: ``<image>`` per frame + prompt (no chat template)."""
         from PIL import Image
+
+        self.check_modality(modality)  # images only: a one-line error for video
 
         per_sample, texts = [], []
         for i, (frames, prompt) in enumerate(samples):

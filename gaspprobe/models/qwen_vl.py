@@ -57,6 +57,18 @@ def _qwen_tokenizer():
                           named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
 
 
+def _video_processor(name: str, pixels: dict, patch_size: int, **kw):
+    """The family's transformers video processor at ``pixels`` (None where torchvision cannot import)."""
+    from gaspprobe.models.video import ensure_torchvision
+
+    if not ensure_torchvision():
+        return None
+    import transformers
+
+    return getattr(transformers, name)(size=dict(pixels), patch_size=patch_size, merge_size=2, temporal_patch_size=2,
+                                       **kw)
+
+
 def _special_ids(tok) -> dict[str, int]:
     ids = {k: tok.convert_tokens_to_ids(v) for k, v in {
         "image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
@@ -66,6 +78,33 @@ def _special_ids(tok) -> dict[str, int]:
 
 class QwenVLAdapter(BaseAdapter):
     """Shared Qwen-VL logic: flat image list, regular grid per image from ``image_grid_thw``."""
+
+    video_path = ("video processor: smart_resize as images (the video processor's own pixel budget), "
+                  "2 frames per temporal patch (an odd count repeats the last frame), 2x2 merge")
+
+    def _videos_kwargs(self, videos):
+        # transformers' default through v5.21, made explicit (it warns otherwise): no qwen-vl-utils
+        # per-frame pixel cap; the bench's lmms-eval profile applies that cap itself
+        return {**super()._videos_kwargs(videos), "cap_pixels_per_frame": False}
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        H, W = frame_size
+        vp = self.processor.video_processor
+        merge, tps = int(vp.merge_size), int(vp.temporal_patch_size)
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][video].tolist())
+        if t != -(-n_frames // tps):  # pragma: no cover - the processor pads to a multiple of tps
+            raise ValueError(f"video_grid_thw t={t} for {n_frames} frames (temporal patch {tps})")
+        pos = (inputs["input_ids"][row] == self.video_token_id).nonzero().squeeze(-1).cpu()
+        rows, cols = gh // merge, gw // merge
+        if pos.numel() != t * rows * cols:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {t}x{rows}x{cols}")
+        grid = TokenGrid.regular(t, rows, cols, (H, W))
+        grid.seq_index = pos.reshape(t, rows, cols)
+        # slice s holds frames s*tps .. s*tps+tps-1; the processor repeats the last frame to fill it
+        grid.extra["frames"] = (torch.arange(t)[:, None] * tps + torch.arange(tps)[None]).clamp(max=n_frames - 1)
+        grid.extra["resized"] = (gh * int(vp.patch_size), gw * int(vp.patch_size))
+        return grid
 
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
@@ -91,6 +130,7 @@ class _Qwen2FamilyAdapter(QwenVLAdapter):
     builder; only the transformers classes and the vision config differ (class attributes)."""
 
     _hf: tuple[str, str, str] = ("", "", "")     # (config class, model class, image-only processor class)
+
     _vision: dict[str, Any] = {}
 
     @classmethod
@@ -122,6 +162,12 @@ class _Qwen2FamilyAdapter(QwenVLAdapter):
         torch.manual_seed(seed)
         model = model_cls(cfg).eval()
         ip = Qwen2VLImageProcessorPil(size=dict(pixels), patch_size=14, merge_size=2, temporal_patch_size=2, **ip_kw)
+        # the real checkpoints have no video_preprocessor_config.json: their video processor reads
+        # preprocessor_config.json, so it has the image processor's pixel budget, mean and std
+        vp = _video_processor("Qwen2VLVideoProcessor", pixels, patch_size=14, **ip_kw)
+        if vp is not None:
+            full = getattr(transformers, cls._hf[2].replace("ImageOnly", ""))
+            return model, full(image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=_QWEN_TEMPLATE)
         proc = getattr(processors, cls._hf[2])
         return model, proc(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)
 
@@ -215,4 +261,11 @@ class Qwen3VLAdapter(QwenVLAdapter):
         ip = Qwen2VLImageProcessorPil(size=dict(pixels),
                                       patch_size=16, merge_size=2, temporal_patch_size=2,
                                       image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        vp = _video_processor("Qwen3VLVideoProcessor", pixels, patch_size=16, image_mean=[0.5] * 3,
+                              image_std=[0.5] * 3)
+        if vp is not None:
+            from transformers import Qwen3VLProcessor
+
+            return model, Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp,
+                                           chat_template=_QWEN_TEMPLATE)
         return model, Qwen3VLImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_QWEN_TEMPLATE)

@@ -10,7 +10,15 @@ from __future__ import annotations
 from gaspprobe.errors import GaspError, ModelError
 from gaspprobe.registry import Registry
 
-ADAPTERS: Registry = Registry("model_type")
+def _ensure_torchvision() -> None:
+    # before any family's transformers classes import: transformers imports torchvision wherever
+    # it is installed, and the CPU wheel pairing needs its op schemas first (gaspprobe.models.video)
+    from gaspprobe.models.video import ensure_torchvision
+
+    ensure_torchvision()
+
+
+ADAPTERS: Registry = Registry("model_type", before_import=_ensure_torchvision)
 ADAPTERS.register("qwen2_vl", "gaspprobe.models.qwen_vl:Qwen2VLAdapter")
 ADAPTERS.register("qwen2_5_vl", "gaspprobe.models.qwen_vl:Qwen2_5_VLAdapter")
 ADAPTERS.register("qwen3_vl", "gaspprobe.models.qwen_vl:Qwen3VLAdapter")
