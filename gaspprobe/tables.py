@@ -351,6 +351,8 @@ class ProbeSummary:
     frame_stride: int = 1
     n_matches: int = 0
     n_scenes: int = 0
+    modality: str = "images"
+    video_fps: float | None = None
 
     @property
     def peak_rho(self) -> float:
@@ -380,7 +382,8 @@ class ProbeSummary:
             confidence_spearman={l: _num(v) for l, v in (d.get("confidence_spearman") or {}).items()},
             gaps=[int(g) for g in d.get("gaps") or []], tolerances=[int(r) for r in d.get("tolerances") or []],
             fps=d.get("fps"), frame_stride=int(d.get("frame_stride", 1) or 1),
-            n_matches=int(d.get("n_matches") or 0), n_scenes=int(d.get("n_scenes") or 0))
+            n_matches=int(d.get("n_matches") or 0), n_scenes=int(d.get("n_scenes") or 0),
+            modality=str(d.get("modality") or "images"), video_fps=d.get("video_fps"))
 
     def to_dict(self) -> dict:
         return asdict(self)

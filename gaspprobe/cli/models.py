@@ -94,6 +94,16 @@ def inspect(
     t.add_row("token grid", f"{g.rows} x {g.cols} = {g.tokens_per_frame} tokens per frame")
     t.add_row("image tokens", f"{per_frame:,} per frame, {per_clip:,} per clip of {frames} frame(s) "
                               f"(spatial grid plus separators and extra views)")
+    if "video" in ad.modalities():
+        try:
+            gv = ad.token_grid(tuple(frame_size), frames, modality="video")
+            nv = ad.image_tokens(tuple(frame_size), frames, modality="video")
+            t.add_row("video input", f"{nv:,} video tokens per clip of {frames} frame(s): {gv.shape[0]} temporal "
+                                     f"slice(s) of {gv.rows} x {gv.cols}, {gv.extra['frames'].shape[1]} frame(s) each")
+        except Exception as e:  # e.g. no video processor (torchvision): say why, do not fail inspect
+            t.add_row("video input", f"unavailable ({str(e).splitlines()[0]})")
+    else:
+        t.add_row("video input", "none (this family has no video path in transformers)")
     t.add_row("capture modes", ", ".join(ad.capture_modes()))
     t.add_row("pixel budget", ", ".join(f"{k}={v}" for k, v in ad.pixels.items()))
     t.add_row("token box", f"{float((b[..., 2] - b[..., 0]).mean()):.1f} x {float((b[..., 3] - b[..., 1]).mean()):.1f} px")

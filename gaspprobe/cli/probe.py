@@ -126,6 +126,10 @@ def register(app: typer.Typer) -> None:
         ridge_lambda: Optional[float] = typer.Option(None, help="relative ridge penalty"),
         depth_train_fraction: Optional[float] = typer.Option(None, help="fraction of scenes to fit the depth probe"),
         seed: Optional[int] = typer.Option(None, help="pair-sampling seed"),
+        modality: Optional[str] = typer.Option(None, help="images (each frame an image) or video (the clip as one "
+                                                          "video through the family's video processor)"),
+        video_fps: Optional[float] = typer.Option(None, help="with --modality video: the frame rate the model is "
+                                                             "told (default fps/frame_stride, else 2.0)"),
         min_pixels: Optional[int] = typer.Option(None, help="processor pixel budget: lower bound of a frame's area"),
         max_pixels: Optional[int] = typer.Option(None, help="processor pixel budget: upper bound of a frame's area "
                                                  "(see `gaspprobe model inspect` for tokens per frame)"),
@@ -148,7 +152,8 @@ def register(app: typer.Typer) -> None:
             patch_unit=patch_unit, frame_stride=frame_stride, fps=fps, skip_long_gaps=skip_long_gaps,
             conf_temperature=conf_temperature, layers=_strs(layers), per_frame=per_frame,
             depth_probe=depth_probe, ridge_lambda=ridge_lambda,
-            depth_train_fraction=depth_train_fraction, seed=seed, min_pixels=min_pixels, max_pixels=max_pixels)
+            depth_train_fraction=depth_train_fraction, seed=seed, min_pixels=min_pixels, max_pixels=max_pixels,
+            modality=modality, video_fps=video_fps)
         if len(model) > 1:
             from gaspprobe.probing.run import probe_many
 

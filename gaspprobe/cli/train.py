@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after this many seconds."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed."),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads."),
+        modality: Optional[str] = typer.Option(None, "--modality", help="images (default) or video: each clip fed "
+                                                                       "as one video through the family's video processor."),
         min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="Processor pixel budget: lower bound "
                                                  "of a frame's area (saved with the trained model)."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Processor pixel budget: upper bound "
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
             head_init=head_init,
             mixed_precision=mixed_precision, time_limit_s=time_limit, seed=seed,
             threads=threads, num_workers=num_workers, source_weights=weights or None, min_pixels=min_pixels,
-            max_pixels=max_pixels)
+            max_pixels=max_pixels, modality=modality)
         res = train(model, scenes[0] if len(scenes) == 1 else list(scenes), out, cfg, label=label, force=force,
                     progress=progress)
         if int(os.environ.get("RANK", "0")) != 0:      # multi-process: the main process reports

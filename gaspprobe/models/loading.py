@@ -126,6 +126,9 @@ def load(model: Any, dtype: str = "auto", device: str = "cpu", *, processor_kwar
         raise ModelError("no such model folder (and not a hub id like 'owner/name')", path=src)
 
     import torch
+    from gaspprobe.models.video import ensure_torchvision
+
+    ensure_torchvision()  # before transformers' processor classes import (they import torchvision where it is installed)
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from gaspprobe.models.registry import adapter_class

@@ -75,6 +75,14 @@ class Recipe:
         None, help="layers to probe ('vision', 'llm.0', ...); None = all")
     per_frame: bool = C.field(
         False, help="encode each frame in its own forward pass (no cross-frame attention)")
+    modality: str = C.field(
+        "images", help="how the clip is fed: 'images' (each frame an image) or 'video' (the frames as ONE "
+                       "video through the family's own video processor; a token then covers the frames "
+                       "of its temporal slice, anchored at the first: see docs/probe.md, Video input)")
+    video_fps: float | None = C.field(
+        None, help="with modality video: the frame rate the model is told (Qwen2.5/3-VL turn it into "
+                   "temporal positions). None = fps / frame_stride when fps is known, else 2.0 "
+                   "(qwen-vl-utils' sampling rate). The value in effect is recorded")
     min_pixels: int | None = C.field(
         None, help="the processor's pixel budget: lower bound of a frame's area after resizing "
                    "(Qwen-style min_pixels; other families map it onto their size setting). None = the "
@@ -117,6 +125,13 @@ class Recipe:
         if not self.skip_long_gaps and max(self.gaps) >= self.frames_per_clip:
             raise ConfigError(f"gaps: Δt {max(self.gaps)} needs clips of {max(self.gaps) + 1} frames, "
                               f"frames_per_clip is {self.frames_per_clip}")
+        from gaspprobe.models.video import check_modality
+
+        check_modality(self.modality)
+        if self.modality == "video" and self.per_frame:
+            raise ConfigError("per_frame: a video is one sequence of frames; per_frame takes modality 'images'")
+        if self.video_fps is not None and not self.video_fps > 0:
+            raise ConfigError(f"video_fps: must be > 0 (or omitted), got {self.video_fps}")
         if self.depth_tol <= 0:
             raise ConfigError(f"depth_tol: must be > 0, got {self.depth_tol}")
         if self.conf_temperature <= 0:
@@ -127,6 +142,15 @@ class Recipe:
             raise ConfigError(f"depth_train_fraction: must be in (0, 1), got {self.depth_train_fraction}")
         self.gaps = sorted(set(self.gaps))
         self.tolerances = sorted(set(self.tolerances))
+
+
+def effective_video_fps(rcp: "Recipe") -> float:
+    """The frame rate a video clip of ``rcp`` is said to have (:attr:`Recipe.video_fps`)."""
+    if rcp.video_fps is not None:
+        return float(rcp.video_fps)
+    if rcp.fps is not None:
+        return float(rcp.fps) / rcp.frame_stride
+    return 2.0
 
 
 def recipes_dir() -> Path:

@@ -44,7 +44,7 @@ from gaspprobe import io, tables
 from gaspprobe.errors import ConfigError, DataError, ModelError
 from gaspprobe.probing.depth import RidgeStats, depth_scores, predict_depth, valid_tokens
 from gaspprobe.probing.match import chance_within, hits_within, match_tokens, spearman
-from gaspprobe.probing.recipe import Recipe, load_recipe
+from gaspprobe.probing.recipe import Recipe, effective_video_fps, load_recipe
 from gaspprobe.probing.features import SOURCES, check_adapter_supports, oracle_features, preflight
 from gaspprobe.probing.metrics import patch_tokens
 from gaspprobe.probing.shard import shard_info
@@ -336,6 +336,10 @@ def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dt
         if bad or not rcp.layers:
             raise ConfigError(f"layers: unknown {bad or rcp.layers} for {model_str}; known: {', '.join(known)}")
     check_adapter_supports(adapter, rcp.modes, model_str)
+    if rcp.modality != "images":
+        if not hasattr(adapter, "check_modality"):
+            raise ConfigError(f"modality: {model_str} takes images only")
+        adapter.check_modality(rcp.modality)
     acc = _Acc(rcp)
     acc.scale = patch_scale(adapter, rcp)
     n_sc = len(scene_list)
@@ -423,20 +427,30 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
     F = len(idx)
     clip = scene if idx == list(range(scene.num_frames)) else scene.subset(idx)
     seed = (rcp.seed * 1000003) ^ zlib.crc32(scene.name.encode())
-    pairs = sample_pairs(F, rcp.gaps, rcp.pairs_per_gap, seed=seed, both_directions=rcp.both_directions)
-    acc.n_pairs += len(pairs)
     gaps = acc.gaps
     G = len(gaps)
-    pair_t = torch.tensor([[i, j] for i, j, _ in pairs], dtype=torch.long).reshape(-1, 2)
-    gap_idx = torch.tensor([gaps.index(g) for _, _, g in pairs], dtype=torch.long)
+    video = rcp.modality == "video"
     st: dict = {}
 
     def setup(grid) -> None:
-        """GT for all pairs on the forward pass's own grid (read from the first capture, so the
-        processor does not run twice), chance, and patch depth for the depth probe."""
+        """Pairs, GT for all of them on the forward pass's own grid (read from the first capture,
+        so the processor does not run twice), chance, and patch depth for the depth probe.
+
+        Video input: grid frame t is a temporal token slice; its GT camera and depth are those of
+        its anchor frame (the first it covers), and Δt is counted between anchors in clip frames."""
         st["grid"] = grid
+        covers = grid.extra.get("frames") if video else None
+        anchors = covers[:, 0].tolist() if covers is not None else None
+        gt_clip = clip if anchors is None or anchors == list(range(F)) else clip.subset(anchors)
+        st["clip"] = gt_clip
+        pairs = sample_pairs(grid.shape[0], rcp.gaps, rcp.pairs_per_gap, seed=seed,
+                             both_directions=rcp.both_directions, positions=anchors)
+        acc.n_pairs += len(pairs)
+        pair_t = torch.tensor([[i, j] for i, j, _ in pairs], dtype=torch.long).reshape(-1, 2)
+        gap_idx = torch.tensor([gaps.index(g) for _, _, g in pairs], dtype=torch.long)
+        st["pair_t"], st["gap_idx"] = pair_t, gap_idx
         # all pairs at once: per-frame work (centre depths, world points, box index) is shared
-        gts = (patch_matches_many(clip, pair_t, grid, depth_tol=rcp.depth_tol, patch_depths=False)
+        gts = (patch_matches_many(gt_clip, pair_t, grid, depth_tol=rcp.depth_tol, patch_depths=False)
                if pairs else [])
         st["src"] = [m.src.long() for m in gts]
         st["tgt"] = [m.tgt.long() for m in gts]
@@ -447,8 +461,11 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
         for r in rcp.tolerances:
             ch = chance_within(gt_all, grid.rows, grid.cols, patch_tokens(r, acc.scale)).double()
             acc.chance[(scene.name, r)] = torch.zeros(G, dtype=torch.float64).index_add_(0, per_match_gap, ch)
-        st["depth"] = patch_depth(clip, grid) if depth_role else None
+        st["depth"] = patch_depth(gt_clip, grid) if depth_role else None
 
+    mkw = {"modality": "video"} if video else {}
+    if video:
+        adapter.video_fps = effective_video_fps(rcp)
     if hasattr(adapter, "set_scene"):
         adapter.set_scene(clip)
     seen_layers: list[str] = []
@@ -462,23 +479,24 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
             layers = [l for l in layers if l != "vision"]  # the projector output has no attention
             if not layers:
                 continue
-        for cap in adapter.capture(clip.rgb, mode=src.capture_mode, layers=layers, per_frame=rcp.per_frame):
+        for cap in adapter.capture(clip.rgb, mode=src.capture_mode, layers=layers, per_frame=rcp.per_frame, **mkw):
             if first:
                 lg = getattr(adapter, "last_grid", None)
                 if "grid" not in st:
-                    setup(lg if lg is not None else adapter.token_grid(clip.size, F))
+                    setup(lg if lg is not None else adapter.token_grid(clip.size, F, **mkw))
                 elif lg is not None:
                     _check_grid(adapter, st["grid"])  # every mode must see the same tokens
                 first = False
             grid, src_idx, tgt_idx, depth = st["grid"], st["src"], st["tgt"], st["depth"]
-            rows, cols = grid.rows, grid.cols
+            pair_t, gap_idx = st["pair_t"], st["gap_idx"]
+            Fg, rows, cols = grid.shape
             pair = src.tensors(cap)
             if pair is None:
                 if mode == "hidden":
                     raise ModelError(f"{cap.name}: hidden-mode capture has no feats")
                 continue  # e.g. the vision layer has no self-attention of its own
-            a = _check_shape(pair[0], F, rows, cols, cap.name)
-            b = a if pair[1] is pair[0] else _check_shape(pair[1], F, rows, cols, cap.name)
+            a = _check_shape(pair[0], Fg, rows, cols, cap.name)
+            b = a if pair[1] is pair[0] else _check_shape(pair[1], Fg, rows, cols, cap.name)
             if src.pair:
                 m = match_tokens(a, b, pair_t, src_idx, tgt_idx, cosine=False, logit_scale=scale,
                                  temperature=1.0)
@@ -492,16 +510,17 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                 seen_layers.append(cap.name)
             del cap, a, b
     if "grid" not in st:  # no layer came back (or oracle sources only): the grid without a forward
-        setup(adapter.token_grid(clip.size, F))
+        setup(adapter.token_grid(clip.size, F, **mkw))
     oracles = [SOURCES.get(m) for m in rcp.modes if SOURCES.get(m).oracle is not None]
     if oracles:
         grid = st["grid"]
         names = seen_layers or list(rcp.layers or adapter.layer_names())
         for o in oracles:
-            f = oracle_features(o.oracle, clip, grid, seed=rcp.seed).to(torch.float32)
-            m = match_tokens(f, f, pair_t, st["src"], st["tgt"], cosine=True, temperature=rcp.conf_temperature)
+            f = oracle_features(o.oracle, st["clip"], grid, seed=rcp.seed).to(torch.float32)
+            m = match_tokens(f, f, st["pair_t"], st["src"], st["tgt"], cosine=True,
+                             temperature=rcp.conf_temperature)
             for name in names:  # model-independent: the same matches on every layer row
-                acc.add_layer(o.name, scene.name, name, m, gap_idx, grid.cols)
+                acc.add_layer(o.name, scene.name, name, m, st["gap_idx"], grid.cols)
 
 
 def _depth_layer(name, feats, depth, role, stats, weights, acc, scene_name) -> None:
@@ -726,6 +745,9 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
         "patch_scale": acc.scale,
         "frame_stride": rcp.frame_stride,
         "fps": rcp.fps,
+        "modality": rcp.modality,
+        # video: the frame rate the model was told; Δt counts clip frames between slice anchors
+        "video_fps": effective_video_fps(rcp) if rcp.modality == "video" else None,
         "schema_version": tables.PROBE.version,
     }
     if do_depth:

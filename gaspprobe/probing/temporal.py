@@ -22,20 +22,31 @@ import torch
 
 
 def sample_pairs(n_frames: int, gaps: list[int], pairs_per_gap: int, *, seed: int,
-                 both_directions: bool = True) -> list[tuple[int, int, int]]:
-    """Seeded frame pairs of a clip: a list of ``(i, j, gap)`` with |i - j| = gap < n_frames."""
+                 both_directions: bool = True, positions: list[int] | None = None) -> list[tuple[int, int, int]]:
+    """Seeded frame pairs of a clip: a list of ``(i, j, gap)`` with |i - j| = gap < n_frames.
+
+    ``positions``: the clip frame each of the ``n_frames`` grid frames stands for (video input:
+    each temporal token slice's anchor frame, e.g. 0, 2, 4, ... for Qwen's two-frame slices). Then
+    ``i``, ``j`` index the grid frames and ``gap`` is ``positions[j] - positions[i]`` in clip frames;
+    gaps no pair of positions spans are absent. Without it the draws are exactly those of
+    ``positions = range(n_frames)``."""
     g = torch.Generator().manual_seed(int(seed))
+    pos = list(range(n_frames)) if positions is None else [int(p) for p in positions]
+    where = {p: i for i, p in enumerate(pos)}
     out: list[tuple[int, int, int]] = []
     for gap in sorted(set(int(x) for x in gaps)):
-        n_start = n_frames - gap
-        if gap < 1 or n_start < 1:
+        if gap < 1:
             continue
-        k = min(pairs_per_gap, n_start)
-        starts = sorted(torch.randperm(n_start, generator=g)[:k].tolist())
+        cands = [i for i, p in enumerate(pos) if p + gap in where]
+        if not cands:
+            continue
+        k = min(pairs_per_gap, len(cands))
+        starts = sorted(cands[s] for s in torch.randperm(len(cands), generator=g)[:k].tolist())
         for i in starts:
-            out.append((i, i + gap, gap))
+            j = where[pos[i] + gap]
+            out.append((i, j, gap))
             if both_directions:
-                out.append((i + gap, i, gap))
+                out.append((j, i, gap))
     return out
 
 

@@ -112,6 +112,11 @@ class TrainConfig:
     val_pairs_per_gap: int = field(4, help="Frame pairs per gap and validation scene (both directions).")
     log_groups: int = field(4, help="In-batch accuracy is logged for this many contiguous layer groups.")
     threads: int = field(0, help="torch intra-op threads (0 = leave torch's default).")
+    modality: str = field("images", help="How clips are fed: 'images' (each frame an image) or 'video' (each clip "
+                                         "ONE video through the family's video processor; the geometry losses "
+                                         "then pair temporal token slices, each at its first frame).")
+    video_fps: float = field(2.0, help="With modality video: the frame rate the model is told (qwen-vl-utils' "
+                                       "sampling rate by default).")
     min_pixels: int | None = field(None, help="Processor pixel budget: lower bound of a frame's area after "
                                               "resizing (None = the checkpoint's). Saved with the model.")
     max_pixels: int | None = field(None, help="Processor pixel budget: upper bound of a frame's area "
@@ -126,6 +131,11 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        from gaspprobe.models.video import check_modality
+
+        check_modality(self.modality)
+        if not self.video_fps > 0:
+            raise ConfigError(f"video_fps: must be > 0, got {self.video_fps}")
         if self.frames_per_clip < 2:
             raise ConfigError("frames_per_clip: correspondences need at least 2 frames per clip")
         if self.clip_window < 1:

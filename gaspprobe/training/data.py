@@ -149,6 +149,9 @@ class MatchCache:
             if (G, G) != tuple(grid):
                 self.boxes[str(G)] = (regular_boxes(ext, G, G), (G, G))
         self.max_scenes = int(max_scenes)
+        #: video input: the clip position of each temporal token slice's anchor frame (its first);
+        #: None = images, one grid frame per clip frame
+        self.anchors: list[int] | None = None
         # per scene (least recently used first): {"pairs": {(i, j, key): (src, tgt, depth)},
         # "depth": {key: [F, N]}}. Bounded, so memory stays flat however many scenes a run has;
         # evicting loses nothing but time (the geometry is recomputed identically).
@@ -210,10 +213,12 @@ class MatchCache:
             pb, pi, pj, mp, ms, mt, md = [], [], [], [], [], [], []
             tdep = []
             for b, c in enumerate(clips):
-                tdep.append(self._token_depth(c.scene, key)[list(c.frames)])
-                for i in range(len(c.frames)):
-                    for j in range(i + 1, len(c.frames)):
-                        src, tgt, dep = self._pair(c.scene, c.frames[i], c.frames[j], key)
+                # grid frame t stands for clip frame c.frames[anchors[t]] (video), else c.frames[t]
+                fr = list(c.frames) if self.anchors is None else [c.frames[a] for a in self.anchors]
+                tdep.append(self._token_depth(c.scene, key)[fr])
+                for i in range(len(fr)):
+                    for j in range(i + 1, len(fr)):
+                        src, tgt, dep = self._pair(c.scene, fr[i], fr[j], key)
                         p = len(pb)
                         pb.append(b), pi.append(i), pj.append(j)
                         mp.append(torch.full_like(src, p)), ms.append(src), mt.append(tgt), md.append(dep)

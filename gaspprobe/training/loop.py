@@ -43,12 +43,13 @@ class GaspModule(nn.Module):
         self.heads = heads
         self.layers = list(layers)
         self._adapter = [adapter]       # in a list: the adapter is not a submodule
+        self.modality = "images"        # "video": each clip is one video (TrainConfig.modality)
 
     def forward(self, frames: torch.Tensor, text: list[dict] | None = None):
         """``text``: tokenized LM batches (captions, conversation samples), each with ``labels``;
         their mean loss is returned as ``lm`` (None without text)."""
         adapter = self._adapter[0]
-        feats = adapter.image_features(frames, layers=self.layers, model=self.model)
+        feats = adapter.image_features(frames, layers=self.layers, model=self.model, modality=self.modality)
         feats = {n: v.reshape(v.shape[0], v.shape[1], -1, v.shape[-1]) for n, v in feats.items()}
         embs = self.heads(feats)
         lm = None

@@ -192,7 +192,11 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
 
         warnings.warn(f"frames_per_clip={cfg.frames_per_clip} but the shortest training scene has {n_frames} "
                       f"frames: clips of {clip_len} frames are used", stacklevel=3)
-    grid = adapter.token_grid(frame_size, clip_len)
+    if cfg.modality != "images":
+        adapter.check_modality(cfg.modality)
+        adapter.video_fps = cfg.video_fps
+    grid = adapter.token_grid(frame_size, clip_len, modality=cfg.modality)
+    anchors = grid.extra["frames"][:, 0].tolist() if cfg.modality == "video" else None
     rows, cols = grid.rows, grid.cols
     token_boxes = grid.frame_boxes(0)
     d = adapter.hidden_size
@@ -204,6 +208,7 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
     ks = heads.init(cfg.head_init, query_weights(adapter, layers) if cfg.head_init == "svd" else None,
                     generator=torch.Generator().manual_seed(cfg.seed + 1))
     module = GaspModule(adapter, run, heads, layers)
+    module.modality = cfg.modality
     module.train()
     counts["heads"] = sum(p.numel() for p in heads.parameters())
     weights = [float(cfg.source_weights.get(src.name, 1.0)) for src in sources] if cfg.source_weights else None
@@ -218,8 +223,18 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
                        max_gap=2 * cfg.clip_window)
     plan = ClipPlan([s.num_frames for s in train_scenes], clip_len, cfg.clip_window, cfg.clips_per_scene, cfg.seed,
                     sources=[q for q, src in enumerate(sources) for _ in src.train], weights=weights)
-    val_cache = (MatchCache(val_scenes, token_boxes, (rows, cols), (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
+    cache.anchors = anchors
+    val_boxes, val_grid, val_frames = token_boxes, (rows, cols), None
+    if cfg.modality == "video" and val_scenes:
+        # a video's token grid may depend on its frame count (Qwen3-VL's processor budgets pixels per
+        # video): validation feeds every scene the same frame count, on that count's own grid
+        val_frames = min(cfg.val_frames, *(s.num_frames for s in val_scenes))
+        vg = adapter.token_grid(frame_size, val_frames, modality="video")
+        val_boxes, val_grid = vg.frame_boxes(0), (vg.rows, vg.cols)
+    val_cache = (MatchCache(val_scenes, val_boxes, val_grid, (), cfg.depth_tol, max_gap=max(cfg.val_gaps))
                  if val_scenes else None)
+    if val_cache is not None:
+        val_cache.val_frames = val_frames
     text: list = []
     if cfg.lambda_lm > 0 and cfg.caption_file:
         text.append(CaptionStream(cfg.caption_file, adapter.processor.tokenizer, cfg.batch_size))

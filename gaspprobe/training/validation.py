@@ -26,11 +26,24 @@ from gaspprobe.tables import ValidationSummary, pooled_accuracy
 from gaspprobe.training.losses import MatchSet
 
 
-def val_pairs(n_frames: int, gaps, pairs_per_gap: int) -> list[tuple[int, int, int]]:
+def val_pairs(n_frames: int, gaps, pairs_per_gap: int, positions: list[int] | None = None) -> list[tuple[int, int, int]]:
     """(gap, i, j) frame pairs the validation compares: for each gap g < n_frames, up to
     ``pairs_per_gap`` start frames i evenly spread over [0, n_frames - g), each in both directions
-    (i, i+g) and (i+g, i)."""
+    (i, i+g) and (i+g, i). ``positions`` (video input: the anchor frames of the temporal token
+    slices): only pairs of those frames, starts evenly spread over the ones a gap allows."""
     out = []
+    if positions is not None:
+        have = set(positions)
+        for g in gaps:
+            cands = [p for p in positions if p + g in have]
+            if not cands:
+                continue
+            k = min(pairs_per_gap, len(cands))
+            picks = sorted({cands[round(q * (len(cands) - 1) / max(1, k - 1))] for q in range(k)}) if k > 1 \
+                else [cands[0]]
+            for i in picks:
+                out += [(g, i, i + g), (g, i + g, i)]
+        return out
     for g in gaps:
         if g >= n_frames:
             continue
@@ -91,19 +104,25 @@ def validate(module: Any, cache: Any, cfg: Any, step: int) -> Validation | None:
     hits: dict[int, dict[tuple[str, int], float]] = {r: {} for r in TOLERANCES}
     counts: dict[int, int] = {}
     for s, scene in enumerate(cache.scenes):
-        F = min(scene.num_frames, cfg.val_frames)
+        video = getattr(module, "modality", "images") == "video"
+        F = getattr(cache, "val_frames", None) if video else None
+        F = F or min(scene.num_frames, cfg.val_frames)
+        anchors = (adapter.token_grid(scene.size, F, modality="video").extra["frames"][:, 0].tolist()
+                   if video else None)
+        slot = {a: t for t, a in enumerate(anchors)} if video else None
         chosen = []
-        for g, i, j in val_pairs(F, cfg.val_gaps, cfg.val_pairs_per_gap):
+        for g, i, j in val_pairs(F, cfg.val_gaps, cfg.val_pairs_per_gap, anchors):
             src, tgt, _ = cache._pair(s, i, j, "token")
-            if src.numel():
-                chosen.append((g, i, j, src, tgt))
+            if src.numel():  # features are indexed by grid frame: the slice of each anchor frame
+                chosen.append((g, *((slot[i], slot[j]) if video else (i, j)), src, tgt))
         if not chosen:
             continue
         for g, *_rest, src, _tgt in chosen:
             counts[g] = counts.get(g, 0) + int(src.numel())
         pairs = torch.tensor([(i, j) for _, i, j, _, _ in chosen], dtype=torch.long)
         gap_of = torch.tensor([g for g, *_ in chosen], dtype=torch.long)
-        feats = adapter.image_features(scene.rgb[:F][None], layers=None, model=module.model)
+        feats = adapter.image_features(scene.rgb[:F][None], layers=None, model=module.model,
+                                       modality="video" if video else "images")
         for n, v in feats.items():
             m = match_tokens(v[0], v[0], pairs, [c[3] for c in chosen], [c[4] for c in chosen], cosine=True)
             for r in TOLERANCES:
