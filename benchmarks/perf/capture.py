@@ -25,6 +25,10 @@ rates measured in this one run (median of repeats after warm-up, one torch threa
   q, k, v, q_rope, k_rope; all LLM layers).
 * scaling: ``per_layer_ms`` (capture time when stopping after k layers, k = 1..L) and the ratio at
   F = 2, 4, 8, 16 frames.
+* ``video`` (families with a video path, where torchvision imports): per F = 4, 8, 16 frames the
+  tokens, bare forward and capture / bare of the same frames fed as images and as ONE video
+  (``modality="video"``); on CUDA also the peak memory of each. On CPU the token count is the
+  memory figure (activations scale with it; no exact CPU peak exists).
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
                                 max(3, reps // 2))
         scale[str(Fk)] = {"bare_ms": round(b, 3), "capture_ms": round(c, 3), "ratio": round(c / b, 4)}
     out["frames_scaling"] = scale
+    out["video"] = _video_vs_images(ad, device, quick, reps)
     # memory
     D = ad.hidden_size
     out["layer_bytes"] = F * grid.tokens_per_frame * D * 4
@@ -158,6 +163,37 @@ def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
         out.update(bare_peak_bytes=pb, capture_peak_bytes=pc, run_layers_peak_bytes=pr, hidden_states_peak_bytes=ph,
                    peak_extra_bytes=pc - pb, run_layers_extra_bytes=pr - pb, hidden_states_extra_bytes=ph - pb,
                    peak_extra_layers=(pc - pb) / out["layer_bytes"])
+    return out
+
+
+def _video_vs_images(ad, device: str, quick: bool, reps: int) -> dict[str, Any] | None:
+    """Images vs video, the same frames: tokens, bare forward, capture / bare (and CUDA peaks)."""
+    import torch
+
+    if "video" not in ad.modalities() or getattr(ad.processor, "video_processor", None) is None:
+        return None
+    out: dict[str, Any] = {}
+    for Fk in ((4, 8) if quick else (4, 8, 16)):
+        fr = _frames(Fk, seed=100 + Fk)
+        row: dict[str, Any] = {}
+        for mod in ("images", "video"):
+            p = ad.prepare_capture(fr, modality=mod)
+            _, _, b, c = _paired_ms(lambda: _bare(ad, p[0]), lambda: _consume(ad.capture(None, prepared=p)),
+                                    device, max(3, reps // 3))
+            tok = ad.video_token_id if mod == "video" else ad.image_token_id
+            row[mod] = {"tokens": int((p[0]["input_ids"][0] == tok).sum()), "bare_ms": round(b, 3),
+                        "capture_ratio": round(c / b, 4)}
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+                _consume(ad.capture(None, prepared=p))
+                torch.cuda.synchronize()
+                row[mod]["capture_peak_bytes"] = torch.cuda.max_memory_allocated() - base
+        row["video_tokens_ratio"] = round(row["video"]["tokens"] / row["images"]["tokens"], 4)
+        row["video_bare_ratio"] = round(row["video"]["bare_ms"] / row["images"]["bare_ms"], 4)
+        out[str(Fk)] = row
     return out
 
 
@@ -243,6 +279,11 @@ def _print(res: dict) -> None:
     print("capture modes (capture/bare, all LLM layers):", {a: f["mode_ratio"] for a, f in fams.items()})
     print("frames scaling (capture/bare):", {a: {k: v["ratio"] for k, v in f["frames_scaling"].items()}
                                              for a, f in fams.items()})
+    for arch, f in fams.items():
+        for Fk, v in (f.get("video") or {}).items():
+            print(f"{arch:17s} F={Fk:>2s} images {v['images']['tokens']:6d} tok {v['images']['bare_ms']:8.2f} ms "
+                  f"capture/bare {v['images']['capture_ratio']:.3f} | video {v['video']['tokens']:6d} tok "
+                  f"{v['video']['bare_ms']:8.2f} ms capture/bare {v['video']['capture_ratio']:.3f}")
     if "peak_extra_layers" in res:
         for arch, f in fams.items():
             print(f"{arch:17s} peak bare {f['bare_peak_bytes']/2**20:8.2f} MiB, capture +{f['peak_extra_bytes']/2**10:8.1f} KiB "
@@ -265,6 +306,8 @@ def token_table() -> list[dict]:
             row[f"{W}x{H}"] = ad.image_tokens((H, W), 1)
         row["8 x 1296x968"] = ad.image_tokens((968, 1296), 8)
         row["32 x 640x480"] = ad.image_tokens((480, 640), 32)
+        vid = "video" in ad.modalities() and getattr(ad.processor, "video_processor", None) is not None
+        row["32 x 640x480 as video"] = ad.image_tokens((480, 640), 32, modality="video") if vid else "-"
         rows.append(row)
     return rows
 
