@@ -141,11 +141,33 @@ def test_lmms_eval_inputs_system_prompt_and_pixel_budget(qwen):
     assert base["image_grid_thw"].tolist() == qwen.prepare([(frames, "Q?")])["image_grid_thw"].tolist()
 
 
+def _image_only(ad):
+    from gaspprobe.models.processors import Qwen2_5_VLImageOnlyProcessor
+
+    proc = Qwen2_5_VLImageOnlyProcessor(image_processor=ad.processor.image_processor, tokenizer=ad.processor.tokenizer,
+                                        chat_template=ad.processor.chat_template)
+    return type(ad)(ad.model, proc, model_id="image-only")
+
+
 def test_video_profile_needs_a_processor_with_a_video_path(qwen, tmp_path):
     with pytest.raises(ConfigError, match="video path"):
-        run(qwen, "vsibench", VSI, tmp_path / "r", frames=2, limit=1, profile="lmms-eval", blind=False)
+        run(_image_only(qwen), "vsibench", VSI, tmp_path / "r", frames=2, limit=1, profile="lmms-eval", blind=False)
     assert not (tmp_path / "r" / "predictions.jsonl").exists() or \
         not io.read_jsonl(tmp_path / "r" / "predictions.jsonl")
+
+
+def test_video_profile_feeds_the_video_path_where_the_processor_has_one(qwen):
+    from gaspprobe.models.video import ensure_torchvision
+
+    if not ensure_torchvision() or getattr(qwen.processor, "video_processor", None) is None:
+        pytest.skip("the tiny model's processor has no video processor (needs torchvision)")
+    frames = np.full((4, 56, 56, 3), 120, np.uint8)
+    inp = profiles.build_inputs(qwen, [(frames, "How many?", True)], profiles.get("lmms-eval"))
+    assert "pixel_values_videos" in inp and "pixel_values" not in inp
+    t, gh, gw = inp["video_grid_thw"][0].tolist()
+    assert t == 2  # four frames, two per temporal patch
+    n_video = int((inp["input_ids"][0] == qwen.video_token_id).sum())
+    assert n_video == t * gh * gw // 4 and int((inp["input_ids"][0] == qwen.image_token_id).sum()) == 0
 
 
 def test_profile_generation_equals_adapter_generation_when_inputs_agree(qwen, tmp_path):

@@ -52,7 +52,12 @@ def test_load_errors_are_one_line(tmp_path):
 def test_tiny_build_round_trip_is_deterministic():
     d = tiny_model_dir("qwen2_5_vl", seed=0)
     meta = json.loads((d / "gaspprobe_model.json").read_text())
-    assert meta["processor_class"] == "gaspprobe.models.processors:Qwen2_5_VLImageOnlyProcessor"
+    from gaspprobe.models.video import ensure_torchvision
+
+    # laid out like the real checkpoint: with its video processor where torchvision imports
+    assert meta["processor_class"] == ("transformers.models.qwen2_5_vl.processing_qwen2_5_vl:Qwen2_5_VLProcessor"
+                                       if ensure_torchvision() else
+                                       "gaspprobe.models.processors:Qwen2_5_VLImageOnlyProcessor")
     assert meta["arch"] == "qwen2_5_vl" and meta["seed"] == 0
     assert json.loads((d / "config.json").read_text())["model_type"] == "qwen2_5_vl"
     ad = tiny_adapter("qwen2_5_vl")

@@ -115,4 +115,11 @@ class Glm4vAdapter(BaseAdapter):
                                     merge_size=2, temporal_patch_size=2, resample=3,
                                     image_mean=[0.48145466, 0.4578275, 0.40821073],
                                     image_std=[0.26862954, 0.26130258, 0.27577711])
-        return model, Glm4vImageOnlyProcessor(image_processor=ip, tokenizer=tok, chat_template=_GLM4V_TEMPLATE)
+        from gaspprobe.models.video import family_processor
+
+        # video_preprocessor_config.json of GLM-4.1V-9B-Thinking (the video path is not wired here yet)
+        vkw = dict(size={"shortest_edge": 12544, "longest_edge": 47040000}, patch_size=14, merge_size=2,
+                   temporal_patch_size=2, resample=3, fps=2, num_frames=16, do_sample_frames=True,
+                   image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])
+        return model, family_processor("Glm4vProcessor", Glm4vImageOnlyProcessor, "Glm4vVideoProcessor", vkw,
+                                       image_processor=ip, tokenizer=tok, chat_template=_GLM4V_TEMPLATE)

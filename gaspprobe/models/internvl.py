@@ -151,6 +151,11 @@ class InternVLAdapter(BaseAdapter):
         ip = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=False, min_patches=1,
                                       max_patches=12, resample=3, image_mean=[0.485, 0.456, 0.406],
                                       image_std=[0.229, 0.224, 0.225])
-        proc = InternVLImageOnlyProcessor(image_processor=ip, tokenizer=tok, image_seq_length=256,
-                                          chat_template=_INTERNVL_TEMPLATE)
-        return model, proc
+        from gaspprobe.models.video import family_processor
+
+        # video_preprocessor_config.json of InternVL3-8B-hf (the video path is not wired here yet)
+        vkw = dict(size={"height": 448, "width": 448}, resample=3, image_mean=[0.485, 0.456, 0.406],
+                   image_std=[0.229, 0.224, 0.225])
+        return model, family_processor("InternVLProcessor", InternVLImageOnlyProcessor, "InternVLVideoProcessor", vkw,
+                                       image_processor=ip, tokenizer=tok, image_seq_length=256,
+                                       chat_template=_INTERNVL_TEMPLATE)

@@ -169,6 +169,29 @@ class LlavaOnevisionAdapter(BaseAdapter):
 
     real_checkpoints = ("llava-hf/llava-onevision-qwen2-7b-ov-hf",)
 
+    video_path = ("video processor: each frame squashed to S x S, the g x g patches bilinearly shrunk to "
+                  "ceil(g/2) x ceil(g/2) tokens, one newline after the last frame")
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        H, W = frame_size
+        pv = inputs["pixel_values_videos"]  # [B, T, 3, S, S]: every frame squashed to the tower's size
+        T, Sh, Sw = int(pv.shape[1]), int(pv.shape[-2]), int(pv.shape[-1])
+        vc = self.model.config.vision_config
+        P, g = int(vc.patch_size), int(vc.image_size) // int(vc.patch_size)
+        n = -(-g // 2)  # apply_pooling: bilinear (align_corners False) from g x g to ceil(g/2) x ceil(g/2)
+        # output cell i samples the patch grid at (i + 0.5) g / n - 0.5: centred on pixel (i + 0.5) g P / n,
+        # so the n cells split the g*P px the patches cover evenly (each blends about two patches)
+        grid = TokenGrid.regular(T, n, n, (H, W), crop=(0.0, 0.0, W * g * P / Sw, H * g * P / Sh))
+        pos = (inputs["input_ids"][row] == self.video_token_id).nonzero().squeeze(-1).cpu()
+        if pos.numel() != T * n * n + 1:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {T}x{n}x{n} + 1 newline")
+        grid.seq_index = pos[:-1].reshape(T, n, n)
+        grid.extra["newline"] = pos[-1:]
+        grid.extra["frames"] = torch.arange(T)[:, None]
+        grid.extra["pooling"] = "bilinear"
+        return grid
+
     @classmethod
     def build_tiny_parts(cls, seed: int = 0):
         # 448x448 frames: multi-image -> 8x8 tokens + newline each; one image -> 8x8 base + 16x16 anyres
@@ -211,6 +234,14 @@ class LlavaOnevisionAdapter(BaseAdapter):
         model = LlavaOnevisionForConditionalGeneration(cfg).eval()
         ip = LlavaOnevisionImageProcessorPil(size={"height": S, "width": S}, image_grid_pinpoints=pins,
                                              image_mean=[0.5] * 3, image_std=[0.5] * 3, **ip_kw)
-        proc = LlavaOnevisionImageOnlyProcessor(image_processor=ip, tokenizer=tok, num_image_tokens=(S // P) ** 2,
-                                                vision_feature_select_strategy="full", chat_template=_OV_TEMPLATE)
-        return model, proc
+        kw = dict(tokenizer=tok, num_image_tokens=(S // P) ** 2, vision_feature_select_strategy="full",
+                  chat_template=_OV_TEMPLATE)
+        from gaspprobe.models.video import ensure_torchvision
+
+        if ensure_torchvision():  # the hub checkpoint's video processor reads preprocessor_config.json
+            from transformers import LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
+
+            vp = LlavaOnevisionVideoProcessor(size={"height": S, "width": S}, image_mean=[0.5] * 3,
+                                              image_std=[0.5] * 3, **ip_kw)
+            return model, LlavaOnevisionProcessor(image_processor=ip, video_processor=vp, **kw)
+        return model, LlavaOnevisionImageOnlyProcessor(image_processor=ip, **kw)

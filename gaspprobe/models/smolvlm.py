@@ -195,6 +195,11 @@ class SmolVLMAdapter(BaseAdapter):
         model = SmolVLMForConditionalGeneration(cfg).eval()
         ip = SmolVLMImageProcessorPil(size={"longest_edge": 4 * T}, max_image_size={"longest_edge": T},
                                       do_image_splitting=True, resample=1, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-        proc = SmolVLMImageOnlyProcessor(image_processor=ip, tokenizer=tok, image_seq_len=((T // P) // s) ** 2,
-                                         chat_template=_SMOLVLM_TEMPLATE)
-        return model, proc
+        from gaspprobe.models.video import family_processor
+
+        # video_preprocessor_config.json of SmolVLM2-2.2B-Instruct (the video path is not wired here yet)
+        vkw = dict(size={"longest_edge": T}, max_image_size={"longest_edge": T}, resample=1, fps=1, num_frames=64,
+                   do_sample_frames=True, do_pad=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        return model, family_processor("SmolVLMProcessor", SmolVLMImageOnlyProcessor, "SmolVLMVideoProcessor", vkw,
+                                       image_processor=ip, tokenizer=tok, image_seq_len=((T // P) // s) ** 2,
+                                       chat_template=_SMOLVLM_TEMPLATE)

@@ -78,6 +78,19 @@ def _import_torchvision() -> tuple[bool, str]:
         return False, f"torchvision fails to import even with its op schemas defined ({str(e).splitlines()[0]})"
 
 
+def family_processor(full: str, image_only: type, video: str, video_kw: dict, **kw):
+    """A tiny model's processor laid out like its real checkpoint: transformers' ``full`` processor
+    class with its ``video`` processor (``video_kw``: the checkpoint's video_preprocessor_config
+    values) where torchvision imports, else ``image_only`` (the same processor without it; images
+    behave identically). Saved, either reloads with ``AutoProcessor`` where it was built."""
+    if ensure_torchvision():
+        import transformers
+
+        vp = getattr(transformers, video)(**video_kw)
+        return getattr(transformers, full)(video_processor=vp, **kw)
+    return image_only(**kw)
+
+
 def require_video(family: str, processor) -> None:
     """A one-line ConfigError unless ``processor`` can take videos (exit 2 at the CLI)."""
     if getattr(processor, "video_processor", None) is not None:
