@@ -30,6 +30,31 @@ def test_image_splitting_off_gives_one_view():
     assert ad.image_tokens((968, 1296), 2) == 2 * 16
 
 
+def test_internvl_image_splitting_is_what_the_processor_call_does():
+    """InternVLProcessor's call default crop_to_patches=True outranks the image processor's
+    attribute (preprocessor_config.json says false for the real checkpoint, and the tiny model's
+    image processor too): the default is recorded as True and tiles; image_splitting=false really
+    turns tiling off."""
+    d = tiny_model_dir("internvl")
+    on = load(d, dtype="float32")
+    assert on.processor.image_processor.crop_to_patches is False  # as saved
+    assert on.pixels["image_splitting"] is True                    # as the call does
+    # 968x1296: the canvas closest in aspect within 12 tiles is 4 x 3 tiles of 448, + a thumbnail
+    assert on.image_tokens((968, 1296), 1) == (12 + 1) * 256
+    off = load(d, dtype="float32", pixels={"image_splitting": False})
+    assert off.pixels["image_splitting"] is False
+    assert off.token_grid((968, 1296), 1).shape == (1, 16, 16)  # the frame squashed to 448: 16 x 16
+    assert off.image_tokens((968, 1296), 2) == 2 * 256
+
+
+def test_gemma3_pan_and_scan_is_refused_in_one_line():
+    ad = load(tiny_model_dir("gemma3"), dtype="float32", pixels={"image_splitting": True})
+    from gaspprobe.errors import ModelError
+
+    with pytest.raises(ModelError, match="pan-and-scan \\(image_splitting\\) is on"):
+        ad.token_grid((480, 1296), 1)
+
+
 @pytest.mark.parametrize("pixels,match", [
     ({"max_pixels": 783}, r"pixels\.max_pixels: 783 px is below one token \(28x28 = 784 px\)"),
     ({"min_pixels": 10**9}, r"pixels\.min_pixels: min_pixels 1000000000 > max_pixels"),

@@ -65,10 +65,11 @@ class Gemma3Adapter(BaseAdapter):
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
         H, W = frame_size
-        ip = self.processor.image_processor
-        if getattr(ip, "do_pan_and_scan", False):
-            raise ModelError("gemma3: do_pan_and_scan is on in the processor; gaspprobe needs it off "
-                             "(pass processor_kwargs={'do_pan_and_scan': False})")
+        from gaspprobe.models.pixels import pixel_settings
+
+        if pixel_settings(self.processor).get("image_splitting"):  # what the processor call does
+            raise ModelError("gemma3: pan-and-scan (image_splitting) is on; gaspprobe's Gemma 3 grid needs it "
+                             "off (image_splitting=false, the checkpoints' default)")
         cfg = _unwrap(self.model).config
         S, p = int(cfg.vision_config.image_size), int(cfg.vision_config.patch_size)
         g = int(round(int(cfg.mm_tokens_per_image) ** 0.5))

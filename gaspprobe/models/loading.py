@@ -81,6 +81,11 @@ def apply_pixels(processor: Any, pixels: dict | None, *, setting: str = "pixels"
             for attr in ("do_image_splitting", "crop_to_patches", "do_pan_and_scan"):
                 if getattr(ip, attr, None) is not None:
                     setattr(ip, attr, val)
+                    # a processor-level call default (InternVL's crop_to_patches=True, Gemma 3's
+                    # do_pan_and_scan=False) outranks the image processor's attribute: set it too
+                    defaults = getattr(processor, "images_kwargs", None)
+                    if isinstance(defaults, dict) and attr in defaults:
+                        processor.images_kwargs = {**defaults, attr: val}
                     break
             else:
                 raise ConfigError(f"{where}: {type(ip).__name__} does not split images")

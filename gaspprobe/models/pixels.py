@@ -29,9 +29,14 @@ def pixel_settings(processor: Any) -> dict:
     for name in ("min_pixels", "max_pixels"):
         if getattr(ip, name, None) is not None:
             out[name] = int(getattr(ip, name))
+    defaults = getattr(processor, "images_kwargs", None)
+    defaults = defaults if isinstance(defaults, dict) else {}
     for attr in ("do_image_splitting", "crop_to_patches", "do_pan_and_scan"):
         if getattr(ip, attr, None) is not None:
-            out["image_splitting"] = bool(getattr(ip, attr))
-            out["image_splitting_setting"] = attr
+            # what the processor call really does: its own call default (a class-level
+            # ``images_kwargs``, e.g. InternVL's crop_to_patches=True) outranks the image processor's
+            # attribute, which preprocessor_config.json may set otherwise
+            out["image_splitting"] = bool(defaults[attr] if attr in defaults else getattr(ip, attr))
+            out["image_splitting_setting"] = f"processor.images_kwargs.{attr}" if attr in defaults else attr
             break
     return out
