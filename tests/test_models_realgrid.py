@@ -75,10 +75,12 @@ def _channels(pv: torch.Tensor, n_ch: int = 3) -> torch.Tensor:
 
 
 def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0, *,
-                  key: str = "pixel_values") -> dict:
+                  video: bool = False) -> dict:
     """{(row, seq pos): (frames, x, y, extent)} decoded from the pixels each token came from
     (``frames``: the frame codes in its support, a sorted tuple; None when its support touches
-    padding). ``key``: ``pixel_values_videos`` for the video path."""
+    padding). ``video``: the tokens of the video path (its pixels: ``pixel_values_videos``, or
+    ``pixel_values`` where the processor merges them, as InternVL's does)."""
+    key = "pixel_values_videos" if video and "pixel_values_videos" in inputs else "pixel_values"
     model = ad.model
     vc = _vision_config(model)
     old = vc._attn_implementation
@@ -88,7 +90,7 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0, *
     run = dict(inputs)
     run[key] = pv
     ids = inputs["input_ids"]
-    tid = ad.video_token_id if key == "pixel_values_videos" else ad.image_token_id
+    tid = ad.video_seq_token_id if video else ad.image_token_id
     idx = torch.stack([(ids[b] == tid).nonzero().squeeze(-1) for b in range(ids.shape[0])])
     got = {}
 
@@ -111,7 +113,7 @@ def token_sources(ad, inputs, positions: list[tuple[int, int]], seed: int = 0, *
         for p in trainable:
             p.requires_grad_(True)
     h = got["vision"]  # [B, N, D]
-    ip = ad.processor.video_processor if key == "pixel_values_videos" else ad.processor.image_processor
+    ip = ad.processor.video_processor if video else ad.processor.image_processor
     mean = torch.tensor(getattr(ip, "image_mean", None) or [0.0] * 3)
     std = torch.tensor(getattr(ip, "image_std", None) or [1.0] * 3)
     if not getattr(ip, "do_normalize", True):
@@ -280,7 +282,7 @@ def test_video_grid_matches_decoded_pixels_at_real_settings(arch, checkpoint):
         while len(cells) < 6:
             cells.add((int(rs.randint(T)), int(rs.randint(R)), int(rs.randint(C))))
         picks = [(t, r, c, (0, int(grid.seq_index[t, r, c]))) for t, r, c in sorted(cells)]
-        src = token_sources(ad, inputs, [p[3] for p in picks], key="pixel_values_videos")
+        src = token_sources(ad, inputs, [p[3] for p in picks], video=True)
         checked = 0
         for t, r, c, key in picks:
             s = src[key]

@@ -23,6 +23,16 @@ needs_video = pytest.mark.skipif(not ensure_torchvision(),
 PAPER_MODELS = ("qwen2_5_vl", "llava_next_video")
 
 
+def _video_families() -> list[str]:
+    from gaspprobe.models.registry import ADAPTERS
+
+    return [n for n in ADAPTERS.names() if "video" in ADAPTERS.get(n).modalities()]
+
+
+#: frames per temporal token slice, by the families' documented layouts (not read from the grids)
+_TPS = {"qwen2_vl": 2, "qwen2_5_vl": 2, "qwen3_vl": 2, "glm4v": 2}
+
+
 # --------------------------------------------------------------------------- pair sampling
 def test_sample_pairs_on_positions_by_hand():
     # Qwen-style slices anchored at frames 0, 2, 4, 6: Δt = 1 cannot occur, Δt = 2 links neighbours
@@ -53,8 +63,19 @@ def test_transformers_video_processor_runs_here():
 
 
 # --------------------------------------------------------------------------- grids
+def test_the_issue_families_have_video_paths():
+    assert set(_video_families()) == {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "llava_next_video",
+                                      "internvl", "smolvlm", "glm4v"}
+
+
+#: tokens per frame slice at the tiny models' settings, by hand: LLaVA-NeXT-Video 24x24 patches
+#: pooled 2x2; OneVision's 112 px tower 8x8 patches -> bilinear 4x4; InternVL 448/14 = 32 -> shuffle
+#: 0.5 -> 16x16; SmolVLM 27 patches -> shuffle 3 -> 9x9
+_SLICE = {"llava_next_video": (12, 12), "llava_onevision": (4, 4), "internvl": (16, 16), "smolvlm": (9, 9)}
+
+
 @needs_video
-@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video"])
+@pytest.mark.parametrize("arch", _video_families())
 def test_video_grid_covers_frames_and_counts_tokens(arch):
     from gaspprobe.models.testing import tiny_adapter
 
@@ -62,13 +83,14 @@ def test_video_grid_covers_frames_and_counts_tokens(arch):
     F, H, W = 5, 240, 320
     g = ad.token_grid((H, W), F, modality="video")
     frames = g.extra["frames"]
-    if arch.startswith("qwen"):  # two frames per temporal patch; an odd count repeats the last
+    if _TPS.get(arch) == 2:  # two frames per temporal patch; an odd count repeats the last
         assert frames.tolist() == [[0, 1], [2, 3], [4, 4]]
-    else:  # LLaVA-NeXT-Video: one frame per slice, 2x2-pooled 24x24 patches
-        assert frames.tolist() == [[f] for f in range(F)] and (g.rows, g.cols) == (12, 12)
+    else:  # one frame per slice
+        assert frames.tolist() == [[f] for f in range(F)] and (g.rows, g.cols) == _SLICE[arch]
     T, R, C = g.shape
     assert T == frames.shape[0]
-    assert ad.image_tokens((H, W), F, modality="video") == T * R * C  # no separators in the video runs
+    extra = 1 if arch == "llava_onevision" else 0  # OneVision: one newline after the last frame
+    assert ad.image_tokens((H, W), F, modality="video") == T * R * C + extra
     seq = g.seq_index.reshape(-1)
     assert bool((seq[1:] > seq[:-1]).all())  # frame-major, row-major order in the sequence
 
@@ -105,14 +127,14 @@ def _video_xyz(real, anchors_of):
 
 
 @needs_video
-@pytest.mark.parametrize("arch", PAPER_MODELS)
+@pytest.mark.parametrize("arch", _video_families())
 def test_probe_video_ground_truth_anchors_each_slice(arch):
     from gaspprobe.models.testing import tiny_adapter
     from gaspprobe.probing.run import probe
     from gaspprobe.scenes.synthetic import generate_scene
 
     real = tiny_adapter(arch)
-    tps = 2 if arch.startswith("qwen") else 1
+    tps = _TPS.get(arch, 1)
     scenes = [generate_scene(i, frames=9, size=224) for i in range(2)]
     kw = dict(modality="video", frames_per_clip=9, gaps=[1, 2, 4, 8], modes=["hidden"], tolerances=[0, 1],
               depth_probe=False, layers=["llm.0"])

@@ -186,6 +186,35 @@ class BaseAdapter:
                               height=int(v.shape[1]), width=int(v.shape[2])) for v in videos]
         return {"do_sample_frames": False, "video_metadata": meta}
 
+    @property
+    def video_seq_token_id(self) -> int:
+        """The token id a video's tokens carry in the sequence (``video_token_id``; GLM-4.1V and
+        InternVL expand a video into per-frame image tokens and override this)."""
+        tid = self.video_token_id
+        return self.image_token_id if tid is None else tid
+
+    def _thw_video_grid(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                        video: int) -> TokenGrid:
+        """The video grid of families with Qwen's temporal patches (Qwen2/2.5/3-VL, GLM-4.1V):
+        ``video_grid_thw`` (t, gh, gw) gives t slices of (gh/merge) x (gw/merge) tokens tiling the
+        whole frame (smart_resize: no crop), slice s made of frames s*tps .. s*tps+tps-1 (the video
+        processor repeats the last frame to fill the last slice)."""
+        H, W = frame_size
+        vp = self.processor.video_processor
+        merge, tps = int(vp.merge_size), int(vp.temporal_patch_size)
+        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][video].tolist())
+        if t != -(-n_frames // tps):  # pragma: no cover - the processor pads to a multiple of tps
+            raise ValueError(f"video_grid_thw t={t} for {n_frames} frames (temporal patch {tps})")
+        pos = (inputs["input_ids"][row] == self.video_seq_token_id).nonzero().squeeze(-1).cpu()
+        rows, cols = gh // merge, gw // merge
+        if pos.numel() != t * rows * cols:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {t}x{rows}x{cols}")
+        grid = TokenGrid.regular(t, rows, cols, (H, W))
+        grid.seq_index = pos.reshape(t, rows, cols)
+        grid.extra["frames"] = (torch.arange(t)[:, None] * tps + torch.arange(tps)[None]).clamp(max=n_frames - 1)
+        grid.extra["resized"] = (gh * int(vp.patch_size), gw * int(vp.patch_size))
+        return grid
+
     def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                             video: int) -> TokenGrid:  # pragma: no cover - abstract
         """TokenGrid of batch row ``row`` fed as video number ``video``: ``F`` of the grid is the
@@ -301,7 +330,7 @@ class BaseAdapter:
         H, W = int(frame_size[0]), int(frame_size[1])
         blank = np.zeros((n_frames, H, W, 3), np.uint8)
         ids = self.prepare([(blank, DEFAULT_PROMPT)], modality=modality)["input_ids"][0]
-        tid = self.video_token_id if modality == "video" else self.image_token_id
+        tid = self.video_seq_token_id if modality == "video" else self.image_token_id
         return int((ids == tid).sum())
 
     def check_pixels(self) -> None:

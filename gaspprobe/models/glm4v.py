@@ -72,6 +72,17 @@ class Glm4vAdapter(BaseAdapter):
         lora_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"),  # GLM fuses gate+up
     )
 
+    video_path = ("video processor: smart_resize (its own budget), 2 frames per temporal patch, 2x2 merge; "
+                  "each slice is <|image|> tokens after a timestamp inside <|begin_of_video|>")
+
+    @property
+    def video_seq_token_id(self) -> int:
+        return self.image_token_id  # GLM-4.1V writes a video's slices as <|image|> tokens
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        return self._thw_video_grid(inputs, row, frame_size, n_frames, video)
+
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
         H, W = frame_size
@@ -117,7 +128,7 @@ class Glm4vAdapter(BaseAdapter):
                                     image_std=[0.26862954, 0.26130258, 0.27577711])
         from gaspprobe.models.video import family_processor
 
-        # video_preprocessor_config.json of GLM-4.1V-9B-Thinking (the video path is not wired here yet)
+        # video_preprocessor_config.json of GLM-4.1V-9B-Thinking
         vkw = dict(size={"shortest_edge": 12544, "longest_edge": 47040000}, patch_size=14, merge_size=2,
                    temporal_patch_size=2, resample=3, fps=2, num_frames=16, do_sample_frames=True,
                    image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])

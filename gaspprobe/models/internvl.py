@@ -89,6 +89,34 @@ class InternVLAdapter(BaseAdapter):
         vision_keys=("vision_tower",),
     )
 
+    video_path = ("video processor: each frame squashed to 448 x 448 (one tile, no thumbnail), 16 x 16 "
+                  "<IMG_CONTEXT> tokens per frame after 'FrameN: <img>'")
+
+    @property
+    def video_seq_token_id(self) -> int:
+        return self.image_token_id  # InternVL writes each frame of a video as <IMG_CONTEXT> tokens
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        H, W = frame_size
+        vp = self.processor.video_processor
+        size = vp.size
+        th, tw = (int(size["height"]), int(size["width"])) if isinstance(size, dict) else (int(size.height),
+                                                                                          int(size.width))
+        vc = _unwrap(self.model).config.vision_config
+        ph, pw = (int(x) for x in (vc.patch_size if isinstance(vc.patch_size, (list, tuple)) else
+                                   (vc.patch_size, vc.patch_size)))
+        r = float(_unwrap(self.model).config.downsample_ratio)
+        rows, cols = int(th // ph * r), int(tw // pw * r)  # pixel shuffle: 32 x 32 patches -> 16 x 16 tokens
+        pos = (inputs["input_ids"][row] == self.video_seq_token_id).nonzero().squeeze(-1).cpu()
+        if pos.numel() != n_frames * rows * cols:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {n_frames}x{rows}x{cols}")
+        # the patches cover the 448 px tile exactly, and the tile is the whole frame squashed
+        grid = TokenGrid.regular(n_frames, rows, cols, (H, W))
+        grid.seq_index = pos.reshape(n_frames, rows, cols)
+        grid.extra["frames"] = torch.arange(n_frames)[:, None]
+        return grid
+
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
         H, W = frame_size
@@ -153,7 +181,7 @@ class InternVLAdapter(BaseAdapter):
                                       image_std=[0.229, 0.224, 0.225])
         from gaspprobe.models.video import family_processor
 
-        # video_preprocessor_config.json of InternVL3-8B-hf (the video path is not wired here yet)
+        # video_preprocessor_config.json of InternVL3-8B-hf
         vkw = dict(size={"height": 448, "width": 448}, resample=3, image_mean=[0.485, 0.456, 0.406],
                    image_std=[0.229, 0.224, 0.225])
         return model, family_processor("InternVLProcessor", InternVLImageOnlyProcessor, "InternVLVideoProcessor", vkw,

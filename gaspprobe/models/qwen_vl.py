@@ -89,22 +89,7 @@ class QwenVLAdapter(BaseAdapter):
 
     def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                             video: int) -> TokenGrid:
-        H, W = frame_size
-        vp = self.processor.video_processor
-        merge, tps = int(vp.merge_size), int(vp.temporal_patch_size)
-        t, gh, gw = (int(x) for x in inputs["video_grid_thw"][video].tolist())
-        if t != -(-n_frames // tps):  # pragma: no cover - the processor pads to a multiple of tps
-            raise ValueError(f"video_grid_thw t={t} for {n_frames} frames (temporal patch {tps})")
-        pos = (inputs["input_ids"][row] == self.video_token_id).nonzero().squeeze(-1).cpu()
-        rows, cols = gh // merge, gw // merge
-        if pos.numel() != t * rows * cols:
-            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {t}x{rows}x{cols}")
-        grid = TokenGrid.regular(t, rows, cols, (H, W))
-        grid.seq_index = pos.reshape(t, rows, cols)
-        # slice s holds frames s*tps .. s*tps+tps-1; the processor repeats the last frame to fill it
-        grid.extra["frames"] = (torch.arange(t)[:, None] * tps + torch.arange(tps)[None]).clamp(max=n_frames - 1)
-        grid.extra["resized"] = (gh * int(vp.patch_size), gw * int(vp.patch_size))
-        return grid
+        return self._thw_video_grid(inputs, row, frame_size, n_frames, video)
 
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:

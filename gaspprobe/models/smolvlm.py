@@ -125,6 +125,28 @@ class SmolVLMAdapter(BaseAdapter):
     def _images_arg(self, per_sample):
         return [list(ims) for ims in per_sample]
 
+    video_path = ("video processor: each frame resized (aspect kept) then squashed to the 384 px tile, "
+                  "no splitting; 27 x 27 patches pixel-shuffled 3 x 3 -> 9 x 9 <image> tokens per frame")
+
+    def _video_grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
+                            video: int) -> TokenGrid:
+        H, W = frame_size
+        cfg = _unwrap(self.model).config
+        p, s = int(cfg.vision_config.patch_size), int(cfg.scale_factor)
+        pv = inputs["pixel_values"]  # [B, T, 3, S, S]: SmolVLM returns a video's frames as pixel_values
+        T, Sh, Sw = int(pv.shape[1]), int(pv.shape[-2]), int(pv.shape[-1])
+        g = Sh // p  # the tower's patches cover g*p of the S px (27 x 14 = 378 of 384)
+        n = g // s
+        pos = (inputs["input_ids"][row] == self.image_token_id).nonzero().squeeze(-1).cpu()
+        if pos.numel() != n_frames * n * n or T < n_frames:
+            raise ValueError(f"{pos.numel()} video tokens in row {row}, expected {n_frames}x{n}x{n}")
+        # the whole frame ends up squashed onto the S x S tile (its second resize), so a token's box is
+        # its s x s patch block of the covered g*p px, scaled back to the frame
+        grid = TokenGrid.regular(n_frames, n, n, (H, W), crop=(0.0, 0.0, W * g * p / Sw, H * g * p / Sh))
+        grid.seq_index = pos.reshape(n_frames, n, n)
+        grid.extra["frames"] = torch.arange(n_frames)[:, None]
+        return grid
+
     def _grid_for_row(self, inputs: Any, row: int, frame_size: tuple[int, int], n_frames: int,
                       first_image: int) -> TokenGrid:
         H, W = frame_size
@@ -197,7 +219,7 @@ class SmolVLMAdapter(BaseAdapter):
                                       do_image_splitting=True, resample=1, image_mean=[0.5] * 3, image_std=[0.5] * 3)
         from gaspprobe.models.video import family_processor
 
-        # video_preprocessor_config.json of SmolVLM2-2.2B-Instruct (the video path is not wired here yet)
+        # video_preprocessor_config.json of SmolVLM2-2.2B-Instruct
         vkw = dict(size={"longest_edge": T}, max_image_size={"longest_edge": T}, resample=1, fps=1, num_frames=64,
                    do_sample_frames=True, do_pad=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
         return model, family_processor("SmolVLMProcessor", SmolVLMImageOnlyProcessor, "SmolVLMVideoProcessor", vkw,
