@@ -237,3 +237,56 @@ def test_cli_video_on_an_image_only_family_exits_2(tmp_path, capsys):
     assert e.value.code == 2
     assert len(err) == 1 and "modality: LLaVA-1.5 takes images only" in err[0], err
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- bench
+class _Recorder:
+    """A real adapter whose generate / prepare calls are recorded (modality of each)."""
+
+    def __init__(self, ad):
+        self._ad, self.calls = ad, []
+
+    def __getattr__(self, name):
+        return getattr(self._ad, name)
+
+    def generate(self, batch, **kw):
+        self.calls.append(("generate", kw.get("modality", "images"), len(batch)))
+        return self._ad.generate(batch, **kw)
+
+    def prepare(self, samples, **kw):
+        self.calls.append(("prepare", kw.get("modality", "images"), len(samples)))
+        return self._ad.prepare(samples, **kw)
+
+
+@needs_video
+@pytest.mark.parametrize("scorer", ["generate", "likelihood"])
+def test_bench_modality_video_feeds_video_samples_through_the_video_path(tmp_path, scorer):
+    from pathlib import Path
+
+    from gaspprobe import io
+    from gaspprobe.benchmarking.runner import run
+    from gaspprobe.models.testing import tiny_adapter
+
+    vsi = Path(__file__).parent / "fixtures" / "bench" / "vsi"
+    rec = _Recorder(tiny_adapter("qwen2_5_vl"))
+    res = run(rec, "vsibench", vsi, tmp_path / "r", frames=4, limit=3, blind=False, modality="video", scorer=scorer)
+    assert res.summary["modality"] == "video"
+    assert io.read_manifest(tmp_path / "r")["config"]["modality"] == "video"
+    assert rec.calls and {m for _, m, _ in rec.calls} == {"video"}
+    again = run(tiny_adapter("qwen2_5_vl"), "vsibench", vsi, tmp_path / "img", frames=4, limit=3, blind=False,
+                scorer=scorer)
+    assert again.summary["modality"] == "images"
+
+
+def test_bench_modality_bad_settings_are_one_line(tmp_path):
+    from pathlib import Path
+
+    from gaspprobe.benchmarking.runner import run
+    from gaspprobe.models.testing import tiny_adapter
+
+    vsi = Path(__file__).parent / "fixtures" / "bench" / "vsi"
+    with pytest.raises(ConfigError, match="modality: profile 'lmms-eval' decides how videos are fed"):
+        run(tiny_adapter("qwen2_5_vl"), "vsibench", vsi, tmp_path / "a", frames=2, limit=1, blind=False,
+            modality="video", profile="lmms-eval")
+    with pytest.raises(ConfigError, match=r"modality: LLaVA-1\.5 takes images only"):
+        run(tiny_adapter("llava"), "vsibench", vsi, tmp_path / "b", frames=2, limit=1, blind=False, modality="video")

@@ -43,7 +43,7 @@ from gaspprobe.benchmarking import answerers, profiles
 from gaspprobe.benchmarking.card import BenchmarkCard, Sample, load_card
 from gaspprobe.benchmarking.scoring import (BenchResult, load_samples, PREDICTIONS, SUMMARY, latest, parser_for, record, resolve_judge,
                                             score_sample, with_judge)
-from gaspprobe.errors import DataError, GaspError
+from gaspprobe.errors import ConfigError, DataError, GaspError
 
 # kept for callers of the old module layout
 from gaspprobe.benchmarking.rescoring import read_predictions, score  # noqa: E402,F401
@@ -147,7 +147,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         max_new_tokens: int | None = None, seed: int = 0, progress: Progress | bool | None = None,
         device: str | None = None, judge: Any = None, profile: str | None = None, scorer: str = "generate",
         blind: bool | None = None, label: str | None = None, force: bool = False, pixels: dict | None = None,
-        wait: bool = False) -> BenchResult:
+        wait: bool = False, modality: str = "images") -> BenchResult:
     """Run ``model`` on ``benchmark`` (card name or YAML path) over ``data`` into run folder ``out``.
 
     Args:
@@ -177,6 +177,10 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         label: recorded as the manifest's ``model_label`` (the loop's "base"/"gasp").
         pixels: the processor's pixel budget (``min_pixels`` / ``max_pixels`` ..., see
             :func:`gaspprobe.models.loading.apply_pixels`); None = the checkpoint's. Recorded in the config.
+        modality: with the default ``gaspprobe`` profile, how a sample's VIDEO is fed: "images"
+            (its sampled frames as images, the historical numbers) or "video" (the frames as one
+            video through the family's own video path); image samples stay images. Harness profiles
+            decide for themselves (``Profile.visual``). Recorded in the config and the summary.
         force: start over even if ``out`` holds a finished or differing run.
         wait: wait for another process using ``out`` instead of refusing.
     Returns:
@@ -225,6 +229,13 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
         config["blind"] = True
     if pixels:
         config["pixels"] = dict(pixels)
+    from gaspprobe.models.video import check_modality
+
+    if check_modality(modality) != "images":
+        if not prof.uses_adapter_generate:
+            raise ConfigError(f"modality: profile {prof.name!r} decides how videos are fed (its own inputs); "
+                              f"modality applies to the default profile {profiles.DEFAULT!r}")
+        config["modality"] = modality
     state = _dist_state()
     is_main = state is None or state.is_main_process
     extra = {"model": config["model"], "benchmark": card.name, "card_version": card.version,
@@ -256,6 +267,10 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             device = str(state.device) if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         mdl, model_name = _resolve_model(model, [s for s in samples if not s.error], seed, device, pixels)
         prof.check(profiles.family_of(mdl) if profiles.has_processor(mdl) else None, card.format)
+        if modality != "images" and has_video:
+            if not hasattr(mdl, "check_modality"):
+                raise ConfigError(f"modality: {model_name} takes no video input")
+            mdl.check_modality(modality)
         if scorer == "likelihood" and not profiles.has_processor(mdl) and not hasattr(mdl, "option_logprobs"):
             raise GaspError(f"scorer 'likelihood' needs a model with a processor and forward pass; "
                             f"{model_name} has none")
@@ -274,7 +289,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
 
         parse = with_judge(parser_for(card, parser_name), judge_fn)
         ctx = _Context(mdl, card, parse, prof, k, mnt, scorer, do_blind and not isinstance(mdl, answerers.Answerer),
-                       None if state is None else state.process_index)
+                       None if state is None else state.process_index, modality)
         _generate_all(ctx, todo, my_path, batch_size, progress if callable(progress) and is_main else None, done)
 
         if state is not None:
@@ -295,7 +310,7 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
                     "data": str(data), "judge": judge_name, "profile": prof.name,
                     "frame_sampler": prof.sampler_for(profiles.family_of(mdl)) if k else None,
-                    "scorer": scorer, "official": scorer == "generate",
+                    "scorer": scorer, "official": scorer == "generate", "modality": modality,
                     "scorer_label": LABEL if scorer == "likelihood" else "generate + official parser",
                     "seconds": round(time.perf_counter() - t0, 3)}
             summary = finalize(out, card, samples, latest(io.read_jsonl(pred_path)), model_name, meta)
@@ -321,6 +336,11 @@ class _Context:
     scorer: str
     blind: bool
     rank: int | None
+    modality: str = "images"
+
+    def video(self, s: "Sample") -> bool:
+        """Whether the default profile feeds sample ``s`` as one video (``modality`` video, a video sample)."""
+        return self.modality == "video" and "video" in s.visual
 
 
 def length_groups(todo: Sequence[Sample], batch_size: int, window: int = 8) -> list[list[Sample]]:
@@ -358,7 +378,16 @@ def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[s
     if gen_idx:
         sub = [ok[i] for i in gen_idx]
         if prof.uses_adapter_generate or not profiles.has_processor(mdl):
-            raws = mdl.generate([(vis, s.prompt) for s, vis, _ in sub], max_new_tokens=ctx.max_new_tokens)
+            raws = [""] * len(sub)
+            for as_video in sorted({ctx.video(s) for s, _, _ in sub}):  # one call per modality
+                part = [i for i, (s, _, _) in enumerate(sub) if ctx.video(s) == as_video]
+                kw = {"modality": "video"} if as_video else {}
+                got = mdl.generate([(sub[i][1], sub[i][0].prompt) for i in part], max_new_tokens=ctx.max_new_tokens,
+                                   **kw)
+                if len(got) != len(part):
+                    raise GaspError(f"model returned {len(got)} answers for {len(part)} prompts")
+                for i, raw in zip(part, got):
+                    raws[i] = raw
         else:
             fam = profiles.family_of(mdl)
             items = [(vis, s.prompt, prof.wants_video(fam, s.visual)) for s, vis, _ in sub]
@@ -382,7 +411,8 @@ def _option_logprobs(ctx: _Context, s: Sample, vis: list, *, blind: bool) -> lis
     if blind:
         inputs = profiles.text_inputs(mdl, [s.prompt], system=prof.system_prompt(profiles.family_of(mdl)))
     elif prof.uses_adapter_generate:
-        inputs = mdl.prepare([(vis, s.prompt)], add_generation_prompt=True)
+        inputs = mdl.prepare([(vis, s.prompt)], add_generation_prompt=True,
+                             **({"modality": "video"} if ctx.video(s) else {}))
     else:
         fam = profiles.family_of(mdl)
         inputs = profiles.build_inputs(mdl, [(vis, s.prompt, prof.wants_video(fam, s.visual))], prof)

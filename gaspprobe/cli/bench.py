@@ -112,6 +112,8 @@ def run_cmd(
     wait: bool = typer.Option(False, "--wait", help="Wait for another process using --out instead of refusing."),
     min_pixels: Optional[int] = typer.Option(None, "--min-pixels", help="Processor pixel budget: lower bound of a frame's area."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Processor pixel budget: upper bound of a frame's area."),
+    modality: str = typer.Option("images", "--modality", help="Default profile: feed each video as its frames "
+                                 "(images) or as one video through the family's video path (video)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Run a model on a benchmark: predictions.jsonl, scores.parquet, summary.json, manifest.json."""
@@ -123,7 +125,7 @@ def run_cmd(
         r = bench(model, benchmark, data, out, video_root=video_root, image_root=image_root, frames=frames,
                   limit=limit, batch_size=batch_size, prompt_variant=prompt_variant, parser=parser, seed=seed,
                   device=device, judge=judge, profile=profile, scorer=scorer, blind=blind, label=label,
-                  force=force, wait=wait, progress=bar,
+                  force=force, wait=wait, progress=bar, modality=modality,
                   pixels={k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v} or None)
     finally:
         if bar is not None:
