@@ -353,6 +353,7 @@ class ProbeSummary:
     n_scenes: int = 0
     modality: str = "images"
     video_fps: float | None = None
+    depth_metric: bool = True          # False: depth-probe scores are scale-invariant (non-metric scenes)
 
     @property
     def peak_rho(self) -> float:
@@ -383,7 +384,8 @@ class ProbeSummary:
             gaps=[int(g) for g in d.get("gaps") or []], tolerances=[int(r) for r in d.get("tolerances") or []],
             fps=d.get("fps"), frame_stride=int(d.get("frame_stride", 1) or 1),
             n_matches=int(d.get("n_matches") or 0), n_scenes=int(d.get("n_scenes") or 0),
-            modality=str(d.get("modality") or "images"), video_fps=d.get("video_fps"))
+            modality=str(d.get("modality") or "images"), video_fps=d.get("video_fps"),
+            depth_metric=bool(d.get("depth_metric", True)))
 
     def to_dict(self) -> dict:
         return asdict(self)

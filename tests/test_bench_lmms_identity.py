@@ -34,25 +34,16 @@ QWEN25_TEMPLATE = (
 
 
 def _import_torchvision():
-    """torchvision, or skip. The registry's 0.28 wheel needs two op schemas defined before its
-    import with the CPU torch here (the workaround noted in issue 15); only this optional test
-    uses it, and only when a plain ``import torchvision`` fails in a fresh interpreter."""
+    """torchvision (made importable by gaspprobe.models.video where the wheel pair needs it), or skip."""
     import importlib.util
-    import subprocess
-    import sys
+
+    from gaspprobe.models.video import ensure_torchvision, torchvision_problem
 
     for m in ("lmms_eval", "qwen_vl_utils", "decord", "torchvision"):
         if importlib.util.find_spec(m) is None:
             pytest.skip(f"{m} is not installed")
-    if "torchvision" not in sys.modules and subprocess.run([sys.executable, "-c", "import torchvision"],
-                                                           capture_output=True).returncode != 0:
-        import torch
-
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _import_torchvision.lib = lib  # keep the library alive
-    import torchvision  # noqa: F401
+    if not ensure_torchvision():
+        pytest.skip(torchvision_problem())
 
 
 @pytest.fixture(scope="module")

@@ -119,3 +119,18 @@ def valid_tokens(feats: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor
     d = depth.reshape(-1).to(x.device)
     ok = d > 0
     return x[ok], d[ok]
+
+
+def scale_invariant_target(d: torch.Tensor) -> torch.Tensor:
+    """Log depth with the scene's mean log depth removed: the ridge target of a scene whose depth is
+    known only up to a scale (``Scene.metric`` False), so scenes of different scales agree."""
+    y = torch.log(d)
+    return y - y.mean() if y.numel() else y
+
+
+def median_align(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """``pred`` scaled so its median matches ``gt``'s (the standard evaluation of depth known up to
+    scale): AbsRel and delta1 then measure relative depth only."""
+    if not pred.numel():
+        return pred
+    return pred * (gt.double().median() / pred.double().median().clamp_min(1e-12))

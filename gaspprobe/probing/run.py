@@ -372,7 +372,8 @@ def _run(model: Any, scenes: Any, rcp: Recipe, *, progress: Any, device: str, dt
 
     names = [s.name for s in scene_list]
     table = _table(acc, model_str, names, rcp.patch_unit)
-    summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train, names)
+    summary = _summary(acc, table, model_str, rcp, n_sc, do_depth, n_train, names,
+                       non_metric=[sc.name for sc in scene_list if not getattr(sc, "metric", True)])
     return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
 
@@ -405,7 +406,8 @@ def _run_sharded(adapter, model_str, scene_list, rcp, acc, do_depth, n_train, sc
     merged = shard.merge_acc(_Acc(rcp), shard.gather(shard.acc_state(acc)))
     names = [s.name for s in scene_list]
     table = _table(merged, model_str, names, rcp.patch_unit)
-    summary = _summary(merged, table, model_str, rcp, n_sc, do_depth, n_train, names)
+    summary = _summary(merged, table, model_str, rcp, n_sc, do_depth, n_train, names,
+                       non_metric=[sc.name for sc in scene_list if not getattr(sc, "metric", True)])
     return ProbeResult(table=table, summary=summary, recipe=rcp, out=None)
 
 
@@ -504,7 +506,8 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                 m = match_tokens(a, b, pair_t, src_idx, tgt_idx, cosine=True,
                                  temperature=rcp.conf_temperature)
             if mode == "hidden" and depth_role is not None:
-                _depth_layer(cap.name, a, depth, depth_role, stats, weights, acc, scene.name)
+                _depth_layer(cap.name, a, depth, depth_role, stats, weights, acc, scene.name,
+                             metric=bool(getattr(scene, "metric", True)))
             acc.add_layer(mode, scene.name, cap.name, m, gap_idx, cols)
             if cap.name not in seen_layers:
                 seen_layers.append(cap.name)
@@ -523,8 +526,14 @@ def _probe_scene(adapter, scene, rcp: Recipe, acc: _Acc, *, depth_role, stats, w
                 acc.add_layer(o.name, scene.name, name, m, st["gap_idx"], grid.cols)
 
 
-def _depth_layer(name, feats, depth, role, stats, weights, acc, scene_name) -> None:
-    """Ridge statistics (training scenes) or held-out depth scores (test scenes) of one layer."""
+def _depth_layer(name, feats, depth, role, stats, weights, acc, scene_name, *, metric: bool = True) -> None:
+    """Ridge statistics (training scenes) or held-out depth scores (test scenes) of one layer.
+
+    A scene whose depth is not metric (``Scene.metric`` False: known up to a per-scene scale) is
+    fitted on its mean-centred log depth and scored after median scaling (scale-invariant), so the
+    probe never reads an arbitrary scale as metres; the summary marks such runs."""
+    from gaspprobe.probing.depth import median_align, scale_invariant_target
+
     x, d = valid_tokens(feats, depth)
     if role == "train":
         if name not in stats:
@@ -532,14 +541,15 @@ def _depth_layer(name, feats, depth, role, stats, weights, acc, scene_name) -> N
         elif stats[name].dim != x.shape[-1]:
             raise ModelError(f"{name}: feature width {x.shape[-1]} differs between "
                              f"scenes ({stats[name].dim} before)")
-        stats[name].update(x, torch.log(d))
+        stats[name].update(x, torch.log(d) if metric else scale_invariant_target(d))
         return
     wb = weights.get(name)
     if wb is not None and wb[0].numel() != x.shape[-1]:
         raise ModelError(f"{name}: feature width {x.shape[-1]} differs from the "
                          f"training scenes' {wb[0].numel()}")
     if wb is not None and d.numel():
-        sc = depth_scores(predict_depth(x, *wb), d)
+        pred = predict_depth(x, *wb)
+        sc = depth_scores(pred if metric else median_align(pred, d), d)
         acc.depth[(scene_name, name)] = (sc.absrel * sc.n, sc.delta1 * sc.n, sc.n)
     else:
         acc.depth[(scene_name, name)] = (0.0, 0.0, 0)
@@ -715,7 +725,7 @@ def _mode_block(acc: _Acc, idx: dict, mode: str) -> dict:
 
 
 def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth: bool,
-             n_train: int, scene_names: list[str]) -> dict:
+             n_train: int, scene_names: list[str], non_metric: list[str] | None = None) -> dict:
     primary = "hidden" if "hidden" in acc.modes_seen else (acc.modes_seen[0] if acc.modes_seen else "hidden")
     idx = _pooled_index(table)  # the summary reads only pooled rows
     blocks = {m: _mode_block(acc, idx, m) for m in acc.modes_seen}
@@ -751,6 +761,11 @@ def _summary(acc: _Acc, table, model_str: str, rcp: Recipe, n_sc: int, do_depth:
         "schema_version": tables.PROBE.version,
     }
     if do_depth:
+        non_metric = list(non_metric or [])
+        # depth known only up to a per-scene scale somewhere: those scenes are fitted on centred log
+        # depth and scored after median scaling, so AbsRel / delta1 measure RELATIVE depth there
+        out["depth_metric"] = not non_metric
+        out["depth_scale_invariant_scenes"] = non_metric
         out["depth_probe"] = {l: {"absrel": _pooled(idx, "depth/absrel", l)[0],
                                   "delta1": _pooled(idx, "depth/delta1", l)[0],
                                   "n": _pooled(idx, "depth/absrel", l)[1]}

@@ -33,7 +33,7 @@ class ReportData:
     corr: Any       # model, mode, r, layer, layer_index, accuracy (fraction)
     probe: Any      # PROBE_COLUMNS: one row per probe run (accuracies as fractions)
     gaps: Any       # model, gap, accuracy (fraction, at the model's peak layer)
-    depth: Any      # model, layer, layer_index, absrel, delta1
+    depth: Any      # model, layer, layer_index, absrel, delta1, metric (False: scale-invariant scores)
     bench: Any      # model, benchmark, task, score (x100), n, ci_low, ci_high
     overall: Any    # model, benchmark, overall, n, n_failed, parse_failures, ci_low, ci_high, scorer
     loss: Any       # model, run, step, part, value
@@ -94,7 +94,7 @@ def probe_rows(run: Run, name: str):
         for layer, d in dp.items():
             if isinstance(d, dict):
                 depth.append((name, str(layer), layer_index(layer), num(d.get("absrel")),
-                              num(d.get("delta1"))))
+                              num(d.get("delta1")), bool(raw.get("depth_metric", True))))
     return corr, summary, gaps, depth, sources
 
 
@@ -193,7 +193,7 @@ def collect(runset: RunSet, *, paired: Any = None) -> ReportData:
         probe=pd.DataFrame(probe, columns=PROBE_COLUMNS),
         gaps=pd.DataFrame(gaps, columns=["model", "gap", "accuracy"]),
         sources=pd.DataFrame(sources, columns=["model", "source", "peak_layer", "peak", "robustness"]),
-        depth=pd.DataFrame(depth, columns=["model", "layer", "layer_index", "absrel", "delta1"]),
+        depth=pd.DataFrame(depth, columns=["model", "layer", "layer_index", "absrel", "delta1", "metric"]),
         bench=pd.DataFrame(bench, columns=["model", "benchmark", "task", "score", "n", "ci_low",
                                            "ci_high"]),
         overall=pd.DataFrame(overall, columns=["model", "benchmark", "overall", "n", "n_failed",

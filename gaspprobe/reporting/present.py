@@ -451,9 +451,12 @@ def figures(data, runset, figdir: Path, *, paper: bool, formats: tuple[str, ...]
              "Mean over gaps g > g_min of acc(g)/acc(g_min) at the peak layer."
              + (" The dark-red line is the paper's reported GASP value." if paper else ""), figs)
     if len(data.depth):
+        rel = sorted(set(data.depth.loc[~data.depth["metric"].astype(bool), "model"]))
         save(plots.depth_figure(data.depth, pal), "depth_probe", "Depth probe vs layer",
              "Closed-form ridge regression from image-token features to log patch depth, scored on "
-             "held-out scenes; dashed: vision-tower output.", figs)
+             "held-out scenes; dashed: vision-tower output."
+             + (f" Depth not metric for {', '.join(rel)}: fitted on centred log depth and scored after "
+                "median scaling (relative depth only)." if rel else ""), figs)
     pairs = [(runset.name(b), runset.name(g)) for b, g in runset.pairs]
     for b in dict.fromkeys(data.bench["benchmark"]):
         d = data.bench[data.bench["benchmark"] == b]
