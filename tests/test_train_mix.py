@@ -106,7 +106,16 @@ def test_labels_cover_the_assistant_turns_only(mix_dir, arch, end):
         assert tok.decode(ids[lab != -100]) == want[conv.id]
         assert torch.equal(lab[lab != -100], ids[lab != -100])
         n_img = int((ids == ad.image_token_id).sum())
-        assert (n_img > 0) == (conv.kind is not None)       # media reach the model as image tokens
+        n_vid = int((ids == ad.video_seq_token_id).sum()) if ad.video_seq_token_id != ad.image_token_id else 0
+        assert (n_img + n_vid > 0) == (conv.kind is not None)   # media reach the model
+        from gaspprobe.training.mix import as_video
+
+        if as_video(ad, conv):  # the family's own video path: video tokens, no image tokens
+            assert n_vid > 0 and n_img == 0 and "pixel_values_videos" in e
+        if conv.kind == "video":  # asked for images: the frames as image tokens
+            ei = encode(ad, conv, video_frames=2, video_input="images")
+            assert int((ei["input_ids"][0] == ad.image_token_id).sum()) > 0
+            assert tok.decode(ei["input_ids"][0][ei["labels"][0] != -100]) == want["vid"]
 
 
 def test_stream_schedule_is_a_pure_function_of_position(mix_dir):

@@ -99,7 +99,9 @@ class TrainConfig:
                                                   "(None = each JSON file's folder).")
     mix_ratio: float = field(0.5, help="Conversation samples per geometry micro-batch (per process), e.g. 0.5 = "
                                        "one every second micro-batch.")
-    mix_video_frames: int = field(8, help="Frames decoded evenly from a mix record's video (fed as images).")
+    mix_video_frames: int = field(8, help="Frames decoded evenly from a mix record's video.")
+    mix_video_input: str = field("video", help="How a mix record's video is fed: 'video' (the family's own video "
+                                               "path where it has one, else images) or 'images' (frames as images).")
 
     # ------------------------------------------------------------------ run
     checkpoint_every: int = field(50, help="Steps between checkpoints (safetensors, atomic).")
@@ -165,6 +167,8 @@ class TrainConfig:
             raise ConfigError("lambda_lm: must be > 0 when mix_data is set (the mix trains under the LM loss)")
         if self.mix_data and self.mix_ratio <= 0:
             raise ConfigError(f"mix_ratio: must be > 0 when mix_data is set, got {self.mix_ratio}")
+        if self.mix_video_input not in ("video", "images"):
+            raise ConfigError(f"mix_video_input: expected 'video' or 'images', got {self.mix_video_input!r}")
         if self.mix_video_frames < 1:
             raise ConfigError(f"mix_video_frames: must be >= 1, got {self.mix_video_frames}")
         if self.num_workers < 0:

@@ -12,8 +12,9 @@ layout of LLaVA-Video-178K and LLaVA-OneVision (one JSON list, or JSONL, of reco
 
 Media paths are relative to ``media_root`` (default: the JSON file's folder). Images open with
 PIL; a video is decoded with PyAV into ``video_frames`` frames spread evenly over it and given to
-the model as a multi-image input (the adapters' input path; the families' own video processors
-are not used here). Records without media are text-only conversations.
+the model through the family's own video path (its transformers video processor, as LLaVA-Video
+training data is meant to be seen) where the family has one and ``video_input="video"`` (the
+default), else as a multi-image input. Records without media are text-only conversations.
 
 :class:`ConversationStream` decides which records go into micro-batch ``m`` as a pure function
 of ``(seed, m)``: ``floor((m+1) * ratio) - floor(m * ratio)`` samples per process, taken from a
@@ -118,38 +119,52 @@ def load_media(conv: Conversation, video_frames: int) -> list:
     return [frames[i] for i in idx]
 
 
-def _messages(turns: Sequence[tuple[str, str]], n_images: int) -> list[dict]:
+def _messages(turns: Sequence[tuple[str, str]], n_images: int, video: bool = False) -> list[dict]:
     """Chat messages in the processors' content-list form; the media go first in the first user turn
-    (LLaVA's placeholders ``<image>`` / ``<video>`` are removed from the text)."""
+    (LLaVA's placeholders ``<image>`` / ``<video>`` are removed from the text); ``video``: one video
+    entry instead of the images."""
     msgs, placed = [], False
     for role, text in turns:
         for ph in _PLACEHOLDERS:
             text = text.replace(ph, "")
         content: list[dict] = []
         if role == "user" and not placed:
-            content += [{"type": "image"} for _ in range(n_images)]
+            content += [{"type": "video"}] if video else [{"type": "image"} for _ in range(n_images)]
             placed = True
         content.append({"type": "text", "text": text.strip()})
         msgs.append({"role": role, "content": content})
     return msgs
 
 
-def encode(adapter: Any, conv: Conversation, video_frames: int = 8) -> dict:
+def as_video(adapter: Any, conv: Conversation, video_input: str = "video") -> bool:
+    """Whether a record's video goes through the family's video path (it has one, with its video processor)."""
+    return (conv.kind == "video" and video_input == "video" and "video" in getattr(adapter, "modalities", tuple)()
+            and getattr(adapter.processor, "video_processor", None) is not None)
+
+
+def encode(adapter: Any, conv: Conversation, video_frames: int = 8, video_input: str = "video") -> dict:
     """Processor inputs of one record with ``labels``: the assistant turns' tokens, -100 elsewhere.
 
     Each assistant turn's span is found by rendering the conversation up to it (with the
     generation prompt) and through it; the chat template must render prefixes of a conversation
     as prefixes of its text (every template of the supported families does)."""
+    import numpy as np
+
     proc = adapter.processor
     images = load_media(conv, video_frames)
-    msgs = _messages(conv.turns, len(images))
-    ims = adapter._images_arg([images]) if images else None
+    video = as_video(adapter, conv, video_input)
+    msgs = _messages(conv.turns, len(images), video=video)
+    if video:  # one video: the frames as decoded, through the family's own video processor
+        clip = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
+        media = {"videos": [clip], "videos_kwargs": adapter._videos_kwargs([clip])}
+    else:
+        media = {"images": adapter._images_arg([images])} if images else {}
 
     def ids(text: str) -> torch.Tensor:
-        return proc(text=[text], images=ims, return_tensors="pt")["input_ids"][0]
+        return proc(text=[text], return_tensors="pt", **media)["input_ids"][0]
 
     full = proc.apply_chat_template(msgs, tokenize=False)
-    inputs = proc(text=[full], images=ims, return_tensors="pt")
+    inputs = proc(text=[full], return_tensors="pt", **media)
     labels = torch.full_like(inputs["input_ids"], -100)
     for t, m in enumerate(msgs):
         if m["role"] != "assistant":
@@ -170,12 +185,14 @@ class ConversationStream:
     """Which conversation records go into each micro-batch, and their encoded inputs (see module doc)."""
 
     def __init__(self, convs: Sequence[Conversation], adapter: Any, ratio: float, seed: int, *,
-                 video_frames: int = 8, rank: int = 0, world: int = 1, sources: Sequence[str] = ()):
+                 video_frames: int = 8, rank: int = 0, world: int = 1, sources: Sequence[str] = (),
+                 video_input: str = "video"):
         if not convs:
             raise DataError("no conversation records in the mix data")
         self.convs = list(convs)
         self.adapter, self.ratio, self.seed = adapter, float(ratio), int(seed)
         self.video_frames, self.rank, self.world = int(video_frames), int(rank), int(world)
+        self.video_input = video_input
         self.sources = list(sources)
         self._perm: tuple[int, list[int]] | None = None
 
@@ -199,7 +216,7 @@ class ConversationStream:
         """Encoded samples of the micro-batch that ends at data position ``position`` (counted from 1)."""
         out = []
         for conv in self.samples(position - 1):
-            enc = encode(self.adapter, conv, self.video_frames)
+            enc = encode(self.adapter, conv, self.video_frames, self.video_input)
             dt = self.adapter.dtype
             out.append({k: (v.to(device, dt) if v.is_floating_point() else v.to(device))
                         if isinstance(v, torch.Tensor) else v for k, v in enc.items()})

@@ -240,7 +240,8 @@ def _build(model: Any, scenes: Any, cfg: TrainConfig, acc, out: Path) -> tuple[S
         text.append(CaptionStream(cfg.caption_file, adapter.processor.tokenizer, cfg.batch_size))
     if cfg.mix_data:
         text.append(ConversationStream(convs, adapter, cfg.mix_ratio, cfg.seed, video_frames=cfg.mix_video_frames,
-                                       rank=acc.process_index, world=acc.num_processes, sources=cfg.mix_data))
+                                       rank=acc.process_index, world=acc.num_processes, sources=cfg.mix_data,
+                                       video_input=cfg.mix_video_input))
 
     head_lr = cfg.head_lr if cfg.head_lr is not None else cfg.lr
     model_params = [p for p in run.parameters() if p.requires_grad]
