@@ -1,8 +1,10 @@
 """Identity test: the ``lmms-eval`` profile builds exactly the inputs lmms-eval 0.7.3's own
 Qwen2.5-VL class builds (input ids, attention mask, video pixel tensor, grid, seconds per grid).
 
-Runs only where lmms-eval 0.7.3, qwen-vl-utils, decord and torchvision import (not in the default
-environment; see docs/benchmarks.md for the venv used). The model is the tiny random Qwen2.5-VL
+Runs where lmms-eval 0.7.3, qwen-vl-utils, decord and torchvision import. lmms-eval pins packages
+this project's environment does not want (PyAV 15, ...), so CI installs it in a side venv
+(``.ci/run``: ``--system-site-packages``, so it sees this checkout and torch) and names its python
+in ``GASPPROBE_LMMS_PYTHON``; in the main environment the last test then runs this module there. The model is the tiny random Qwen2.5-VL
 with a processor laid out like the real checkpoint (video processor, the real chat template from
 ``/work/shared/real_configs``-style config), since ``gaspprobe model tiny`` saves an image-only one.
 lmms-eval's ``generate`` call is intercepted to capture its inputs; nothing is generated.
@@ -10,7 +12,9 @@ lmms-eval's ``generate`` call is intercepted to capture its inputs; nothing is g
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
 import types
 from pathlib import Path
@@ -116,3 +120,23 @@ def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps):
     assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
     assert torch.equal(ref["second_per_grid_ts"], ours["second_per_grid_ts"])
     assert extra["frame_sampler"] == "qwen_fps2"
+
+
+_SIDE = os.environ.get("GASPPROBE_LMMS_PYTHON", "")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lmms_eval") is not None or not _SIDE,
+                    reason="lmms-eval imports here (the tests above ran), or no GASPPROBE_LMMS_PYTHON side venv")
+def test_identity_runs_in_the_lmms_eval_side_environment():
+    """The tests above, run by the side venv's python (where lmms-eval imports): all must pass."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GASPPROBE_LMMS_PYTHON": ""}
+    r = subprocess.run([_SIDE, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-k",
+                        "not side_environment", __file__],
+                       capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parents[1]))
+    tail = (r.stdout + r.stderr)[-3000:]
+    assert r.returncode == 0, tail
+    assert " passed" in tail and " skipped" not in tail and " failed" not in tail, tail
+    assert sys.executable != _SIDE
