@@ -27,8 +27,10 @@ rates measured in this one run (median of repeats after warm-up, one torch threa
   F = 2, 4, 8, 16 frames.
 * ``video`` (families with a video path, where torchvision imports): per F = 4, 8, 16 frames the
   tokens, bare forward and capture / bare of the same frames fed as images and as ONE video
-  (``modality="video"``); on CUDA also the peak memory of each. On CPU the token count is the
-  memory figure (activations scale with it; no exact CPU peak exists).
+  (``modality="video"``); the peak memory of a capture: on CUDA ``max_memory_allocated``, on
+  Linux CPUs the process's peak resident set during the capture above what it held before
+  (``VmHWM`` - ``VmRSS`` after resetting the peak through ``/proc/self/clear_refs``; allocator
+  reuse makes it approximate, so compare within one run).
 """
 
 from __future__ import annotations
@@ -166,6 +168,28 @@ def _family(arch: str, device: str, quick: bool) -> dict[str, Any]:
     return out
 
 
+def _cpu_peak_extra(fn) -> int | None:
+    """Peak resident memory of ``fn()`` above what the process held before (Linux; None elsewhere)."""
+    import gc
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    try:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current resident set
+        before = status("VmRSS")
+        fn()
+        return status("VmHWM") - before
+    except (OSError, KeyError):
+        return None
+
+
 def _video_vs_images(ad, device: str, quick: bool, reps: int) -> dict[str, Any] | None:
     """Images vs video, the same frames: tokens, bare forward, capture / bare (and CUDA peaks)."""
     import torch
@@ -191,6 +215,10 @@ def _video_vs_images(ad, device: str, quick: bool, reps: int) -> dict[str, Any] 
                 _consume(ad.capture(None, prepared=p))
                 torch.cuda.synchronize()
                 row[mod]["capture_peak_bytes"] = torch.cuda.max_memory_allocated() - base
+            else:
+                extra = _cpu_peak_extra(lambda: _consume(ad.capture(None, prepared=p)))
+                if extra is not None:
+                    row[mod]["capture_peak_rss_bytes"] = extra
         row["video_tokens_ratio"] = round(row["video"]["tokens"] / row["images"]["tokens"], 4)
         row["video_bare_ratio"] = round(row["video"]["bare_ms"] / row["images"]["bare_ms"], 4)
         out[str(Fk)] = row
@@ -281,9 +309,11 @@ def _print(res: dict) -> None:
                                              for a, f in fams.items()})
     for arch, f in fams.items():
         for Fk, v in (f.get("video") or {}).items():
+            mem = {m: v[m].get("capture_peak_bytes", v[m].get("capture_peak_rss_bytes")) for m in ("images", "video")}
+            mtxt = " | ".join(f"{m} peak +{b / 2**20:.1f} MiB" for m, b in mem.items() if b is not None)
             print(f"{arch:17s} F={Fk:>2s} images {v['images']['tokens']:6d} tok {v['images']['bare_ms']:8.2f} ms "
                   f"capture/bare {v['images']['capture_ratio']:.3f} | video {v['video']['tokens']:6d} tok "
-                  f"{v['video']['bare_ms']:8.2f} ms capture/bare {v['video']['capture_ratio']:.3f}")
+                  f"{v['video']['bare_ms']:8.2f} ms capture/bare {v['video']['capture_ratio']:.3f}   {mtxt}")
     if "peak_extra_layers" in res:
         for arch, f in fams.items():
             print(f"{arch:17s} peak bare {f['bare_peak_bytes']/2**20:8.2f} MiB, capture +{f['peak_extra_bytes']/2**10:8.1f} KiB "
