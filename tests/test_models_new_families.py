@@ -307,7 +307,13 @@ def test_gemma3_pan_and_scan_is_refused_in_one_line():
 
     ad = _with_processor("gemma3", do_pan_and_scan=True, pan_and_scan_min_crop_size=256,
                          pan_and_scan_max_num_crops=4, pan_and_scan_min_ratio_to_activate=1.2)
-    with pytest.raises(ModelError, match="do_pan_and_scan") as e:
+    # the image processor's attribute alone does nothing: Gemma3Processor's call default
+    # (do_pan_and_scan=False) outranks it, so the frame is one 16x16 view and nothing is refused
+    assert ad.pixels["image_splitting"] is False and ad.image_tokens((480, 960), 1) == 256
+    assert ad.token_grid((480, 960), 1).shape == (1, 16, 16)
+    # switched on where it takes effect (the processor's call default), it is refused in one line
+    ad.processor.images_kwargs = {**ad.processor.images_kwargs, "do_pan_and_scan": True}
+    with pytest.raises(ModelError, match="pan-and-scan \\(image_splitting\\) is on") as e:
         ad.token_grid((480, 960), 1)
     assert "\n" not in str(e.value)
 
