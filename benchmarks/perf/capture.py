@@ -1,6 +1,6 @@
 """Capture speed and memory: streamed per-layer capture vs the bare forward pass, per tiny family.
 
-    python benchmarks/perf/capture.py [--quick] [--device cuda] [--mid]
+    python benchmarks/perf/capture.py [--quick] [--device cuda] [--mid] [--families qwen2_5_vl,llava_next_video]
     python benchmarks/perf/capture.py --tokens     # image tokens per frame / clip at REAL settings
 
 ``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). Figures, all ratios or
@@ -204,7 +204,7 @@ def _video_vs_images(ad, device: str, quick: bool, reps: int) -> dict[str, Any] 
             p = ad.prepare_capture(fr, modality=mod)
             _, _, b, c = _paired_ms(lambda: _bare(ad, p[0]), lambda: _consume(ad.capture(None, prepared=p)),
                                     device, max(3, reps // 3))
-            tok = ad.video_token_id if mod == "video" else ad.image_token_id
+            tok = ad.video_seq_token_id if mod == "video" else ad.image_token_id
             row[mod] = {"tokens": int((p[0]["input_ids"][0] == tok).sum()), "bare_ms": round(b, 3),
                         "capture_ratio": round(c / b, 4)}
             if device.startswith("cuda"):
@@ -268,8 +268,8 @@ def _mid(device: str, quick: bool) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool = False, device: str = "cpu", mid: bool = False) -> dict:
-    """Measure every registered family's tiny model; returns the figures (see module docstring)."""
+def run(quick: bool = False, device: str = "cpu", mid: bool = False, families: list[str] | None = None) -> dict:
+    """Measure every registered family's tiny model (or ``families``); returns the figures (see module docstring)."""
     import torch
 
     from gaspprobe.models import supported
@@ -279,7 +279,7 @@ def run(quick: bool = False, device: str = "cpu", mid: bool = False) -> dict:
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    fams = {arch: _family(arch, device, quick) for arch in supported()}
+    fams = {arch: _family(arch, device, quick) for arch in (families or supported())}
     res: dict[str, Any] = {
         "overhead_ratio": max(f["overhead_ratio"] for f in fams.values()),
         "api_overhead_ratio": max(f["api_overhead_ratio"] for f in fams.values()),
@@ -351,4 +351,5 @@ if __name__ == "__main__" and "--tokens" in sys.argv:
         print("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r.values()) + " |")
 elif __name__ == "__main__":
     dev = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
-    _print(run(quick="--quick" in sys.argv, device=dev, mid="--mid" in sys.argv))
+    fam = sys.argv[sys.argv.index("--families") + 1].split(",") if "--families" in sys.argv else None
+    _print(run(quick="--quick" in sys.argv, device=dev, mid="--mid" in sys.argv, families=fam))

@@ -132,7 +132,7 @@ class MatchCache:
         grid: (rows, cols) of the token grid.
         extra_grids: sizes G of extra GxG grids over the token grid's extent (coarse/fine GT).
         depth_tol: passed to ``patch_matches`` (None = its default).
-        max_gap: frame pairs up to this gap are computed together (batched) on first use.
+        max_gap: kept for callers; pairs are computed per clip, only those asked for (:meth:`ensure`).
         max_scenes: GT of at most this many scenes is kept (least recently used dropped).
     """
 
@@ -158,23 +158,28 @@ class MatchCache:
         self._scenes: OrderedDict[int, dict] = OrderedDict()
 
     def _pair(self, s: int, i: int, j: int, key: str):
-        """(src, tgt, proj_depth) of frame pair (i, j) of scene s. The first request for source
-        frame i computes all its pairs within ``max_gap`` in one batched ``patch_matches_many``
-        call (box medians skipped: only matches and ``proj_depth`` are used)."""
+        """(src, tgt, proj_depth) of frame pair (i, j) of scene s (computed on first use, then cached)."""
         pairs = self._entry(s)["pairs"]
         if (i, j, key) not in pairs:
-            from gaspprobe.scenes import patch_matches_many
-
-            boxes = self.boxes[key][0]
-            n = self.scenes[s].num_frames
-            js = [q for q in range(max(0, i - self.max_gap), min(n, i + self.max_gap + 1)) if q != i]
-            if j not in js:
-                js.append(j)
-            kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
-            pms = patch_matches_many(self.scenes[s], [(i, q) for q in js], boxes, patch_depths=False, **kw)
-            for q, pm in zip(js, pms):
-                pairs[(i, q, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
+            self.ensure(s, [(i, j)], key)
         return pairs[(i, j, key)]
+
+    def ensure(self, s: int, wanted: Sequence[tuple[int, int]], key: str = "token") -> None:
+        """Compute the pairs of scene ``s`` in ``wanted`` that are not cached yet, in ONE batched
+        ``patch_matches_many`` call (per-frame work shared; box medians skipped: only matches and
+        ``proj_depth`` are used). Only pairs a clip (or a validation) asks for are computed: with
+        thousands of scenes most scenes are seen a few times, and pairs nobody asks for are waste.
+        Each pair's result does not depend on which others share the call."""
+        pairs = self._entry(s)["pairs"]
+        missing = list(dict.fromkeys((int(i), int(j)) for i, j in wanted if (int(i), int(j), key) not in pairs))
+        if not missing:
+            return
+        from gaspprobe.scenes import patch_matches_many
+
+        kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
+        pms = patch_matches_many(self.scenes[s], missing, self.boxes[key][0], patch_depths=False, **kw)
+        for (i, j), pm in zip(missing, pms):
+            pairs[(i, j, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
 
     def _entry(self, s: int) -> dict:
         """Scene ``s``'s cache entry, marked most recently used; the oldest beyond ``max_scenes`` go."""
@@ -215,6 +220,7 @@ class MatchCache:
             for b, c in enumerate(clips):
                 # grid frame t stands for clip frame c.frames[anchors[t]] (video), else c.frames[t]
                 fr = list(c.frames) if self.anchors is None else [c.frames[a] for a in self.anchors]
+                self.ensure(c.scene, [(fr[i], fr[j]) for i in range(len(fr)) for j in range(i + 1, len(fr))], key)
                 tdep.append(self._token_depth(c.scene, key)[fr])
                 for i in range(len(fr)):
                     for j in range(i + 1, len(fr)):

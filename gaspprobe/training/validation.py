@@ -111,7 +111,10 @@ def validate(module: Any, cache: Any, cfg: Any, step: int) -> Validation | None:
                    if video else None)
         slot = {a: t for t, a in enumerate(anchors)} if video else None
         chosen = []
-        for g, i, j in val_pairs(F, cfg.val_gaps, cfg.val_pairs_per_gap, anchors):
+        vp = val_pairs(F, cfg.val_gaps, cfg.val_pairs_per_gap, anchors)
+        if hasattr(cache, "ensure"):
+            cache.ensure(s, [(i, j) for _, i, j in vp], "token")  # one batched GT call per scene
+        for g, i, j in vp:
             src, tgt, _ = cache._pair(s, i, j, "token")
             if src.numel():  # features are indexed by grid frame: the slice of each anchor frame
                 chosen.append((g, *((slot[i], slot[j]) if video else (i, j)), src, tgt))
