@@ -2,6 +2,7 @@
 
     python benchmarks/perf/capture.py [--quick] [--device cuda] [--mid] [--families qwen2_5_vl,llava_next_video]
     python benchmarks/perf/capture.py --tokens     # image tokens per frame / clip at REAL settings
+    python benchmarks/perf/capture.py --memory     # peak capture memory vs frames, images vs video
 
 ``run(quick=False, device="cpu") -> dict`` (used by ``gaspprobe perf``). Figures, all ratios or
 rates measured in this one run (median of repeats after warm-up, one torch thread on CPU):
@@ -190,6 +191,47 @@ def _cpu_peak_extra(fn) -> int | None:
         return None
 
 
+def _memory_child(arch: str, F: int, modality: str) -> dict:
+    """In a fresh process: the peak resident memory of ONE capture (all layers) above what the
+    process held after loading the model and preparing the inputs (Linux ``VmHWM``)."""
+    import torch
+
+    from gaspprobe.models import load
+    from gaspprobe.models.testing import tiny_model_dir
+
+    torch.set_num_threads(1)
+    ad = load(tiny_model_dir(arch), dtype="float32")
+    p = ad.prepare_capture(_frames(F, seed=100 + F), modality=modality)
+    tok = ad.video_seq_token_id if modality == "video" else ad.image_token_id
+    return {"tokens": int((p[0]["input_ids"][0] == tok).sum()),
+            "peak_extra_mb": round((_cpu_peak_extra(lambda: _consume(ad.capture(None, prepared=p))) or 0) / 2**20, 2)}
+
+
+def memory_table(families=("qwen2_5_vl", "llava_next_video"), frames=(4, 8, 16)) -> list[dict]:
+    """Peak capture memory vs frames per clip, images vs video, each in a fresh subprocess (so the
+    allocator's cache from an earlier measurement cannot hide the peak)."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    rows = []
+    for arch in families:
+        for F in frames:
+            row = {"family": arch, "frames": F}
+            for mod in ("images", "video"):
+                code = (f"import json,sys; sys.path.insert(0, {str(here.parent)!r}); import capture as C; "
+                        f"print('RESULT', json.dumps(C._memory_child({arch!r}, {F}, {mod!r})))")
+                env = {**os.environ, "PYTHONPATH": str(here.parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                       "OMP_NUM_THREADS": "1"}
+                r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+                line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+                row[mod] = json.loads(line[-1][7:]) if line else {"error": (r.stderr or "")[-200:]}
+            rows.append(row)
+    return rows
+
+
 def _video_vs_images(ad, device: str, quick: bool, reps: int) -> dict[str, Any] | None:
     """Images vs video, the same frames: tokens, bare forward, capture / bare (and CUDA peaks)."""
     import torch
@@ -342,7 +384,14 @@ def token_table() -> list[dict]:
     return rows
 
 
-if __name__ == "__main__" and "--tokens" in sys.argv:
+if __name__ == "__main__" and "--memory" in sys.argv:
+    print("| family | frames | image tokens | peak MiB (images) | video tokens | peak MiB (video) |")
+    print("|---|---|---|---|---|---|")
+    for r in memory_table():
+        i, v = r["images"], r["video"]
+        print(f"| {r['family']} | {r['frames']} | {i.get('tokens')} | {i.get('peak_extra_mb')} | {v.get('tokens')} | "
+              f"{v.get('peak_extra_mb')} |")
+elif __name__ == "__main__" and "--tokens" in sys.argv:
     table = token_table()
     cols = list(table[0])
     print("| " + " | ".join(cols) + " |")

@@ -21,6 +21,8 @@ Figures (tiny Qwen2.5-VL, LoRA r=32 + projector, one torch thread unless told ot
   loader must never be what a step waits for).
 
 Run: ``python benchmarks/perf/train.py [--quick]``. Medians of repeats after a warm-up.
+``python benchmarks/perf/train.py --loader-scale [--root DIR]``: issue 17's figure at its size (200
+scenes of 24 frames at 640x480 on disk, 16-frame clips; memory after 20 vs 200 scenes).
 """
 
 from __future__ import annotations
@@ -174,6 +176,64 @@ def _loader(n_scenes: int, frames: int, size: int, clip_frames: int, n_batches: 
     return out
 
 
+def _loader_scale(n_max: int = 200, n_small: int = 20, frames: int = 24, size: tuple[int, int] = (480, 640),
+                  clip_frames: int = 16, n_batches: int = 24, device: str = "cpu", root: str | None = None) -> dict:
+    """Issue 17's figure: cold-cache loader clips/s on ``clip_frames``-frame clips at ``size`` from an
+    on-disk dataset of ``n_max`` scenes (read lazily), against the training step's clips/s on the
+    same clips; and the loader's resident memory after streaming from ``n_small`` vs ``n_max``
+    scenes (flat = memory does not grow with the dataset). Scenes are rendered once into ``root``
+    (kept and reused when given; the rendering is not timed)."""
+    import tempfile
+
+    import torch
+
+    from gaspprobe.scenes import generate_scene, load_scenes, save_scene
+    from gaspprobe.training.data import ClipBatches, ClipPlan, MatchCache, batch_stream
+
+    keep = root is not None
+    base = Path(root) if keep else Path(tempfile.mkdtemp(prefix="perf-loader-scale-"))
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for s in range(n_max):
+        name = f"scene{s:04d}_00"
+        if not (base / name).is_dir():
+            save_scene(generate_scene(s, frames=frames, size=size, name=name), base / name)
+    render_s = time.perf_counter() - t0
+    adapter, module, _, _, opt, cfg = _setup(clip_frames, 1, device)
+    out: dict = {"n_scenes": n_max, "frames": frames, "size": list(size), "clip_frames": clip_frames,
+                 "render_s": round(render_s, 1)}
+    rates: dict = {}
+    for n in (n_small, n_max):
+        scenes = load_scenes(base, lazy=True)[:n]
+        grid = adapter.token_grid(scenes[0].size, clip_frames)
+        plan = ClipPlan([sc.num_frames for sc in scenes], clip_frames, 8, 1, seed=0)
+        for w in (0, 2):
+            cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)  # cold
+            t = time.perf_counter()
+            k = sum(1 for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, w))
+            rates[f"{n}_workers_{w}"] = k / (time.perf_counter() - t)
+        # memory: the in-process loader streaming every batch, resident size after vs before
+        cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)
+        before = _rss_now_mb()
+        for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, 0):
+            pass
+        out[f"rss_growth_mb_{n}"] = round(_rss_now_mb() - before, 1)
+        if n == n_max:
+            clips = plan.batch(0, 1)
+            cache.matches(clips)
+            step = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), 3)
+            out["step_clips_per_s"] = 1 / step
+    out.update({f"clips_per_s_{k}": round(v, 3) for k, v in rates.items()})
+    best = max(rates[f"{n_max}_workers_0"], rates[f"{n_max}_workers_2"])
+    out["loader_vs_step"] = best / out["step_clips_per_s"]
+    if not keep:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    torch.set_num_threads(1)
+    return out
+
+
 def run(quick: bool = False, device: str = "cpu") -> dict:
     """Measure the figures above; ``quick`` uses fewer repeats and frame counts."""
     import torch
@@ -205,5 +265,12 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
 
 
 if __name__ == "__main__":
-    out = run(quick="--quick" in sys.argv)
+    if "--loader-scale" in sys.argv:  # issue 17: 200 scenes at 640x480 on disk, 16-frame clips
+        root = sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else None
+        import torch
+
+        torch.set_num_threads(1)
+        out = _loader_scale(root=root)
+    else:
+        out = run(quick="--quick" in sys.argv)
     print(json.dumps(out, indent=2))
