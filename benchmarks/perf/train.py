@@ -221,7 +221,7 @@ def _loader_scale(n_max: int = 200, n_small: int = 20, frames: int = 24, size: t
         if n == n_max:
             clips = plan.batch(0, 1)
             cache.matches(clips)
-            step = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), 3)
+            step = _time(lambda: _gasp_step(module, cache, clips, opt, cfg, device), 7)
             out["step_clips_per_s"] = 1 / step
     out.update({f"clips_per_s_{k}": round(v, 3) for k, v in rates.items()})
     best = max(rates[f"{n_max}_workers_0"], rates[f"{n_max}_workers_2"])

@@ -228,6 +228,21 @@ class LazyScene(Scene):
     def _full(self):
         return (self._cache or DEFAULT_CACHE).get(self._fmt, self._path, self._metric_override)
 
+    def take(self, idx) -> Scene:
+        """Frames ``idx`` only: from the cache when the scene is read already, else through the
+        format's ``read_frames`` (only those images decoded; the training loader's path), else a
+        full read."""
+        idx = [int(i) for i in idx]
+        f = FORMATS.get(self._fmt)
+        heavy = any(k in self._set for k in _HEAVY)
+        if self.loaded or heavy or f.read_frames is None:
+            return Scene.subset(self, idx)  # through the properties: overrides and the cache honoured
+        s = f.read_frames(self._path, idx, metric=self._metric_override)
+        s.name = self.name
+        if "metric" in self._set:
+            s.metric = self._set["metric"]
+        return s
+
     @property
     def loaded(self) -> bool:
         c = self._cache or DEFAULT_CACHE

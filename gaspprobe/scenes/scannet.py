@@ -138,12 +138,15 @@ def _valid_pose(T: np.ndarray) -> bool:
 
 
 # --------------------------------------------------------------------------- reader
-def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
+def load_scene(path: str | Path, *, with_instance: bool = True, frames: "list[int] | None" = None) -> Scene:
     """Read a scene folder in the ScanNet frame-export layout.
 
     Args:
         path: the scene folder.
         with_instance: read ``instance/`` when present.
+        frames: positions (0-based, among the frames with valid poses, as the full scene numbers
+            them) to read; the others' images are not decoded (the training loader reads a clip's
+            frames only). None: all.
     Returns:
         :class:`Scene` at the colour resolution; ``frame_ids`` are the on-disk indices kept.
     Raises:
@@ -202,6 +205,11 @@ def load_scene(path: str | Path, *, with_instance: bool = True) -> Scene:
     idir = root / "instance"
     inst_files = _numbered(idir, (".png",)) if with_instance and idir.is_dir() else {}
     use_inst = bool(inst_files) and set(inst_files) >= set(kept)
+    if frames is not None:
+        pos = [int(f) for f in frames]
+        if any(f < 0 or f >= len(kept) for f in pos):
+            raise DataError(f"frames {pos} out of range: the scene has {len(kept)} frames", path=root)
+        kept, Ts = [kept[f] for f in pos], [Ts[f] for f in pos]
     for i in kept:
         c = read_color(colors[i])
         if H is None:

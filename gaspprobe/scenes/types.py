@@ -95,6 +95,10 @@ class Scene:
         """(H, W) of every frame."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[2])
 
+    def take(self, idx: "list[int]") -> "Scene":
+        """Frames ``idx`` as a Scene: :meth:`subset` here; a lazy scene reads only those frames."""
+        return self.subset(list(idx))
+
     def subset(self, idx: "list[int]") -> "Scene":
         """The scene restricted to frames ``idx`` (in that order)."""
         import torch

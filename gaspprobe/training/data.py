@@ -164,22 +164,30 @@ class MatchCache:
             self.ensure(s, [(i, j)], key)
         return pairs[(i, j, key)]
 
-    def ensure(self, s: int, wanted: Sequence[tuple[int, int]], key: str = "token") -> None:
+    def ensure(self, s: int, wanted: Sequence[tuple[int, int]], key: str = "token", view: "_View | None" = None) -> None:
         """Compute the pairs of scene ``s`` in ``wanted`` that are not cached yet, in ONE batched
         ``patch_matches_many`` call (per-frame work shared; box medians skipped: only matches and
         ``proj_depth`` are used). Only pairs a clip (or a validation) asks for are computed: with
         thousands of scenes most scenes are seen a few times, and pairs nobody asks for are waste.
-        Each pair's result does not depend on which others share the call."""
+        The frames are read alone (``Scene.take``: a lazy scene decodes only those); ``view`` passes
+        frames read already. Each pair's result depends on its two frames only."""
         pairs = self._entry(s)["pairs"]
         missing = list(dict.fromkeys((int(i), int(j)) for i, j in wanted if (int(i), int(j), key) not in pairs))
         if not missing:
             return
         from gaspprobe.scenes import patch_matches_many
 
+        v = view if view is not None else self.view(s, sorted({f for ij in missing for f in ij}))
         kw = {} if self.depth_tol is None else {"depth_tol": self.depth_tol}
-        pms = patch_matches_many(self.scenes[s], missing, self.boxes[key][0], patch_depths=False, **kw)
+        local = [(v.at[i], v.at[j]) for i, j in missing]
+        pms = patch_matches_many(v.scene, local, self.boxes[key][0], patch_depths=False, **kw)
         for (i, j), pm in zip(missing, pms):
             pairs[(i, j, key)] = (pm.src.long(), pm.tgt.long(), pm.proj_depth.float())
+
+    def view(self, s: int, frames: Sequence[int]) -> "_View":
+        """Frames ``frames`` of scene ``s``, read once (only those, for a lazy scene)."""
+        fr = sorted(set(int(f) for f in frames))
+        return _View(self.scenes[s].take(fr), {f: k for k, f in enumerate(fr)})
 
     def _entry(self, s: int) -> dict:
         """Scene ``s``'s cache entry, marked most recently used; the oldest beyond ``max_scenes`` go."""
@@ -192,36 +200,44 @@ class MatchCache:
             self._scenes.move_to_end(s)
         return e
 
-    def _token_depth(self, s: int, key: str) -> torch.Tensor:
-        """[F_scene, N] patch depth (median of valid pixels per box, 0 if none)."""
+    def _token_depth(self, s: int, key: str, frames: Sequence[int], view: "_View | None" = None) -> torch.Tensor:
+        """[len(frames), N] patch depth of those frames (median of valid pixels per box, 0 if none),
+        cached per frame."""
         depth = self._entry(s)["depth"]
-        if key not in depth:
+        missing = [f for f in dict.fromkeys(int(f) for f in frames) if (key, f) not in depth]
+        if missing:
             from gaspprobe.models.adapter import TokenGrid
             from gaspprobe.scenes import patch_depth
 
+            v = view if view is not None and all(f in view.at for f in missing) else self.view(s, missing)
+            sub = v.scene.subset([v.at[f] for f in missing]) if len(missing) != v.scene.num_frames else v.scene
             boxes, (r, c) = self.boxes[key]
-            sc = self.scenes[s]
-            F = sc.num_frames
+            F = len(missing)
             tg = TokenGrid(boxes=boxes.reshape(1, r, c, 4).expand(F, r, c, 4).contiguous(),
-                           seq_index=torch.full((F, r, c), -1, dtype=torch.long), frame_size=sc.size)
-            depth[key] = patch_depth(sc, tg).reshape(F, r * c).float()
-        return depth[key]
+                           seq_index=torch.full((F, r, c), -1, dtype=torch.long), frame_size=sub.size)
+            got = patch_depth(sub, tg).reshape(F, r * c).float()
+            for k, f in enumerate(missing):
+                depth[(key, f)] = got[k]
+        return torch.stack([depth[(key, int(f))] for f in frames])
 
-    def frames(self, clips: Sequence[Clip]) -> torch.Tensor:
+    def frames(self, clips: Sequence[Clip], views: "Sequence[_View] | None" = None) -> torch.Tensor:
         """uint8 [B, F, H, W, 3] frames of the clips."""
-        return torch.stack([self.scenes[c.scene].rgb[list(c.frames)] for c in clips])
+        views = views if views is not None else [self.view(c.scene, c.frames) for c in clips]
+        return torch.stack([v.scene.rgb[[v.at[f] for f in c.frames]] for c, v in zip(clips, views)])
 
-    def matches(self, clips: Sequence[Clip]) -> dict[str, MatchSet]:
+    def matches(self, clips: Sequence[Clip], views: "Sequence[_View] | None" = None) -> dict[str, MatchSet]:
         """``{"token": MatchSet, "8": MatchSet, ...}`` for a batch of clips (pairs i < j)."""
         out = {}
+        views = list(views) if views is not None else [None] * len(clips)
         for key, (_, grid) in self.boxes.items():
             pb, pi, pj, mp, ms, mt, md = [], [], [], [], [], [], []
             tdep = []
             for b, c in enumerate(clips):
                 # grid frame t stands for clip frame c.frames[anchors[t]] (video), else c.frames[t]
                 fr = list(c.frames) if self.anchors is None else [c.frames[a] for a in self.anchors]
-                self.ensure(c.scene, [(fr[i], fr[j]) for i in range(len(fr)) for j in range(i + 1, len(fr))], key)
-                tdep.append(self._token_depth(c.scene, key)[fr])
+                self.ensure(c.scene, [(fr[i], fr[j]) for i in range(len(fr)) for j in range(i + 1, len(fr))], key,
+                            views[b])
+                tdep.append(self._token_depth(c.scene, key, fr, views[b]))
                 for i in range(len(fr)):
                     for j in range(i + 1, len(fr)):
                         src, tgt, dep = self._pair(c.scene, fr[i], fr[j], key)
@@ -233,6 +249,14 @@ class MatchCache:
                                 src=torch.cat(ms), tgt=torch.cat(mt), depth=torch.cat(md),
                                 token_depth=torch.stack(tdep), grid=grid)
         return out
+
+
+@dataclass
+class _View:
+    """Some frames of a scene, read once: ``scene`` holds them in order, ``at[frame] = position``."""
+
+    scene: object
+    at: dict
 
 
 def split_scenes(scenes: Sequence, val_fraction: float, seed: int) -> tuple[list, list]:
@@ -292,7 +316,8 @@ class ClipBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int):
         clips = self.plan.batch(int(k), self.batch_size, self.rank, self.world)
-        return self.cache.frames(clips), self.cache.matches(clips)
+        views = [self.cache.view(c.scene, c.frames) for c in clips]  # each clip's frames read once
+        return self.cache.frames(clips, views), self.cache.matches(clips, views)
 
 
 def _as_is(item):

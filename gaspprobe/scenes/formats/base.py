@@ -47,6 +47,8 @@ class SceneFormat:
     summary: str = ""
     depth_precision: str = ""
     scene_name: Callable[[Path], str] | None = None  # the name read() gives, without reading (default: folder name)
+    #: ``read_frames(path, frames, metric=None)``: only those frame positions (None: read + subset)
+    read_frames: Callable[..., Any] | None = None
 
 
 def warn(msg: str) -> None:

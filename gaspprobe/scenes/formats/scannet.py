@@ -26,6 +26,16 @@ def read(path: Path, *, metric: bool | None = None):
     return s
 
 
+def read_frames(path: Path, frames, *, metric: bool | None = None):
+    # the training loader's read: a clip's frames, without the instance maps nobody trains on
+    from gaspprobe.scenes.scannet import load_scene
+
+    s = load_scene(path, frames=list(frames), with_instance=False)
+    if metric is not None:
+        s.metric = metric
+    return s
+
+
 def write(scene, path: Path) -> Path:
     from gaspprobe.scenes.scannet import save_scene
 
@@ -33,6 +43,6 @@ def write(scene, path: Path) -> Path:
 
 
 FORMAT = SceneFormat(
-    name="scannet", detect=detect, read=read, write=write, metric=True, priority=100,
+    name="scannet", detect=detect, read=read, write=write, metric=True, priority=100, read_frames=read_frames,
     summary="color/<i>.jpg|png, depth/<i>.png (uint16 mm), pose/<i>.txt (OpenCV c2w), intrinsic/",
     depth_precision="1 mm (uint16 PNG)")
