@@ -91,3 +91,26 @@ def test_memory_flat_in_the_number_of_scenes(scene, tmp_path):
     p3, p15 = peak(3), peak(15)
     one_scene = scene.rgb.numel() + scene.depth.numel() * 4
     assert p15 < p3 + one_scene, (p3, p15, one_scene)  # eager loading would add 12 scenes' worth
+
+
+def test_take_reads_only_the_frames_asked_for(tmp_path):
+    """A lazy scene's ``take`` decodes only the requested frames (the training loader's path): with
+    an unrequested frame's colour file corrupted, taking the others still works and equals the
+    full scene's frames; the full read fails on the corrupt file."""
+    import torch
+
+    from gaspprobe.errors import DataError
+    from gaspprobe.scenes import generate_scene, load_scenes, save_scene
+
+    sc = generate_scene(5, frames=6, size=64)
+    save_scene(sc, tmp_path / "s" / "scene0000_00")
+    (tmp_path / "s" / "scene0000_00" / "color" / "4.png").write_bytes(b"not a png")
+    lazy = load_scenes(tmp_path / "s", lazy=True)[0]
+    part = lazy.take([1, 3, 5])
+    assert part.num_frames == 3 and part.name == lazy.name
+    assert torch.equal(part.rgb, sc.rgb[[1, 3, 5]])
+    assert torch.allclose(part.depth, sc.depth[[1, 3, 5]], atol=1e-3)  # uint16 mm on disk
+    assert torch.allclose(part.cam_to_world, sc.cam_to_world[[1, 3, 5]], atol=1e-5)
+    assert not lazy.loaded  # nothing was read in full
+    with pytest.raises(DataError):
+        lazy.rgb  # the full read decodes frame 4
