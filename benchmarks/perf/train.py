@@ -140,6 +140,16 @@ def _rss_now_mb() -> float:
         return float("nan")
 
 
+def _cold_clips_per_s(scenes, grid, plan, n_batches: int, workers: int) -> float:
+    """Clips/s of the training data stream with a COLD GT cache (every clip new)."""
+    from gaspprobe.training.data import ClipBatches, MatchCache, batch_stream
+
+    cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)
+    t = time.perf_counter()
+    k = sum(1 for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, workers))
+    return k / (time.perf_counter() - t)
+
+
 def _loader(n_scenes: int, frames: int, size: int, clip_frames: int, n_batches: int, device: str = "cpu") -> dict:
     """Cold-cache loader throughput vs the training step on ``clip_frames``-frame clips (batch 1)."""
     import tempfile
@@ -147,7 +157,7 @@ def _loader(n_scenes: int, frames: int, size: int, clip_frames: int, n_batches: 
     import torch
 
     from gaspprobe.scenes import generate_scene, load_scenes, save_scene
-    from gaspprobe.training.data import ClipBatches, ClipPlan, MatchCache, batch_stream
+    from gaspprobe.training.data import ClipPlan, MatchCache
 
     root = Path(tempfile.mkdtemp(prefix="perf-loader-"))
     for s in range(n_scenes):
@@ -159,10 +169,7 @@ def _loader(n_scenes: int, frames: int, size: int, clip_frames: int, n_batches: 
     plan = ClipPlan([s.num_frames for s in scenes], clip_frames, 8, 1, seed=0)
     out: dict = {"n_scenes": n_scenes, "frames": frames, "size": size, "clip_frames": clip_frames}
     for w in (0, 2):
-        cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)   # cold
-        t = time.perf_counter()
-        n = sum(1 for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, w))
-        out[f"workers_{w}"] = n / (time.perf_counter() - t)
+        out[f"workers_{w}"] = _cold_clips_per_s(scenes, grid, plan, n_batches, w)
     cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)
     clips = plan.batch(0, 1)
     cache.matches(clips)
@@ -208,10 +215,7 @@ def _loader_scale(n_max: int = 200, n_small: int = 20, frames: int = 24, size: t
         grid = adapter.token_grid(scenes[0].size, clip_frames)
         plan = ClipPlan([sc.num_frames for sc in scenes], clip_frames, 8, 1, seed=0)
         for w in (0, 2):
-            cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)  # cold
-            t = time.perf_counter()
-            k = sum(1 for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, w))
-            rates[f"{n}_workers_{w}"] = k / (time.perf_counter() - t)
+            rates[f"{n}_workers_{w}"] = _cold_clips_per_s(scenes, grid, plan, n_batches, w)
         # memory: the in-process loader streaming every batch, resident size after vs before
         cache = MatchCache(scenes, grid.frame_boxes(0), (grid.rows, grid.cols), max_gap=16)
         before = _rss_now_mb()
