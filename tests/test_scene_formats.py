@@ -517,6 +517,21 @@ def test_hypersim_refused_without_h5py(tmp_path, monkeypatch):
     _one_line(e, "camera_keyframe_orientations.hdf5", "h5py")
 
 
+def test_hypersim_tilt_shift_cameras_are_refused_not_guessed(written, tmp_path):
+    import shutil
+
+    if "hypersim" not in written:
+        pytest.skip("h5py is not installed")
+    _, root, _ = written["hypersim"]
+    copy = tmp_path / "hs"
+    shutil.copytree(root, copy)
+    scene_root = next(p for p in copy.rglob("metadata_scene.csv")).parent.parent
+    (scene_root / "_detail" / "metadata_camera_parameters.csv").write_text("scene_name,M_cam_from_uv_00\n")
+    with pytest.raises(DataError) as e:
+        load_scenes(copy)
+    _one_line(e, "metadata_camera_parameters.csv", "tilt-shift", "refuses")
+
+
 def test_non_metric_depth_where_metric_is_required(written):
     from gaspprobe.scenes import require_metric
 

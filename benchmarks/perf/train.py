@@ -22,7 +22,8 @@ Figures (tiny Qwen2.5-VL, LoRA r=32 + projector, one torch thread unless told ot
 
 Run: ``python benchmarks/perf/train.py [--quick]``. Medians of repeats after a warm-up.
 ``python benchmarks/perf/train.py --loader-scale [--root DIR]``: issue 17's figure at its size (200
-scenes of 24 frames at 640x480 on disk, 16-frame clips; memory after 20 vs 200 scenes).
+scenes of 24 frames at 640x480 on disk with a ``scenes.parquet`` index, 16-frame clips; with
+``--root``, also the loader's memory from 20 vs 200 scenes, each in a fresh process).
 """
 
 from __future__ import annotations
@@ -206,6 +207,10 @@ def _loader_scale(n_max: int = 200, n_small: int = 20, frames: int = 24, size: t
         if not (base / name).is_dir():
             save_scene(generate_scene(s, frames=frames, size=size, name=name), base / name)
     render_s = time.perf_counter() - t0
+    if not (base / "scenes.parquet").is_file():  # what a user with thousands of scenes does
+        from gaspprobe.scenes import write_index
+
+        write_index(base)
     adapter, module, _, _, opt, cfg = _setup(clip_frames, 1, device)
     out: dict = {"n_scenes": n_max, "frames": frames, "size": list(size), "clip_frames": clip_frames,
                  "render_s": round(render_s, 1)}
@@ -235,6 +240,54 @@ def _loader_scale(n_max: int = 200, n_small: int = 20, frames: int = 24, size: t
 
         shutil.rmtree(base, ignore_errors=True)
     torch.set_num_threads(1)
+    return out
+
+
+def _loader_memory_child(root: str, n: int, n_batches: int, clip_frames: int = 16) -> dict:
+    """In a fresh process: peak resident memory while streaming ``n_batches`` cold clips from the
+    first ``n`` scenes of ``root`` (lazy), above the resident size once the scenes are listed and
+    the loader built (Linux VmHWM after resetting it through /proc/self/clear_refs)."""
+    import gc
+
+    import torch
+
+    from gaspprobe.scenes import load_scenes
+    from gaspprobe.training.data import ClipBatches, ClipPlan, MatchCache, batch_stream, regular_boxes
+
+    torch.set_num_threads(1)
+    scenes = load_scenes(root, lazy=True)[:n]
+    H, W = scenes[0].size
+    boxes = regular_boxes((0.0, 0.0, float(W), float(H)), 6, 8)
+    plan = ClipPlan([sc.num_frames for sc in scenes], clip_frames, 8, 1, seed=0)
+    cache = MatchCache(scenes, boxes, (6, 8), max_gap=16)
+    next(iter(batch_stream(ClipBatches(plan, cache, 1), n_batches, n_batches + 1, 0)))  # warm the code paths
+    gc.collect()
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    for _ in batch_stream(ClipBatches(plan, cache, 1), 0, n_batches, 0):
+        pass
+    return {"scenes": n, "clips": n_batches, "peak_extra_mb": round((status("VmHWM") - before) / 2**20, 1),
+            "rss_mb": round(status("VmRSS") / 2**20, 1)}
+
+
+def loader_memory(root: str, sizes=(20, 200), n_batches: int = 48) -> list[dict]:
+    """:func:`_loader_memory_child` for each dataset size, each in a fresh subprocess."""
+    here = Path(__file__).resolve()
+    out = []
+    for n in sizes:
+        code = (f"import json,sys; sys.path.insert(0, {str(here.parent)!r}); import train as T; "
+                f"print('RESULT', json.dumps(T._loader_memory_child({root!r}, {n}, {n_batches})))")
+        env = {**os.environ, "PYTHONPATH": str(here.parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "OMP_NUM_THREADS": "1"}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+        out.append(json.loads(line[-1][7:]) if line else {"scenes": n, "error": (r.stderr or "")[-300:]})
     return out
 
 
@@ -275,6 +328,8 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)
         out = _loader_scale(root=root)
+        if root is not None:  # memory flat in the dataset size: fresh processes, peak resident memory
+            out["memory"] = loader_memory(root)
     else:
         out = run(quick="--quick" in sys.argv)
     print(json.dumps(out, indent=2))

@@ -17,8 +17,9 @@ One scene is one camera trajectory (``cam_XX``). Conventions converted:
 - ``depth_meters`` is the Euclidean DISTANCE from the camera centre along each pixel's ray, in
   metres; planar z = distance / ||K^-1 [u, v, 1]||. NaN (no geometry) becomes 0.
 - Intrinsics: 60 degrees horizontal field of view, square pixels, principal point at the image
-  centre (W/2 in Hypersim's 0.5-centre convention; (W - 1)/2 here). Scenes with a per-scene
-  ``metadata_camera_parameters.csv`` (tilt-shift cameras) are not handled.
+  centre (W/2 in Hypersim's 0.5-centre convention; (W - 1)/2 here). A scene that carries
+  ``metadata_camera_parameters.csv`` (tilt-shift / off-centre cameras) is refused in one line
+  naming that file, never read with the default pinhole.
 - Needs h5py (``pip install h5py``); without it the scene is refused in one line.
 """
 
@@ -100,6 +101,11 @@ def read(path: Path, *, metric: bool | None = None):
     root = path.parent.parent
     cam = path.name
     _h5py(path / "camera_keyframe_orientations.hdf5")
+    for cp in (root / "_detail" / "metadata_camera_parameters.csv", root / "metadata_camera_parameters.csv"):
+        if cp.is_file():  # tilt-shift / off-centre cameras: refused, never read with the default pinhole
+            raise DataError("per-scene camera parameters (Hypersim's tilt-shift cameras) are not supported: "
+                            "this reader assumes the 60-degree centred pinhole and refuses rather than guess",
+                            path=cp)
     mpau = meters_per_asset_unit(root)
     Rs = read_h5(path / "camera_keyframe_orientations.hdf5", (3, 3))
     ts = read_h5(path / "camera_keyframe_positions.hdf5", (3,))
