@@ -309,7 +309,7 @@ def _bench(bench_run, model, name, data, run_dir, label, limit, extra) -> Callab
 
 
 #: The synthetic benchmarks the loop can write from its held-out scenes, and their formats.
-SYNTHETIC_FORMATS = {"synthetic_vsi": "vsibench", "synthetic_allangles": "allangles"}
+SYNTHETIC_FORMATS = {"synthetic_vsi": "vsibench", "synthetic_allangles": "allangles", "synthetic_blink": "blink"}
 
 
 def _bench_plan(cfg: LoopConfig, out: Path) -> list[tuple[str, Path, dict]]:

@@ -39,6 +39,7 @@ CARD_FIXTURES: dict[str, tuple[Path, dict]] = {
     "blink_correspondence": (FIX / "blink" / "Visual_Correspondence.parquet", {}),
     "blink_depth": (FIX / "blink" / "Relative_Depth.parquet", {}),
     "blink_spatial": (FIX / "blink" / "Spatial_Relation.parquet", {}),
+    "synthetic_blink": (FIX / "blink", {}),  # the real layout: one file per subtask config
     "mmsi": (FIX / "mmsi", {}),
     "cvbench_3d": (FIX / "cvbench", {}),
     "threedsr": (FIX / "threedsr" / "3dsr", {}),
@@ -51,7 +52,7 @@ CARD_FIXTURES: dict[str, tuple[Path, dict]] = {
     "sitebench_video": (FIX / "sitebench_video", {}),
 }
 # the named non-default prompt variants that change which samples exist (snapshotted too)
-EXTRA_VARIANTS = {name: ["circular"] for name in CARD_FIXTURES if name.startswith("blink_")}
+EXTRA_VARIANTS = {name: ["circular"] for name in CARD_FIXTURES if "blink" in name}
 CARDS = BENCHMARKS.names()
 
 

@@ -354,3 +354,159 @@ def test_synthesize_cli_from_a_scene_folder(tmp_path, gen_scenes):
               "--format", "scanqa"])
     assert e.value.code == 2
     assert io.read_json(tmp_path / "data" / "data.json")
+
+
+# --------------------------------------------------------------------------- BLINK
+def _blink(scenes, seed=0, per_type=3):
+    from gaspprobe.benchmarking.synthetic_blink import blink_rows
+
+    return blink_rows(scenes, seed, per_type)
+
+
+def _orbit_scene(clockwise: bool) -> Scene:
+    """Two frames of a camera circling the room centre at 2 m, looking at it: 40 degrees
+    clockwise (seen from above, z up) or counter-clockwise."""
+    from gaspprobe.scenes.geometry import look_at
+
+    ang0 = -np.pi / 2
+    ang1 = ang0 + np.radians(-40 if clockwise else 40)
+    eyes = torch.tensor([[2 * np.cos(a), 2 * np.sin(a), 1.2] for a in (ang0, ang1)], dtype=torch.float64)
+    c2w = look_at(eyes, torch.tensor([[0.0, 0.0, 1.2]] * 2, dtype=torch.float64)).float()
+    F, H, W = 2, 32, 32
+    return Scene(rgb=torch.zeros(F, H, W, 3, dtype=torch.uint8), depth=torch.zeros(F, H, W),
+                 K=torch.tensor([[20.0, 0, 15.5], [0, 20.0, 15.5], [0, 0, 1]]).repeat(F, 1, 1), cam_to_world=c2w,
+                 name="orbit")
+
+
+def test_blink_multiview_answers_the_orbit_sense():
+    """BLINK's text: clockwise (seen from above) = left. Hand-made orbits of known sense."""
+    for clockwise, letter in ((True, "(A)"), (False, "(B)")):
+        rows = _blink([_orbit_scene(clockwise)])["Multi-view_Reasoning"]
+        assert len(rows) == 1 and rows[0]["choices"] == ["left", "right"]
+        assert rows[0]["answer"] == letter and rows[0]["_frames"] == [0, 1]
+    # a camera that slides sideways while turning the wrong way is not an orbit: no question
+    s = _orbit_scene(True)
+    c2w = s.cam_to_world.clone()
+    c2w[1, :3, :3] = c2w[0, :3, :3]  # same heading in both frames
+    s.cam_to_world = c2w
+    assert _blink([s])["Multi-view_Reasoning"] == []
+
+
+def _red_near(png: dict, u: float, v: float, r: int) -> bool:
+    import io as _io
+
+    from PIL import Image
+
+    im = np.asarray(Image.open(_io.BytesIO(png["bytes"])).convert("RGB")).astype(int)
+    H, W = im.shape[:2]
+    y0, y1 = max(0, int(v) - r - 2), min(H, int(v) + r + 3)
+    x0, x1 = max(0, int(u) - r - 2), min(W, int(u) + r + 3)
+    patch = im[y0:y1, x0:x1]
+    return bool(((patch[..., 0] == 255) & (patch[..., 1] == 0) & (patch[..., 2] == 0)).any())
+
+
+def naive_transfer(scene: Scene, i: int, j: int, u: float, v: float) -> tuple[float, float, float]:
+    """Pixel (u, v) of frame i in frame j, in plain numpy: (u', v', z')."""
+    K_i, K_j = np.asarray(scene.K[i], float), np.asarray(scene.K[j], float)
+    d = float(np.asarray(scene.depth[i])[int(v), int(u)])
+    x_cam = d * np.linalg.inv(K_i) @ np.array([u, v, 1.0])
+    x_w = np.asarray(scene.cam_to_world[i], float) @ np.append(x_cam, 1.0)
+    x_j = np.linalg.inv(np.asarray(scene.cam_to_world[j], float)) @ x_w
+    p = K_j @ x_j[:3]
+    return p[0] / p[2], p[1] / p[2], x_j[2]
+
+
+def test_blink_generated_scene_answers(gen_scenes):
+    """Each question re-derived from the marks' pixels with plain numpy: the REF point lands on the
+    answer's circle and is visible there; the closer mark has the smaller depth; the marks are
+    drawn in red where the row says; Spatial_Relation from the instance masks."""
+    out = _blink(gen_scenes)
+    assert all(out[s] for s in ("Multi-view_Reasoning", "Visual_Correspondence", "Relative_Depth",
+                                "Spatial_Relation")), {k: len(v) for k, v in out.items()}
+    for s in gen_scenes:  # one scene at a time, so each row's frames index that scene
+        rows = _blink([s])
+        H, W = s.size
+        for r in rows["Visual_Correspondence"]:
+            i, j = r["_frames"]
+            (_, u0, v0, lab0), *cands = r["_marks"]
+            assert lab0 == "REF" and [m[3] for m in cands] == list("ABCD")
+            uj, vj, z = naive_transfer(s, i, j, u0, v0)
+            dj = float(np.asarray(s.depth[j])[int(np.floor(vj + 0.5)), int(np.floor(uj + 0.5))])
+            assert z > 0 and abs(z - dj) <= 0.05 * dj  # visible in frame j
+            dist = [np.hypot(m[1] - uj, m[2] - vj) for m in cands]
+            assert "ABCD"[int(np.argmin(dist))] == r["answer"].strip("()") and min(dist) <= 0.75
+            assert sorted(dist)[1] >= 0.15 * min(H, W) - 1
+            assert _red_near(r["image_1"], u0, v0, 3) and all(_red_near(r["image_2"], m[1], m[2], 3) for m in cands)
+        for r in rows["Relative_Depth"]:
+            (f,) = r["_frames"]
+            (_, ua, va, la), (_, ub, vb, lb) = r["_marks"]
+            assert (la, lb) == ("A", "B")
+            za = float(np.asarray(s.depth[f])[int(va), int(ua)])
+            zb = float(np.asarray(s.depth[f])[int(vb), int(ub)])
+            assert max(za, zb) / min(za, zb) >= 1.2
+            assert r["answer"] == ("(A)" if za < zb else "(B)")
+            assert r["image_2"] is None and _red_near(r["image_1"], ua, va, 3)
+        for r in rows["Spatial_Relation"]:
+            (f,) = r["_frames"]
+            m = re.match(r"Is the (.+) on the (left|right) of the (.+)\?$", r["question"])
+            a, side, b = m.groups()
+            ida = next(o.id for o in s.objects if o.cls == a)
+            idb = next(o.id for o in s.objects if o.cls == b)
+            inst = np.asarray(s.instance[f])
+            ua, ub = np.nonzero(inst == ida)[1], np.nonzero(inst == idb)[1]
+            a_left = ua.max() < ub.min()
+            assert a_left or ub.max() < ua.min()
+            assert r["answer"] == ("(A)" if (side == "left") == a_left else "(B)")
+        for r in rows["Multi-view_Reasoning"]:
+            i, j = r["_frames"]
+            rel = np.linalg.inv(np.asarray(s.cam_to_world[i], float)) @ np.asarray(s.cam_to_world[j], float)
+            assert r["answer"] == ("(A)" if rel[0, 3] < 0 else "(B)")
+
+
+def test_synthesize_blink_layout_real_cards_and_oracle(tmp_path, gen_scenes):
+    """One parquet per BLINK config with the fixture's (= the hub's) Arrow schema; each real
+    blink_* card reads its own file unchanged, synthetic_blink reads all four; the oracle scores 100."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    info = syn.synthesize(gen_scenes[:3], tmp_path / "blink", format="blink", seed=0)
+    fix = Path(__file__).parent / "fixtures" / "bench" / "blink"
+    cards = {"Multi-view_Reasoning": "blink_multiview", "Visual_Correspondence": "blink_correspondence",
+             "Relative_Depth": "blink_depth", "Spatial_Relation": "blink_spatial"}
+    assert sorted(info["per_type"]) == sorted(cards) and info["path"] == str(tmp_path / "blink")
+    for sub, card in cards.items():
+        f = tmp_path / "blink" / f"{sub}.parquet"
+        assert pq.read_schema(f).remove_metadata() == pq.read_schema(fix / f"{sub}.parquet").remove_metadata()
+        rows = pq.read_table(f).to_pylist()
+        assert len(rows) == info["per_type"][sub] and all(r["sub_task"] == sub for r in rows)
+        assert [r["idx"] for r in rows] == [f"val_{sub}_{k}" for k in range(1, len(rows) + 1)]
+        r = run("oracle:answers", card, f, tmp_path / f"run_{card}", progress=False)
+        assert r.overall == pytest.approx(100.0) and r.summary["n"] == len(rows)
+    r = run("oracle:answers", "synthetic_blink", tmp_path / "blink", tmp_path / "run", progress=False)
+    assert r.overall == pytest.approx(100.0) and r.summary["n"] == info["n"]
+    assert set(r.summary["tasks"]) == {"multi_view_reasoning", "visual_correspondence", "relative_depth",
+                                       "spatial_relation"}
+    again = syn.synthesize(gen_scenes[:3], tmp_path / "blink2", format="blink", seed=0)
+    assert again["per_type"] == info["per_type"]
+    for sub in cards:
+        assert pq.read_table(tmp_path / "blink" / f"{sub}.parquet").equals(
+            pq.read_table(tmp_path / "blink2" / f"{sub}.parquet"))
+
+
+def test_real_card_over_synthetic_files_is_marked_synthetic(tmp_path, gen_scenes):
+    """blink_depth reading a synthesized folder says so in its summary and in the report's rows;
+    over the hand-written fixture (no gaspprobe manifest) it does not."""
+    from pathlib import Path
+
+    from gaspprobe.reporting.collect import bench_rows
+    from gaspprobe.reporting.runs import read_run
+
+    syn.synthesize(gen_scenes[:2], tmp_path / "blink", format="blink", seed=0)
+    r = run("oracle:answers", "blink_depth", tmp_path / "blink" / "Relative_Depth.parquet", tmp_path / "run",
+            progress=False)
+    assert r.summary["data_synthetic"] is True
+    assert bench_rows(read_run(tmp_path / "run"), "m")[1]["benchmark"] == "blink_depth [synthetic data]"
+    fix = Path(__file__).parent / "fixtures" / "bench" / "blink" / "Relative_Depth.parquet"
+    r2 = run("oracle:answers", "blink_depth", fix, tmp_path / "run2", progress=False)
+    assert r2.summary["data_synthetic"] is False

@@ -25,6 +25,9 @@ class DatasetSpec:
     revision: str | None = field(None, help="HF dataset revision (commit or tag); None = main.")
     split: str = field("test", help="Split to evaluate.")
     data_file: str | None = field(None, help="File name of the question file inside a local data folder.")
+    data_files: list[str] = field(default_factory=list,
+                                  help="Several question files inside a local data folder, read in this order "
+                                       "(one per HF config, e.g. BLINK's subtasks); missing ones are skipped.")
     video_dir: str | None = field(None, help="Default video folder relative to $HF_HOME (lmms-eval cache layout).")
 
 

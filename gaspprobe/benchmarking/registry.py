@@ -28,6 +28,7 @@ for _card in (
     "allangles",
     "synthetic_vsi",
     "synthetic_allangles",
+    "synthetic_blink",
     # the EASI / 2026 spatial set (loaders in gaspprobe/benchmarking/formats/; docs/adding_a_benchmark.md)
     "vsibench_debiased",
     "blink_multiview",

@@ -10,6 +10,11 @@ or not at all; the same scenes and options again return the cached folder):
   frames, PyAV H.264), so the VSI-Bench loader scores it unchanged.
 - ``format="allangles"`` (:mod:`~gaspprobe.benchmarking.synthetic_allangles`): ``data.json``
   (All-Angles fields) and view images at ``{scene_name}/view{k}.png``.
+- ``format="blink"`` (:mod:`~gaspprobe.benchmarking.synthetic_blink`): one parquet per BLINK
+  spatial subtask config (``Multi-view_Reasoning.parquet``, ``Visual_Correspondence.parquet``,
+  ``Relative_Depth.parquet``, ``Spatial_Relation.parquet``; BLINK's columns, images embedded as
+  HF Image structs with their marks drawn), so each ``blink_*`` card scores its file unchanged and
+  the ``synthetic_blink`` card all four.
 
 Answers come from the scene annotations (objects, room, instance maps, camera poses) and exact
 geometry (:mod:`~gaspprobe.benchmarking.synthetic_geometry`, camera maths from
@@ -37,7 +42,7 @@ from gaspprobe.benchmarking.synthetic_geometry import (ANGLE_MARGIN, DIST_MARGIN
 from gaspprobe.benchmarking.synthetic_vsi import VSI_DATASET, VSI_FILE, vsi_questions, vsi_table  # noqa: F401
 from gaspprobe.errors import DataError
 
-FORMATS = ("vsibench", "allangles")
+FORMATS = ("vsibench", "allangles", "blink")
 KIND = "bench_data"
 
 
@@ -70,10 +75,11 @@ def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int =
     """Write a synthetic benchmark about ``scenes`` (a folder or a list of :class:`Scene`) to ``out``.
 
     Args:
-        format: "vsibench" (parquet + ``synthetic/{scene}.mp4``) or "allangles" (``data.json`` +
-            ``{scene}/view{k}.png``).
+        format: "vsibench" (parquet + ``synthetic/{scene}.mp4``), "allangles" (``data.json`` +
+            ``{scene}/view{k}.png``) or "blink" (one parquet per spatial subtask).
         seed: seeds question sampling and option shuffling (same seed, same files).
-        per_type: questions per question type (VSI) or category (All-Angles) per scene, at most.
+        per_type: questions per question type (VSI), category (All-Angles) or subtask (BLINK) per
+            scene, at most.
         views: All-Angles views per scene (frames spread evenly over the scene's frames).
         fps: VSI video frame rate.
         min_pixels: an object counts as seen in a frame when it covers at least this many pixels.
@@ -88,7 +94,7 @@ def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int =
     from gaspprobe.runs import open_run
 
     if format not in FORMATS:
-        raise DataError(f"format: expected 'vsibench' or 'allangles', got {format!r}")
+        raise DataError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
     sc = _load_scenes(scenes)
     if frames is not None:
         if frames < 1:
@@ -107,9 +113,11 @@ def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int =
             return dict(rk.manifest.get("info") or {})
         if format == "vsibench":
             info = _write_vsi(sc, rk.dir, seed, per_type, fps, min_pixels)
+        elif format == "blink":
+            info = _write_blink(sc, rk.dir, seed, per_type, min_pixels)
         else:
             info = _write_allangles(sc, rk.dir, seed, per_type, views, min_pixels)
-        info["path"] = str(out / Path(info["path"]).name)
+        info["path"] = str(out) if format == "blink" else str(out / Path(info["path"]).name)
         rk.complete(info=info)
     return info
 
@@ -140,3 +148,27 @@ def _write_allangles(scenes, out: Path, seed: int, per_type: int, views: int, mi
     for r in recs:
         per[r["category"]] = per.get(r["category"], 0) + 1
     return {"n": len(recs), "per_type": dict(sorted(per.items())), "path": str(path)}
+
+
+def _write_blink(scenes, out: Path, seed: int, per_type: int, min_pixels: int) -> dict:
+    import datasets
+
+    from gaspprobe.benchmarking.synthetic_blink import BLINK_COLUMNS, blink_features, blink_rows
+
+    per: dict[str, int] = {}
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one bar per tiny file is noise
+    try:
+        for sub, rows in blink_rows(scenes, seed, per_type, min_pixels).items():
+            if not rows:
+                continue
+            cols = {k: [r[k] for r in rows] for k in BLINK_COLUMNS}
+            with io.atomic_path(out / f"{sub}.parquet") as tmp:
+                datasets.Dataset.from_dict(cols, features=blink_features()).to_parquet(str(tmp))
+            per[sub] = len(rows)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    if not per:
+        raise DataError("no BLINK question could be written from these scenes (no depth, or too few frames)")
+    return {"n": sum(per.values()), "per_type": per, "path": str(out)}

@@ -158,15 +158,15 @@ def score_cmd(
 def synthesize_cmd(
     scenes: Path = typer.Option(..., "--scenes", help="Folder of scenes (gaspprobe scenes make)."),
     out: Path = typer.Option(..., "--out", help="Output data folder."),
-    format: str = typer.Option("vsibench", "--format", help="vsibench or allangles."),
+    format: str = typer.Option("vsibench", "--format", help="vsibench, allangles or blink (the four spatial subtasks)."),
     seed: int = typer.Option(0, "--seed", help="Seed for option shuffling and question sampling."),
     views: int = typer.Option(4, "--views", help="All-Angles: views per scene."),
     fps: int = typer.Option(10, "--fps", help="VSI: video frame rate."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Keep only this many evenly spaced frames per scene."),
-    per_type: int = typer.Option(2, "--per-type", help="Questions per type (VSI) / category (All-Angles) per scene."),
+    per_type: int = typer.Option(2, "--per-type", help="Questions per type (VSI) / category (All-Angles) / subtask (BLINK) per scene."),
     force: bool = typer.Option(False, "--force", help="Rewrite even if --out already holds this data."),
 ) -> None:
-    """Write a synthetic benchmark in the exact schema and layout of VSI-Bench or All-Angles Bench."""
+    """Write a synthetic benchmark in the exact schema and layout of VSI-Bench, All-Angles Bench or BLINK."""
     from gaspprobe.benchmarking.synthetic import synthesize
 
     info = synthesize(scenes, out, format=format, seed=seed, views=views, fps=fps, frames=frames, per_type=per_type,

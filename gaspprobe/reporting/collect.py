@@ -113,6 +113,8 @@ def bench_rows(run: Run, name: str):
     """(task rows, overall row, consistency rows, baseline rows) for one bench run."""
     s, t = run.summary, run.table
     b = str(s["benchmark"])
+    if s.get("data_synthetic") is True and not b.startswith("synthetic"):  # a real card over synthesized files
+        b += " [synthetic data]"
     # The runner's n per task (merged sub-types included) wins over counting rows.
     counts = t["question_type"].astype(str).value_counts().to_dict()
     if isinstance(s.get("n_per_task"), dict):

@@ -78,7 +78,15 @@ def build_prompt(body: str, choices: list[str], variant: dict) -> str:
 
 def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Path | None = None,
                  image_root: str | Path | None = None, prompt_variant: str | None = None) -> list[Sample]:
-    """BLINK rows -> samples (dataset order; with the ``circular`` variant, n per question)."""
+    """BLINK rows -> samples (dataset order; with the ``circular`` variant, n per question). A card
+    with ``data_files`` (``synthetic_blink``) reads each subtask file of a folder in turn."""
+    samples: list[Sample] = []
+    for src in C.sources(data, card):
+        samples += _load_file(card, src, image_root, prompt_variant)
+    return C.some(samples, data)
+
+
+def _load_file(card: BenchmarkCard, data: Any, image_root: Any, prompt_variant: str | None) -> list[Sample]:
     rows, where, root, variant = C.open_rows(data, card, image_root, prompt_variant)
     circular = bool(variant.get("circular", False))
     samples: list[Sample] = []
@@ -111,4 +119,4 @@ def load_samples(card: BenchmarkCard, data: str | Path, *, video_root: str | Pat
                 options={C.LETTERS[j]: o for j, o in enumerate(opts)}, visual={"images": images},
                 cluster=sid,
                 pair_idx=sid if circular else None, doc={**doc, "rotation": k}))
-    return C.some(samples, where)
+    return samples

@@ -181,6 +181,18 @@ def read_rows(data: Any, card: BenchmarkCard,
     return read_file(path), str(path), path.parent
 
 
+def sources(data: Any, card: BenchmarkCard) -> list[Any]:
+    """What to read: ``[data]``, or for a card with ``dataset.data_files`` and a local folder, each
+    of those files the folder holds, in the card's order (a DataError when it holds none)."""
+    files = card.dataset.data_files
+    if not files or is_hub(data, card) or not Path(data).is_dir():
+        return [data]
+    found = [Path(data) / f for f in files if (Path(data) / f).is_file()]
+    if not found:
+        raise DataError(f"expected one of {', '.join(files)} in the folder", path=data)
+    return found
+
+
 def open_rows(data: Any, card: BenchmarkCard, image_root: Any, prompt_variant: str | None,
               types: Sequence[str] = FILE_TYPES) -> tuple[Iterable[dict], str, Path | None, dict]:
     """``(rows, where, root, variant)``: :func:`read_rows`, the folder images resolve against
