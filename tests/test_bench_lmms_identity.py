@@ -1,5 +1,7 @@
-"""Identity test: the ``lmms-eval`` profile builds exactly the inputs lmms-eval 0.7.3's own
-Qwen2.5-VL class builds (input ids, attention mask, video pixel tensor, grid, seconds per grid).
+"""Identity test: the ``lmms-eval`` and ``lmms-eval-simple`` profiles build exactly the inputs
+lmms-eval 0.7.3's own Qwen2.5-VL classes build (input ids, attention mask, video pixel tensor,
+grid, seconds per grid): the chat class ``--model qwen2_5_vl`` resolves to by default
+(``models/chat/qwen2_5_vl.py``) and the simple class ``--force_simple`` gives.
 
 Runs where lmms-eval 0.7.3, qwen-vl-utils, decord and torchvision import. lmms-eval pins packages
 this project's environment does not want (PyAV 15, ...), so CI installs it in a side venv
@@ -71,9 +73,9 @@ def setup(tmp_path_factory):
         tokenizer=tok, video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2),
         chat_template=QWEN25_TEMPLATE)
     proc.save_pretrained(mdir)
-    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL
+    from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as Chat
+    from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Simple
 
-    lm = Qwen2_5_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
     captured: dict = {}
 
     def fake_generate(**kw):
@@ -81,12 +83,18 @@ def setup(tmp_path_factory):
         captured.update(kw)
         return torch.cat([kw["input_ids"], torch.tensor([[tok.eos_token_id]])], 1)
 
-    lm._model.generate = fake_generate
-    return types.SimpleNamespace(root=root, mdir=mdir, lm=lm, captured=captured, tok=tok)
+    lms = {}
+    for name, cls in (("simple", Simple), ("chat", Chat)):
+        lm = cls(pretrained=str(mdir), device="cpu", device_map="cpu")
+        lm._model.generate = fake_generate
+        lms[name] = lm
+    return types.SimpleNamespace(root=root, mdir=mdir, lms=lms, captured=captured, tok=tok)
 
 
-@pytest.mark.parametrize("size,n,fps", [((224, 224), 48, 12), ((180, 320), 60, 10)])
-def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps):
+@pytest.mark.parametrize("cls,profile,sampler", [("simple", "lmms-eval-simple", "qwen_fps2"),
+                                                 ("chat", "lmms-eval", "qwen_nframes")])
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 48, 12), ((180, 320), 60, 10), ((224, 224), 21, 30)])
+def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps, cls, profile, sampler):
     import torch
     from transformers import AutoProcessor
 
@@ -101,25 +109,29 @@ def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps):
     write_video(video, frames, fps=fps)
     prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
               "Please answer the question using a single word or phrase.")
-    lm = setup.lm
+    lm = setup.lms[cls]
     lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
-    req = types.SimpleNamespace(args=(prompt, {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]},
-                                      lambda d: [str(video)], 0, "vsibench", "test"))
-    lm.generate_until([req])
+    gen = {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]}
+    if cls == "simple":
+        args = (prompt, gen, lambda d: [str(video)], 0, "vsibench", "test")
+    else:  # lmms_eval/tasks/vsibench/utils.py vsibench_doc_to_messages: the video, then the prompt
+        msgs = [{"role": "user", "content": [{"type": "video", "url": str(video)}, {"type": "text", "text": prompt}]}]
+        args = (prompt, lambda d: msgs, gen, 0, "vsibench", "test")
+    lm.generate_until([types.SimpleNamespace(args=args)])
     ref = dict(setup.captured)
 
-    prof = profiles.get("lmms-eval")
+    prof = profiles.get(profile)
     proc = AutoProcessor.from_pretrained(setup.mdir)
     ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
     loader = _VisualLoader(32, prof.sampler_for("qwen2_5_vl"), qwen_pixels=prof.pixels["qwen2_5_vl"])
     vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
                                task="object_counting", visual={"video": str(video)}))
-    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True)], prof)
+    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
     for k in ("input_ids", "attention_mask", "video_grid_thw"):
         assert torch.equal(ref[k], ours[k]), k
     assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
     assert torch.equal(ref["second_per_grid_ts"], ours["second_per_grid_ts"])
-    assert extra["frame_sampler"] == "qwen_fps2"
+    assert extra["frame_sampler"] == sampler
 
 
 _SIDE = os.environ.get("GASPPROBE_LMMS_PYTHON", "")

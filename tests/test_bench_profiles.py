@@ -104,6 +104,32 @@ def test_unknown_profile_and_profile_not_defined_for_a_card_exit_2(tmp_path, cap
     assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_qwen_nframes_sampler_is_the_chat_class_rule():
+    """lmms-eval 0.7.3 chat/qwen2_5_vl.py: nframes = max(2, even(min(32, n))); qwen-vl-utils then
+    decodes torch.linspace(0, n-1, nframes).round() (hand-computed cases)."""
+    assert profiles.sample_indices(100, 32, "qwen_nframes").tolist() == [
+        round(i * 99 / 31 + 1e-9) for i in range(32)]
+    assert profiles.sample_indices(7, 32, "qwen_nframes").tolist() == [0, 1, 2, 4, 5, 6]  # 6 frames of 7
+    assert profiles.sample_indices(2, 32, "qwen_nframes").tolist() == [0, 1]
+    with pytest.raises(ValueError):
+        profiles.sample_indices(1, 32, "qwen_nframes")
+    assert profiles.qwen_decoded(100, 32, "qwen_nframes", 10.0) == 32
+    assert profiles.qwen_decoded(100, 32, "qwen_fps2", 10.0) == 20  # 10 s at 2 fps
+
+
+def test_lmms_eval_refuses_families_it_has_no_class_for(tmp_path):
+    for fam, why in (("llava_next_video", "no Hugging Face class"), ("smolvlm", "no class for SmolVLM"),
+                     ("glm4v", "cannot take a video"), ("qwen3_vl", "not reproduced")):
+        for name in ("lmms-eval", "lmms-eval-simple"):
+            with pytest.raises(ConfigError, match=why):
+                profiles.get(name).check(fam, "vsibench")
+    p = profiles.get("lmms-eval")
+    assert p.stop_for("qwen2_vl") == ("\n\n",) and p.strip_for("qwen2_vl") is True
+    assert p.stop_for("qwen2_5_vl") == () and p.strip_for("qwen2_5_vl") is False
+    assert p.system_prompt("qwen2_5_vl") is None and p.system_prompt("qwen2_vl") == "You are a helpful assistant."
+    assert p.pixels["qwen2_vl"] == (3136, 602112) and p.pixels["qwen2_5_vl"] == (200704, 1605632)
+
+
 def test_profile_not_defined_for_a_family_is_a_config_error(tmp_path):
     class Cfg:
         model_type = "paligemma"
@@ -128,9 +154,13 @@ def qwen():
 
 def test_lmms_eval_inputs_system_prompt_and_pixel_budget(qwen):
     frames = np.full((2, 224, 224, 3), 90, np.uint8)
-    inp = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("lmms-eval"))
+    inp = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("lmms-eval-simple"))
     text = qwen.processor.tokenizer.decode(inp["input_ids"][0])
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    # the chat class (lmms-eval's default for qwen2_5_vl) adds no system turn of its own: the checkpoint's
+    # template decides (the real one adds "You are a helpful assistant."; the tiny one adds none)
+    chat = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("lmms-eval"))
+    assert qwen.processor.tokenizer.decode(chat["input_ids"][0]).startswith("<|im_start|>user\n")
     # min_pixels 256*28*28 = 200704 upscales a 224x224 frame to 448x448: 32x32 patches of 14 px
     assert inp["image_grid_thw"].tolist() == [[1, 32, 32], [1, 32, 32]]
     vk = profiles.build_inputs(qwen, [(frames, "Q?", False)], profiles.get("vlmevalkit"))
@@ -162,7 +192,14 @@ def test_video_profile_feeds_the_video_path_where_the_processor_has_one(qwen):
     if not ensure_torchvision() or getattr(qwen.processor, "video_processor", None) is None:
         pytest.skip("the tiny model's processor has no video processor (needs torchvision)")
     frames = np.full((4, 56, 56, 3), 120, np.uint8)
-    inp = profiles.build_inputs(qwen, [(frames, "How many?", True)], profiles.get("lmms-eval"))
+    with pytest.raises(ConfigError, match="metadata"):  # the chat class's processor gets each video's metadata
+        profiles.build_inputs(qwen, [(frames, "How many?", True)], profiles.get("lmms-eval"))
+    meta = {"video_fps": 10.0, "frame_indices": [0, 13, 26, 39], "video_frames": 40}
+    inp = profiles.build_inputs(qwen, [(frames, "How many?", True, meta)], profiles.get("lmms-eval"))
+    # transformers: seconds per grid = temporal patch (2) / sampled fps (4 of 40 frames at 10 fps = 1 fps)
+    assert inp["second_per_grid_ts"].tolist() == [2.0]
+    simple = profiles.build_inputs(qwen, [(frames, "How many?", True)], profiles.get("lmms-eval-simple"))
+    assert simple["second_per_grid_ts"].tolist() == [pytest.approx(2 / 24)]  # no fps passed: 24 assumed
     assert "pixel_values_videos" in inp and "pixel_values" not in inp
     t, gh, gw = inp["video_grid_thw"][0].tolist()
     assert t == 2  # four frames, two per temporal patch

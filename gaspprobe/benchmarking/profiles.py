@@ -57,9 +57,13 @@ class Profile:
     "uniform_tail" (VLMEvalKit: k uniform frames plus the last). ``pixels``: per family
     ``(min_pixels, max_pixels)`` (None: the processor's own). ``jpeg``: per family, how many JPEG
     save/read round trips (PIL defaults) the frames go through, as VLMEvalKit's saved frames do.
-    ``strip``: strip answers. ``parser``: per card format the
-    scorer's parser (None: the card's default). ``prompt``: per card format prompt-variant
-    overrides. ``families``: the model families the profile knows (empty: all).
+    ``strip`` / ``stop``: per family, strip answers / cut them at these strings after decoding.
+    ``parser``: per card format the scorer's parser (None: the card's default). ``prompt``: per card
+    format prompt-variant overrides. ``families``: the model families the profile knows (empty:
+    all); ``refused``: families it refuses, with the reason (the harness has no class for them).
+    ``video_metadata``: families whose processor gets the decoded video's metadata (fps, frame
+    indices, frame count; transformers derives seconds per grid from it). ``qwen_resize``: families
+    whose video frames are resized as qwen-vl-utils does before the processor sees them.
     """
 
     name: str
@@ -72,11 +76,22 @@ class Profile:
     prompt: dict[str, dict] = field(default_factory=dict)
     video_families: tuple[str, ...] = ()
     families: tuple[str, ...] = ()
-    stop: tuple[str, ...] = ()
+    stop: dict[str, tuple[str, ...]] = field(default_factory=dict)
     formats: tuple[str, ...] = ()
     uses_adapter_generate: bool = False
     jpeg: dict[str, int] = field(default_factory=dict)
-    strip: bool = True
+    strip: dict[str, bool] = field(default_factory=dict)
+    video_metadata: tuple[str, ...] = ()
+    qwen_resize: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def stop_for(self, family: str | None) -> tuple[str, ...]:
+        """Stop strings cut from a decoded answer for a family (``"*"``: the default)."""
+        return tuple(self.stop.get(family or "", self.stop.get("*", ())))
+
+    def strip_for(self, family: str | None) -> bool:
+        """Whether answers are stripped for a family (``"*"``: the default, True)."""
+        return bool(self.strip.get(family or "", self.strip.get("*", True)))
 
     def jpeg_passes(self, family: str | None) -> int:
         """JPEG save/read round trips the frames go through for a family (``"*"``: the default)."""
@@ -91,6 +106,9 @@ class Profile:
         if self.formats and card_format not in self.formats:
             raise ConfigError(f"profile {self.name!r} is not defined for {card_format} benchmarks "
                               f"(defined for: {', '.join(self.formats)})")
+        if family is not None and family in self.refused:
+            raise ConfigError(f"profile {self.name!r} is not defined for model family {family!r}: "
+                              f"{self.refused[family]}")
         if family is not None and self.families and family not in self.families:
             raise ConfigError(f"profile {self.name!r} is not defined for model family {family!r} "
                               f"(defined for: {', '.join(self.families)})")
@@ -103,23 +121,51 @@ class Profile:
 
 
 LMMS_SYSTEM = "You are a helpful assistant."
-LMMS_QWEN_PIXELS = (256 * 28 * 28, 1605632)
+LMMS_QWEN_PIXELS = (256 * 28 * 28, 1605632)  # qwen2_5_vl.py / qwen3_vl.py defaults
+LMMS_QWEN2_PIXELS = (3136, 602112)  # qwen2_vl.py defaults
 QWEN_VIDEO_FRAME_MAX_PIXELS = 768 * 28 * 28
+# what lmms-eval 0.7.3 has no class for (registry and model classes read; docs/benchmarks.md)
+LMMS_NO_CLASS = {
+    "llava_next_video": "lmms-eval 0.7.3 has no Hugging Face class for LLaVA-NeXT-Video (llava_hf maps llava, "
+                        "llava_next and llava_onevision only)",
+    "smolvlm": "lmms-eval 0.7.3 has no class for SmolVLM/Idefics3 (idefics2.py loads Idefics2 only)",
+    "idefics3": "lmms-eval 0.7.3 has no class for Idefics3 (idefics2.py loads Idefics2 only)",
+    "glm4v": "lmms-eval 0.7.3's glm4v.py cannot take a video (it sends the path as an image URL)",
+    "llava": "lmms-eval 0.7.3's llava_hf hands the video to LLaVA-1.5's processor, which has no video path",
+}
+LMMS_NOT_YET = ("its lmms-eval class is not reproduced by gaspprobe yet (docs/benchmarks.md lists what is); "
+                "use the 'gaspprobe' profile")
 
 PROFILES: Registry[Profile] = Registry("profile")
 PROFILES.register("gaspprobe", Profile(
     name="gaspprobe", description="the adapter's own generate: frames as images, no system prompt, card defaults",
     uses_adapter_generate=True))
 PROFILES.register("lmms-eval", Profile(
-    name="lmms-eval", description="lmms-eval 0.7.3 model classes (qwen2_5_vl.py, llava_onevision.py)",
-    visual="video", sampler={"*": "linspace", **{f: "qwen_fps2" for f in QWEN_FAMILIES}}, strip=False,
-    system={f: LMMS_SYSTEM for f in QWEN_FAMILIES},
-    pixels={f: LMMS_QWEN_PIXELS for f in QWEN_FAMILIES},
+    name="lmms-eval", description="lmms-eval 0.7.3 as `--model <name>` runs it: the chat class where the name "
+    "has one (qwen2_5_vl), else the simple class (qwen2_vl)",
+    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes"},
+    system={"qwen2_vl": LMMS_SYSTEM},  # chat qwen2_5_vl adds none (the chat template adds its default)
+    pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS},
     parser={"vsibench": "lmms_eval_lenient"},
-    video_families=QWEN_FAMILIES + ("llava_onevision",),
-    families=QWEN_FAMILIES + ("llava_onevision", "llava", "idefics3"),
+    video_families=("qwen2_vl", "qwen2_5_vl"), families=("qwen2_vl", "qwen2_5_vl"),
+    refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("qwen3_vl", "llava_onevision", "internvl", "gemma3")}},
+    video_metadata=("qwen2_5_vl",), qwen_resize=("qwen2_vl", "qwen2_5_vl"),
     formats=("vsibench",),
-    stop=("<|im_end|>",)))
+    # qwen2_vl.py cuts at every "until" string (VSI: "\n\n") then strips; the chat class does neither
+    stop={"qwen2_vl": ("\n\n",)}, strip={"*": False, "qwen2_vl": True}))
+PROFILES.register("lmms-eval-simple", Profile(
+    name="lmms-eval-simple", description="lmms-eval 0.7.3 with --force_simple: the simple classes "
+    "(models/simple/qwen2_5_vl.py, qwen2_vl.py)",
+    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_fps2"},
+    system={"qwen2_vl": LMMS_SYSTEM, "qwen2_5_vl": LMMS_SYSTEM},
+    pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS},
+    parser={"vsibench": "lmms_eval_lenient"},
+    video_families=("qwen2_vl", "qwen2_5_vl"), families=("qwen2_vl", "qwen2_5_vl"),
+    refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("qwen3_vl", "llava_onevision", "internvl", "gemma3")}},
+    qwen_resize=("qwen2_vl", "qwen2_5_vl"),
+    formats=("vsibench",),
+    # qwen2_5_vl.py drops "\n\n" from until and cuts at the rest (eos is skipped when decoding)
+    stop={"qwen2_vl": ("\n\n",), "qwen2_5_vl": ("<|im_end|>",)}, strip={"*": False, "qwen2_vl": True}))
 PROFILES.register("vlmevalkit", Profile(
     name="vlmevalkit", description="VLMEvalKit: frames as images, uniform_tail sampling, its VSI prompt and matching",
     visual="images", sampler={"*": "uniform_tail"},
@@ -181,9 +227,12 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
     - ``linspace``: ``np.linspace(0, n-1, k, dtype=int)`` (lmms-eval's ``load_video``; official).
     - ``uniform_tail``: VLMEvalKit's default: the same, then ``n-1`` appended when it is not the
       last index already (with ``np.linspace`` it always is, so k frames).
-    - ``qwen_fps2``: lmms-eval 0.7.3's Qwen classes: the frames qwen-vl-utils decodes
+    - ``qwen_fps2``: lmms-eval 0.7.3's simple Qwen classes: the frames qwen-vl-utils decodes
       (:func:`qwen_fps_frames`, 2 fps), then ``np.unique(np.linspace(0, m-1, k, dtype=int))`` of
       those with the last decoded frame appended when missing (so at most min(m, k + 1) frames).
+    - ``qwen_nframes``: lmms-eval 0.7.3's chat Qwen2.5-VL class: ``nframes = max(2, min(k, n)
+      floored to even)`` asked of qwen-vl-utils, which decodes ``torch.linspace(0, n-1,
+      nframes).round()``.
     """
     if n < 1 or k < 1:
         raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
@@ -198,7 +247,21 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
         if len(dec) - 1 not in sub:
             sub = np.unique(np.append(sub, len(dec) - 1))
         return dec[sub]
+    if sampler == "qwen_nframes":
+        import torch
+
+        m = max(2, (min(k, n) // 2) * 2)
+        if m > n:
+            raise ValueError(f"sample_indices: qwen-vl-utils refuses {m} frames of a {n}-frame video")
+        return torch.linspace(0, n - 1, m).round().long().numpy()
     raise ConfigError(f"unknown frame sampler {sampler!r}")
+
+
+def qwen_decoded(n: int, k: int, sampler: str, video_fps: float | None) -> int:
+    """How many frames qwen-vl-utils decoded for a sampler (its per-frame pixel cap depends on it)."""
+    if sampler == "qwen_fps2":
+        return len(qwen_fps_frames(n, float(video_fps or 24.0)))
+    return len(sample_indices(n, k, sampler, video_fps))
 
 
 QWEN_UTILS_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9  # qwen-vl-utils' MODEL_SEQ_LEN budget
@@ -273,10 +336,12 @@ def text_inputs(adapter: Any, prompts: Sequence[str], *, system: str | None = No
     return _to_device(adapter, tok(texts, return_tensors="pt", padding=True, add_special_tokens=False))
 
 
-def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: Profile, *,
+def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
                  add_generation_prompt: bool = True) -> Any:
-    """ONE processor call for a batch of ``(frames uint8 [F,H,W,3], prompt, as_video)`` samples
-    under ``profile`` (system prompt, pixel budget, video or images)."""
+    """ONE processor call for a batch of ``(frames uint8 [F,H,W,3], prompt, as_video[, meta])``
+    samples under ``profile`` (system prompt, pixel budget, video or images). ``meta`` (the
+    loader's ``frame_indices``, ``video_frames``, ``video_fps``) becomes the video's metadata for
+    families in ``profile.video_metadata``."""
     from PIL import Image
 
     from gaspprobe.models.base import as_frames
@@ -284,13 +349,16 @@ def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: 
     fam = family_of(adapter)
     system = profile.system_prompt(fam)
     proc = adapter.processor
-    texts, images, videos = [], [], []
-    for i, (frames, prompt, as_video) in enumerate(items):
+    texts, images, videos, metas = [], [], [], []
+    for i, (frames, prompt, as_video, *rest) in enumerate(items):
         arr = as_frames(frames, what=f"sample {i} frames")
         texts.append(proc.apply_chat_template(_messages(len(arr), prompt, system, video=as_video),
                                               add_generation_prompt=add_generation_prompt, tokenize=False))
         if as_video:
             videos.append(arr)
+            meta = rest[0] if rest else {}
+            metas.append({"fps": meta.get("video_fps"), "frames_indices": list(meta.get("frame_indices") or []),
+                          "total_num_frames": meta.get("video_frames")})
         else:
             images.append([Image.fromarray(f) for f in arr])
     kw: dict[str, Any] = {}
@@ -305,6 +373,12 @@ def build_inputs(adapter: Any, items: Sequence[tuple[Any, str, bool]], profile: 
             raise ConfigError(f"profile {profile.name!r} feeds videos through the processor's video path, and "
                               f"this {fam} processor has none (real checkpoints have one; it needs torchvision)")
         kw["videos"] = videos
+        if fam in profile.video_metadata:
+            bad = [m for m in metas if not m["fps"] or not m["frames_indices"] or not m["total_num_frames"]]
+            if bad:
+                raise ConfigError(f"profile {profile.name!r} passes each video's metadata, and a video came "
+                                  "without its frame rate / frame indices")
+            kw["video_metadata"] = metas
         vk: dict[str, Any] = {"do_sample_frames": False}
         if pix:  # qwen-vl-utils caps a video frame at 768 tokens' worth of pixels
             vk["size"] = {"shortest_edge": pix[0], "longest_edge": min(pix[1], QWEN_VIDEO_FRAME_MAX_PIXELS)}

@@ -105,12 +105,12 @@ class _VisualLoader:
                 info: dict = {}
                 fr, idx, n = read_video_frames(path, int(self.frames or 32), sampler=self.sampler, info=info)
                 if self.qwen_pixels is not None:
-                    decoded = len(profiles.qwen_fps_frames(n, float(info.get("fps") or 24.0)))
+                    decoded = profiles.qwen_decoded(n, int(self.frames or 32), self.sampler, info.get("fps"))
                     fr = profiles.qwen_video_resize(fr, decoded, *self.qwen_pixels)
-                self._cache[path] = fr, idx, n
-            fr, idx, n = self._cache[path]
+                self._cache[path] = fr, idx, n, info.get("fps")
+            fr, idx, n, fps = self._cache[path]
             return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n),
-                              "frame_sampler": self.sampler}
+                              "frame_sampler": self.sampler, "video_fps": None if fps is None else float(fps)}
         from gaspprobe.benchmarking.allangles import read_images
 
         return read_images(s.visual.get("images", [])), {}
@@ -308,7 +308,8 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
             from gaspprobe.benchmarking.scoring import finalize
 
             meta = {"frames": k, "prompt_variant": variant, "parser": parser_name, "max_new_tokens": mnt,
-                    "data": str(data), "judge": judge_name, "profile": prof.name,
+                    "data": str(data), "data_synthetic": card.synthetic or _synthetic_data(data),
+                    "judge": judge_name, "profile": prof.name,
                     "frame_sampler": prof.sampler_for(profiles.family_of(mdl)) if k else None,
                     "scorer": scorer, "official": scorer == "generate", "modality": modality,
                     "scorer_label": LABEL if scorer == "likelihood" else "generate + official parser",
@@ -322,6 +323,20 @@ def run(model: Any, benchmark: str, data: str | Path, out: str | Path, *, video_
     finally:
         if rk is not None:
             rk.close()
+
+
+def _synthetic_data(data: Any) -> bool:
+    """True when ``data`` (a folder or a file in one) was written by ``gaspprobe bench synthesize``,
+    so a real card's summary (blink_depth over synthetic BLINK files) says its data is synthetic."""
+    p = Path(str(data))
+    for d in (p, p.parent):
+        m = d / io.MANIFEST
+        if m.is_file():
+            try:
+                return io.read_json(m).get("kind") == "bench_data"
+            except Exception:  # an unreadable manifest is not ours to judge here
+                return False
+    return False
 
 
 # --------------------------------------------------------------------------- generation
@@ -369,11 +384,11 @@ def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[s
         from gaspprobe.benchmarking import likelihood
 
         gen_idx = []
-        for i, (s, vis, _) in enumerate(ok):
+        for i, (s, vis, extra) in enumerate(ok):
             if s.kind != "mca" or not s.options:
                 gen_idx.append(i)
                 continue
-            lps = _option_logprobs(ctx, s, vis, blind=False)
+            lps = _option_logprobs(ctx, s, vis, blind=False, extra=extra)
             res[i] = (likelihood.pick(s.options, lps), {"option_logprobs": lps})
     if gen_idx:
         sub = [ok[i] for i in gen_idx]
@@ -390,9 +405,10 @@ def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[s
                     raws[i] = raw
         else:
             fam = profiles.family_of(mdl)
-            items = [(vis, s.prompt, prof.wants_video(fam, s.visual)) for s, vis, _ in sub]
+            items = [(vis, s.prompt, prof.wants_video(fam, s.visual), extra) for s, vis, extra in sub]
             raws = profiles.generate_inputs(mdl, profiles.build_inputs(mdl, items, prof),
-                                            max_new_tokens=ctx.max_new_tokens, stop=prof.stop, strip=prof.strip)
+                                            max_new_tokens=ctx.max_new_tokens, stop=prof.stop_for(fam),
+                                            strip=prof.strip_for(fam))
         if len(raws) != len(sub):
             raise GaspError(f"model returned {len(raws)} answers for {len(sub)} prompts")
         for i, raw in zip(gen_idx, raws):
@@ -400,7 +416,7 @@ def _answers(ctx: _Context, ok: list[tuple[Sample, list, dict]]) -> list[tuple[s
     return res  # type: ignore[return-value]
 
 
-def _option_logprobs(ctx: _Context, s: Sample, vis: list, *, blind: bool) -> list[float]:
+def _option_logprobs(ctx: _Context, s: Sample, vis: list, *, blind: bool, extra: dict | None = None) -> list[float]:
     from gaspprobe.benchmarking import likelihood
 
     mdl, prof = ctx.mdl, ctx.profile
@@ -415,7 +431,7 @@ def _option_logprobs(ctx: _Context, s: Sample, vis: list, *, blind: bool) -> lis
                              **({"modality": "video"} if ctx.video(s) else {}))
     else:
         fam = profiles.family_of(mdl)
-        inputs = profiles.build_inputs(mdl, [(vis, s.prompt, prof.wants_video(fam, s.visual))], prof)
+        inputs = profiles.build_inputs(mdl, [(vis, s.prompt, prof.wants_video(fam, s.visual), extra or {})], prof)
     return likelihood.option_logprobs(mdl.model, inputs, conts)
 
 
@@ -434,7 +450,7 @@ def _blind_answers(ctx: _Context, samples: list[Sample]) -> list[str]:
         fam = profiles.family_of(mdl)
         raws = profiles.blind_generate(mdl, [samples[i].prompt for i in gen], max_new_tokens=ctx.max_new_tokens,
                                        system=None if prof.uses_adapter_generate else prof.system_prompt(fam),
-                                       stop=prof.stop)
+                                       stop=prof.stop_for(fam), strip=prof.strip_for(fam))
         for i, r in zip(gen, raws):
             out[i] = str(r)
     return out  # type: ignore[return-value]
@@ -445,7 +461,7 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
-    qpix = ctx.profile.pixels.get(fam or "") if (ctx.profile.sampler_for(fam) == "qwen_fps2"
+    qpix = ctx.profile.pixels.get(fam or "") if (fam in ctx.profile.qwen_resize
                                                  and ctx.profile.wants_video(fam, {"video": True})) else None
     loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam), qwen_pixels=qpix)
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
