@@ -9,15 +9,17 @@ records ``profile``; ``gaspprobe bench compare`` shows profiles side by side.
 gaspprobe   (default; the historical numbers) the adapter's own ``generate``: frames as a list
             of images, the family's chat template without a system prompt, the card's prompt
             and parser, ``np.linspace(0, n-1, k)`` frames.
-lmms-eval   lmms-eval 0.7.3's model classes (``models/simple/qwen2_5_vl.py``): Qwen-VL gets a VSI
-            video as a *video* (``{"type": "video"}``, the processor's video path), system
-            prompt "You are a helpful assistant.", pixel budget min 256*28*28 / max 1,605,632
-            (qwen-vl-utils caps a video frame at 768*28*28), frames as qwen-vl-utils decodes
-            them (2 fps, ``round(linspace)``, an even count >= 4) then ``np.unique(np.linspace)``
-            to k with the last decoded frame appended when missing; no fps reaches the processor (so
-            transformers assumes 24); greedy; the "until" strings cut after decoding, answers
-            not stripped; its lenient VSI scorer (first number, number words included).
-            LLaVA-OneVision: the video path with ``np.linspace`` frames. Others: images.
+lmms-eval   lmms-eval 0.7.3 as ``--model <name>`` runs it: the chat class where the name has one
+            (its registry prefers chat unless ``--force_simple``). Qwen2.5-VL
+            (``models/chat/qwen2_5_vl.py``): the VSI video as a *video*, no system turn of its own,
+            pixel budget min 256*28*28 / max 1,605,632 with qwen-vl-utils' resize, ``nframes =
+            max(2, even(min(32, n)))`` decoded at ``round(linspace)``, the video's metadata to the
+            processor, answers neither cut nor stripped. Qwen2-VL (``simple/qwen2_vl.py``): system
+            string, min 3,136 / max 602,112, qwen-vl-utils' 2 fps then ``np.unique(np.linspace)``,
+            cut at a blank line and stripped. Families without a working lmms-eval video class are refused.
+lmms-eval-simple  ``--force_simple``: ``models/simple/qwen2_5_vl.py`` (system string, 2 fps decode
+            then ``np.unique(np.linspace)`` to k with the last decoded frame, no fps to the
+            processor so transformers assumes 24, cut at ``<|im_end|>``, not stripped).
 vlmevalkit  VLMEvalKit (``vlmeval/dataset/vsibench.py``): frames as images saved to JPEG files
             and read back, ``uniform_tail`` sampling (``np.linspace(0, n-1, k, dtype=int)``, the
             last frame appended when missing), the NA post-prompt "Answer briefly and directly
