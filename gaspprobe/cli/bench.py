@@ -102,7 +102,8 @@ def run_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Harness profile: gaspprobe (default), "
-                                          "lmms-eval (its default classes), lmms-eval-simple (--force_simple), vlmevalkit, official."),
+                                          "lmms-eval (its default classes), lmms-eval-simple (--force_simple), "
+                                          "vlmevalkit, official."),
     scorer: str = typer.Option("generate", "--scorer", help="generate (official) or likelihood (NON-official: "
                                "multiple choice by option likelihood)."),
     blind: Optional[bool] = typer.Option(None, "--blind/--no-blind", help="Also run the model without images/video "
