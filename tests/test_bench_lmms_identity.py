@@ -15,7 +15,6 @@ lmms-eval's ``generate`` call is intercepted to capture its inputs; nothing is g
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import types
@@ -36,6 +35,21 @@ QWEN25_TEMPLATE = (
     "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen3-VL-8B-Instruct's chat template as ../shared/real_configs records it (its chat_template.json)
+QWEN3_TEMPLATE = (
+    '{%- set image_count = namespace(value=0) %}{%- set video_count = namespace(value=0) %'
+    "}{%- for message in messages %}<|im_start|>{{ message['role'] }}\n{%- if message['content'] is string %"
+    "}{{ message['content'] }}{%- else %}{%- for content in message['content'] %"
+    "}{%- if content['type'] == 'image' or 'image' in content or 'image_url' in content %"
+    '}{%- set image_count.value = image_count.value + 1 %}{%- if add_vision_id %'
+    '}Picture {{ image_count.value }}: {% endif -%}<|vision_start|><|image_pad|><|vision_end|>{%'
+    "- elif content['type'] == 'video' or 'video' in content %}{%- set video_count.value = video_count.value + 1 %"
+    '}{%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}<|vision_start|><|video_pad|><|vision_end|>{%'
+    "- elif 'text' in content %}{{ content['text'] }}{%- endif %}{%- endfor %"
+    '}{%- endif %}<|im_end|>\n{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%'
+    '- endif %}'
 )
 
 
@@ -132,6 +146,83 @@ def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps, cls, 
     assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
     assert torch.equal(ref["second_per_grid_ts"], ours["second_per_grid_ts"])
     assert extra["frame_sampler"] == sampler
+
+
+@pytest.fixture(scope="module")
+def setup3(tmp_path_factory):
+    """A tiny Qwen3-VL with the real checkpoint's chat template, and lmms-eval's chat class on it."""
+    _import_torchvision()
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    root = tmp_path_factory.mktemp("lmms3")
+    src = tiny_model_dir("qwen3_vl")
+    mdir = root / "model"
+    shutil.copytree(src, mdir)
+    proc = AutoProcessor.from_pretrained(src)
+    if getattr(proc, "video_processor", None) is None:
+        pytest.skip("the tiny Qwen3-VL has no video processor here")
+    proc.chat_template = QWEN3_TEMPLATE
+    for f in mdir.glob("*processor*json"):
+        f.unlink()
+    (mdir / "chat_template.jinja").unlink(missing_ok=True)
+    proc.save_pretrained(mdir)
+    from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
+
+    tok = proc.tokenizer
+    captured: dict = {}
+
+    def fake_generate(**kw):
+        captured.clear()
+        captured.update(kw)
+        return torch.cat([kw["input_ids"], torch.tensor([[tok.eos_token_id]])], 1)
+
+    lm = Qwen3_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
+    lm._model.generate = fake_generate
+    return types.SimpleNamespace(root=root, mdir=mdir, lm=lm, captured=captured)
+
+
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 48, 12), ((180, 320), 64, 30)])
+def test_lmms_eval_profile_is_token_identical_for_qwen3_vl(setup3, size, n, fps):
+    """lmms-eval 0.7.3's chat Qwen3-VL class (``--model qwen3_vl``): 32 frames, patch 16, the
+    processor's timestamps from the video metadata, ``do_resize=False``, a system turn."""
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.card import Sample
+    from gaspprobe.benchmarking.runner import _VisualLoader
+    from gaspprobe.benchmarking.video import write_video
+
+    rng = np.random.default_rng(n + 1)
+    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    video = setup3.root / f"v{n}" / "scene.mp4"
+    write_video(video, frames, fps=fps)
+    prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
+              "Please answer the question using a single word or phrase.")
+    lm = setup3.lm
+    lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
+    msgs = [{"role": "user", "content": [{"type": "video", "url": str(video)}, {"type": "text", "text": prompt}]}]
+    gen = {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]}
+    lm.generate_until([types.SimpleNamespace(args=(prompt, lambda d: [dict(m) for m in msgs], gen, 0, "vsibench",
+                                                   "test"))])
+    ref = dict(setup3.captured)
+
+    prof = profiles.get("lmms-eval")
+    proc = AutoProcessor.from_pretrained(setup3.mdir)
+    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
+    ad.model.config.model_type = "qwen3_vl"
+    loader = _VisualLoader(32, prof.sampler_for("qwen3_vl"), qwen_pixels=prof.pixels["qwen3_vl"],
+                           qwen_patch=prof.qwen_resize["qwen3_vl"])
+    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
+                               task="object_counting", visual={"video": str(video)}))
+    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
+    for k in ("input_ids", "attention_mask", "video_grid_thw"):
+        assert torch.equal(ref[k], ours[k]), k
+    assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
+    assert extra["frame_sampler"] == "qwen_nframes_exact" and len(extra["frame_indices"]) == 32
 
 
 _SIDE = os.environ.get("GASPPROBE_LMMS_PYTHON", "")

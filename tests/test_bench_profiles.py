@@ -12,7 +12,7 @@ from gaspprobe import io
 from gaspprobe.benchmarking import profiles
 from gaspprobe.benchmarking.card import load_card
 from gaspprobe.benchmarking.runner import run
-from gaspprobe.errors import ConfigError
+from gaspprobe.errors import ConfigError, DataError
 
 FIX = Path(__file__).parent / "fixtures" / "bench"
 VSI, AA = FIX / "vsi", FIX / "allangles"
@@ -111,7 +111,7 @@ def test_qwen_nframes_sampler_is_the_chat_class_rule():
         round(i * 99 / 31 + 1e-9) for i in range(32)]
     assert profiles.sample_indices(7, 32, "qwen_nframes").tolist() == [0, 1, 2, 4, 5, 6]  # 6 frames of 7
     assert profiles.sample_indices(2, 32, "qwen_nframes").tolist() == [0, 1]
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="fewer than the 2"):
         profiles.sample_indices(1, 32, "qwen_nframes")
     assert profiles.qwen_decoded(100, 32, "qwen_nframes", 10.0) == 32
     assert profiles.qwen_decoded(100, 32, "qwen_fps2", 10.0) == 20  # 10 s at 2 fps
@@ -119,7 +119,7 @@ def test_qwen_nframes_sampler_is_the_chat_class_rule():
 
 def test_lmms_eval_refuses_families_it_has_no_class_for(tmp_path):
     for fam, why in (("llava_next_video", "no Hugging Face class"), ("smolvlm", "no class for SmolVLM"),
-                     ("glm4v", "cannot take a video"), ("qwen3_vl", "not reproduced")):
+                     ("glm4v", "cannot take a video"), ("llava_onevision", "not reproduced")):
         for name in ("lmms-eval", "lmms-eval-simple"):
             with pytest.raises(ConfigError, match=why):
                 profiles.get(name).check(fam, "vsibench")
@@ -128,6 +128,13 @@ def test_lmms_eval_refuses_families_it_has_no_class_for(tmp_path):
     assert p.stop_for("qwen2_5_vl") == () and p.strip_for("qwen2_5_vl") is False
     assert p.system_prompt("qwen2_5_vl") is None and p.system_prompt("qwen2_vl") == "You are a helpful assistant."
     assert p.pixels["qwen2_vl"] == (3136, 602112) and p.pixels["qwen2_5_vl"] == (200704, 1605632)
+    with pytest.raises(ConfigError, match="not reproduced"):  # the simple Qwen3-VL class differs from the chat one
+        profiles.get("lmms-eval-simple").check("qwen3_vl", "vsibench")
+    profiles.get("lmms-eval").check("qwen3_vl", "vsibench")
+    # the chat Qwen3-VL class asks qwen-vl-utils for exactly 32 frames, however short the video
+    assert len(profiles.sample_indices(40, 32, "qwen_nframes_exact")) == 32
+    with pytest.raises(DataError, match="20 frames, fewer than the 32"):
+        profiles.sample_indices(20, 32, "qwen_nframes_exact")
 
 
 def test_profile_not_defined_for_a_family_is_a_config_error(tmp_path):

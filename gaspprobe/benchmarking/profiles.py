@@ -14,7 +14,9 @@ lmms-eval   lmms-eval 0.7.3 as ``--model <name>`` runs it: the chat class where 
             (``models/chat/qwen2_5_vl.py``): the VSI video as a *video*, no system turn of its own,
             pixel budget min 256*28*28 / max 1,605,632 with qwen-vl-utils' resize, ``nframes =
             max(2, even(min(32, n)))`` decoded at ``round(linspace)``, the video's metadata to the
-            processor, answers neither cut nor stripped. Qwen2-VL (``simple/qwen2_vl.py``): system
+            processor, answers neither cut nor stripped. Qwen3-VL (``chat/qwen3_vl.py``): the same
+            with a system turn, exactly 32 frames, patch 16 and ``do_resize=False``. Qwen2-VL
+            (``simple/qwen2_vl.py``): system
             string, min 3,136 / max 602,112, qwen-vl-utils' 2 fps then ``np.unique(np.linspace)``,
             cut at a blank line and stripped. Families without a working lmms-eval video class are refused.
 lmms-eval-simple  ``--force_simple``: ``models/simple/qwen2_5_vl.py`` (system string, 2 fps decode
@@ -43,7 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gaspprobe.errors import ConfigError
+from gaspprobe.errors import ConfigError, DataError
 from gaspprobe.registry import Registry
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -64,8 +66,9 @@ class Profile:
     format prompt-variant overrides. ``families``: the model families the profile knows (empty:
     all); ``refused``: families it refuses, with the reason (the harness has no class for them).
     ``video_metadata``: families whose processor gets the decoded video's metadata (fps, frame
-    indices, frame count; transformers derives seconds per grid from it). ``qwen_resize``: families
-    whose video frames are resized as qwen-vl-utils does before the processor sees them.
+    indices, frame count; transformers derives seconds per grid from it). ``qwen_resize``: per
+    family the patch size qwen-vl-utils resizes its video frames for before the processor sees
+    them. ``no_resize``: families whose processor call gets ``do_resize=False``.
     """
 
     name: str
@@ -84,7 +87,8 @@ class Profile:
     jpeg: dict[str, int] = field(default_factory=dict)
     strip: dict[str, bool] = field(default_factory=dict)
     video_metadata: tuple[str, ...] = ()
-    qwen_resize: tuple[str, ...] = ()
+    qwen_resize: dict[str, int] = field(default_factory=dict)
+    no_resize: tuple[str, ...] = ()
     refused: dict[str, str] = field(default_factory=dict)
 
     def stop_for(self, family: str | None) -> tuple[str, ...]:
@@ -145,13 +149,15 @@ PROFILES.register("gaspprobe", Profile(
 PROFILES.register("lmms-eval", Profile(
     name="lmms-eval", description="lmms-eval 0.7.3 as `--model <name>` runs it: the chat class where the name "
     "has one (qwen2_5_vl), else the simple class (qwen2_vl)",
-    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes"},
-    system={"qwen2_vl": LMMS_SYSTEM},  # chat qwen2_5_vl adds none (the chat template adds its default)
-    pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS},
+    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes", "qwen3_vl": "qwen_nframes_exact"},
+    # chat qwen2_5_vl adds no system turn (the checkpoint's template adds its default); chat qwen3_vl adds one
+    system={"qwen2_vl": LMMS_SYSTEM, "qwen3_vl": LMMS_SYSTEM},
+    pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS, "qwen3_vl": LMMS_QWEN_PIXELS},
     parser={"vsibench": "lmms_eval_lenient"},
-    video_families=("qwen2_vl", "qwen2_5_vl"), families=("qwen2_vl", "qwen2_5_vl"),
-    refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("qwen3_vl", "llava_onevision", "internvl", "gemma3")}},
-    video_metadata=("qwen2_5_vl",), qwen_resize=("qwen2_vl", "qwen2_5_vl"),
+    video_families=QWEN_FAMILIES, families=QWEN_FAMILIES,
+    refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("llava_onevision", "internvl", "gemma3")}},
+    video_metadata=("qwen2_5_vl", "qwen3_vl"), qwen_resize={"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16},
+    no_resize=("qwen3_vl",),
     formats=("vsibench",),
     # qwen2_vl.py cuts at every "until" string (VSI: "\n\n") then strips; the chat class does neither
     stop={"qwen2_vl": ("\n\n",)}, strip={"*": False, "qwen2_vl": True}))
@@ -164,7 +170,7 @@ PROFILES.register("lmms-eval-simple", Profile(
     parser={"vsibench": "lmms_eval_lenient"},
     video_families=("qwen2_vl", "qwen2_5_vl"), families=("qwen2_vl", "qwen2_5_vl"),
     refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("qwen3_vl", "llava_onevision", "internvl", "gemma3")}},
-    qwen_resize=("qwen2_vl", "qwen2_5_vl"),
+    qwen_resize={"qwen2_vl": 14, "qwen2_5_vl": 14},
     formats=("vsibench",),
     # qwen2_5_vl.py drops "\n\n" from until and cuts at the rest (eos is skipped when decoding)
     stop={"qwen2_vl": ("\n\n",), "qwen2_5_vl": ("<|im_end|>",)}, strip={"*": False, "qwen2_vl": True}))
@@ -235,6 +241,8 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
     - ``qwen_nframes``: lmms-eval 0.7.3's chat Qwen2.5-VL class: ``nframes = max(2, min(k, n)
       floored to even)`` asked of qwen-vl-utils, which decodes ``torch.linspace(0, n-1,
       nframes).round()``.
+    - ``qwen_nframes_exact``: its chat Qwen3-VL class: ``nframes = k`` rounded to even, not capped
+      by the video's length (qwen-vl-utils refuses a video shorter than that; so do we).
     """
     if n < 1 or k < 1:
         raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
@@ -249,12 +257,13 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
         if len(dec) - 1 not in sub:
             sub = np.unique(np.append(sub, len(dec) - 1))
         return dec[sub]
-    if sampler == "qwen_nframes":
+    if sampler in ("qwen_nframes", "qwen_nframes_exact"):
         import torch
 
-        m = max(2, (min(k, n) // 2) * 2)
-        if m > n:
-            raise ValueError(f"sample_indices: qwen-vl-utils refuses {m} frames of a {n}-frame video")
+        m = max(2, (min(k, n) // 2) * 2) if sampler == "qwen_nframes" else max(2, 2 * round(k / 2))
+        if m > n:  # qwen-vl-utils raises here too, so lmms-eval gets no answer for this video
+            raise DataError(f"the video has {n} frames, fewer than the {m} that lmms-eval's class asks "
+                            "qwen-vl-utils for")
         return torch.linspace(0, n - 1, m).round().long().numpy()
     raise ConfigError(f"unknown frame sampler {sampler!r}")
 
@@ -266,15 +275,14 @@ def qwen_decoded(n: int, k: int, sampler: str, video_fps: float | None) -> int:
     return len(sample_indices(n, k, sampler, video_fps))
 
 
-QWEN_UTILS_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9  # qwen-vl-utils' MODEL_SEQ_LEN budget
-
-
-def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pixels: int) -> np.ndarray:
+def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pixels: int,
+                      patch: int = 14) -> np.ndarray:
     """Resize video frames as qwen-vl-utils ``fetch_video`` does before the processor sees them.
 
-    The per-frame cap is ``max(min(768*28*28, total / decoded * 2), 1.05 * min_pixels)`` with
+    With ``f = 2 * patch`` (28 for Qwen2/2.5-VL, 32 for Qwen3-VL's ``image_patch_size=16``), the
+    per-frame cap is ``max(min(768*f*f, 128000*f*f*0.9 / decoded * 2), 1.05 * min_pixels)`` with
     ``decoded`` the number of frames it decoded (before lmms-eval subsamples them), then
-    ``smart_resize`` (transformers' Qwen2-VL rule, factor 28) and a bicubic, antialiased resize of
+    ``smart_resize`` (transformers' Qwen2-VL rule, factor f) and a bicubic, antialiased resize of
     the uint8 frames rounded back to uint8 (torchvision's ``resize`` on a uint8 tensor; written with
     ``torch.nn.functional.interpolate``, which gives the same values, so torchvision is not needed).
     Returns uint8 [F, h, w, 3]."""
@@ -283,8 +291,10 @@ def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pix
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     F_, H, W = frames.shape[:3]
-    cap = max(min(QWEN_VIDEO_FRAME_MAX_PIXELS, QWEN_UTILS_TOTAL_PIXELS / max(decoded, 1) * 2), int(min_pixels * 1.05))
-    h, w = smart_resize(H, W, factor=28, min_pixels=min_pixels, max_pixels=int(min(max_pixels, cap)))
+    f = 2 * int(patch)
+    total = 128000 * f * f * 0.9  # qwen-vl-utils' MODEL_SEQ_LEN budget
+    cap = max(min(768 * f * f, total / max(decoded, 1) * 2), int(min_pixels * 1.05))
+    h, w = smart_resize(H, W, factor=f, min_pixels=min_pixels, max_pixels=int(min(max_pixels, cap)))
     if (h, w) == (H, W):
         return frames
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
@@ -385,6 +395,8 @@ def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
         if pix:  # qwen-vl-utils caps a video frame at 768 tokens' worth of pixels
             vk["size"] = {"shortest_edge": pix[0], "longest_edge": min(pix[1], QWEN_VIDEO_FRAME_MAX_PIXELS)}
         kw["videos_kwargs"] = vk
+    if fam in profile.no_resize:
+        kw["do_resize"] = False
     inputs = proc(text=texts, return_tensors="pt", padding=True, **kw)
     return _to_device(adapter, inputs)
 

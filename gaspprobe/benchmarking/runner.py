@@ -80,12 +80,13 @@ class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
     def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0,
-                 qwen_pixels: tuple[int, int] | None = None):
+                 qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
         self.jpeg = jpeg
         self.qwen_pixels = qwen_pixels  # lmms-eval's Qwen video path: resize as qwen-vl-utils does
+        self.qwen_patch = qwen_patch
         self._cache: dict[str, tuple] = {}
 
     def __call__(self, s: Sample) -> tuple[list, dict]:
@@ -106,7 +107,7 @@ class _VisualLoader:
                 fr, idx, n = read_video_frames(path, int(self.frames or 32), sampler=self.sampler, info=info)
                 if self.qwen_pixels is not None:
                     decoded = profiles.qwen_decoded(n, int(self.frames or 32), self.sampler, info.get("fps"))
-                    fr = profiles.qwen_video_resize(fr, decoded, *self.qwen_pixels)
+                    fr = profiles.qwen_video_resize(fr, decoded, *self.qwen_pixels, patch=self.qwen_patch)
                 self._cache[path] = fr, idx, n, info.get("fps")
             fr, idx, n, fps = self._cache[path]
             return list(fr), {"frame_indices": [int(i) for i in idx], "video_frames": int(n),
@@ -463,7 +464,8 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
     qpix = ctx.profile.pixels.get(fam or "") if (fam in ctx.profile.qwen_resize
                                                  and ctx.profile.wants_video(fam, {"video": True})) else None
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam), qwen_pixels=qpix)
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam), qwen_pixels=qpix,
+                           qwen_patch=ctx.profile.qwen_resize.get(fam or "", 14))
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
 
