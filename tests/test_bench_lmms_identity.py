@@ -225,6 +225,127 @@ def test_lmms_eval_profile_is_token_identical_for_qwen3_vl(setup3, size, n, fps)
     assert extra["frame_sampler"] == "qwen_nframes_exact" and len(extra["frame_indices"]) == 32
 
 
+def _capture(lm, torch, eos: int) -> dict:
+    captured: dict = {}
+
+    def fake_generate(**kw):
+        captured.clear()
+        captured.update(kw)
+        return torch.cat([kw["input_ids"], torch.full((kw["input_ids"].shape[0], 1), eos)], 1)
+
+    lm._model.generate = fake_generate
+    return captured
+
+
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 64, 12), ((180, 320), 45, 10)])
+def test_lmms_eval_profile_is_token_identical_for_internvl_hf(tmp_path, monkeypatch, size, n, fps):
+    """lmms-eval 0.7.3's ``internvl_hf`` chat class on a tiny HF-native InternVL: the processor
+    samples 32 segment-centre frames itself (``do_sample_frames=True``); the profile decodes those
+    frames and hands them over. The class loads the model in bfloat16, so pixels are compared there.
+    One substitution: transformers decodes a video path with torchcodec only, which needs system
+    FFmpeg libraries this machine lacks; its own PyAV loader stands in (same FFmpeg decode)."""
+    _import_torchvision()
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.card import Sample
+    from gaspprobe.benchmarking.runner import _VisualLoader
+    from gaspprobe.benchmarking.video import write_video
+    from gaspprobe.models.testing import tiny_model_dir
+
+    from transformers import video_processing_utils as vpu
+    from transformers.video_utils import load_video
+
+    monkeypatch.setattr(vpu.BaseVideoProcessor, "fetch_videos", lambda self, urls, sample_indices_fn=None: (
+        list(zip(*[load_video(u, backend="pyav", sample_indices_fn=sample_indices_fn) for u in urls]))
+        if isinstance(urls, list) else load_video(urls, backend="pyav", sample_indices_fn=sample_indices_fn)))
+    mdir = tiny_model_dir("internvl")
+    proc = AutoProcessor.from_pretrained(mdir)
+    if getattr(proc, "video_processor", None) is None:
+        pytest.skip("the tiny InternVL has no video processor here")
+    from lmms_eval.models.chat.internvl_hf import InternVLHf
+
+    lm = InternVLHf(pretrained=str(mdir), device="cpu", device_map="cpu")
+    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    rng = np.random.default_rng(n + 2)
+    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    video = tmp_path / "scene.mp4"
+    write_video(video, frames, fps=fps)
+    prompt = "These are frames of a video.\nHow many chair(s) are in this room?"
+    lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
+    msgs = [{"role": "user", "content": [{"type": "video", "url": str(video)}, {"type": "text", "text": prompt}]}]
+    lm.generate_until([types.SimpleNamespace(args=(prompt, lambda d: msgs, {"max_new_tokens": 16, "temperature": 0},
+                                                   0, "vsibench", "test"))])
+    ref = dict(cap)
+
+    prof = profiles.get("lmms-eval")
+    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
+    loader = _VisualLoader(32, prof.sampler_for("internvl"))
+    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
+                               task="object_counting", visual={"video": str(video)}))
+    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
+    assert torch.equal(ref["input_ids"], ours["input_ids"]) and torch.equal(ref["attention_mask"], ours["attention_mask"])
+    assert torch.equal(ref["pixel_values"], ours["pixel_values"].to(ref["pixel_values"].dtype))
+    assert extra["frame_sampler"] == "segment_centres" and len(extra["frame_indices"]) == 32
+
+
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 40, 12), ((180, 320), 20, 10)])
+def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, monkeypatch, size, n, fps):
+    """lmms-eval 0.7.3's ``gemma3`` class (simple only) on a tiny Gemma 3: the video's frames
+    (PyAV, ``linspace`` over min(n, 32)) each sent as a quality-85 JPEG image, a system turn,
+    the chat template tokenized with padding to a multiple of 8, bfloat16 pixels. One
+    substitution: transformers decodes the JPEG data URLs with torchcodec or torchvision's image
+    extension, neither of which loads here; PIL (libjpeg-turbo, as both of them) stands in."""
+    _import_torchvision()
+    import io as _io
+
+    import torch
+    import torchvision.io
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    def pil_decode(src, mode=None, apply_exif_orientation=False):
+        data = bytes(src.numpy().tobytes()) if torch.is_tensor(src) else Path(src).read_bytes()
+        with Image.open(_io.BytesIO(data)) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+    monkeypatch.setattr(torchvision.io, "decode_image", pil_decode)
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.card import Sample
+    from gaspprobe.benchmarking.runner import _VisualLoader
+    from gaspprobe.benchmarking.video import write_video
+    from gaspprobe.models.testing import tiny_model_dir
+
+    mdir = tiny_model_dir("gemma3")
+    proc = AutoProcessor.from_pretrained(mdir)
+    from lmms_eval.models.simple.gemma3 import Gemma3
+
+    lm = Gemma3(pretrained=str(mdir), device="cpu", device_map="cpu")
+    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    rng = np.random.default_rng(n + 3)
+    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    video = tmp_path / "scene.mp4"
+    write_video(video, frames, fps=fps)
+    prompt = "These are frames of a video.\nHow many chair(s) are in this room?"
+    lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
+    lm.generate_until([types.SimpleNamespace(args=(prompt, {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]},
+                                                   lambda d: [str(video)], 0, "vsibench", "test"))])
+    ref = dict(cap)
+
+    prof = profiles.get("lmms-eval")
+    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
+    loader = _VisualLoader(32, prof.sampler_for("gemma3"), jpeg=prof.jpeg_passes("gemma3"),
+                           jpeg_quality=prof.jpeg_quality)
+    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
+                               task="object_counting", visual={"video": str(video)}))
+    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, prof.wants_video("gemma3", {"video": 1}), extra)], prof)
+    assert torch.equal(ref["input_ids"], ours["input_ids"]) and torch.equal(ref["attention_mask"], ours["attention_mask"])
+    assert torch.equal(ref["pixel_values"], ours["pixel_values"].to(ref["pixel_values"].dtype))
+    assert len(extra["frame_indices"]) == min(n, 32)
+
+
 _SIDE = os.environ.get("GASPPROBE_LMMS_PYTHON", "")
 
 

@@ -119,10 +119,19 @@ def test_qwen_nframes_sampler_is_the_chat_class_rule():
 
 def test_lmms_eval_refuses_families_it_has_no_class_for(tmp_path):
     for fam, why in (("llava_next_video", "no Hugging Face class"), ("smolvlm", "no class for SmolVLM"),
-                     ("glm4v", "cannot take a video"), ("llava_onevision", "not reproduced")):
+                     ("glm4v", "cannot take a video"), ("llava", "no video path")):
         for name in ("lmms-eval", "lmms-eval-simple"):
             with pytest.raises(ConfigError, match=why):
                 profiles.get(name).check(fam, "vsibench")
+    with pytest.raises(ConfigError, match="images=\\[\\] beside the video"):
+        profiles.get("lmms-eval").check("llava_onevision", "vsibench")
+    for fam in ("llava_onevision", "internvl", "gemma3"):
+        with pytest.raises(ConfigError, match="not reproduced"):
+            profiles.get("lmms-eval-simple").check(fam, "vsibench")
+    for fam in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl", "gemma3"):
+        profiles.get("lmms-eval").check(fam, "vsibench")
+    assert profiles.sample_indices(64, 32, "segment_centres").tolist() == [1 + 2 * i for i in range(32)]
+    assert profiles.sample_indices(20, 32, "linspace_capped").tolist() == list(range(20))
     p = profiles.get("lmms-eval")
     assert p.stop_for("qwen2_vl") == ("\n\n",) and p.strip_for("qwen2_vl") is True
     assert p.stop_for("qwen2_5_vl") == () and p.strip_for("qwen2_5_vl") is False

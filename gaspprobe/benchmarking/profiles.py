@@ -15,7 +15,10 @@ lmms-eval   lmms-eval 0.7.3 as ``--model <name>`` runs it: the chat class where 
             pixel budget min 256*28*28 / max 1,605,632 with qwen-vl-utils' resize, ``nframes =
             max(2, even(min(32, n)))`` decoded at ``round(linspace)``, the video's metadata to the
             processor, answers neither cut nor stripped. Qwen3-VL (``chat/qwen3_vl.py``): the same
-            with a system turn, exactly 32 frames, patch 16 and ``do_resize=False``. Qwen2-VL
+            with a system turn, exactly 32 frames, patch 16 and ``do_resize=False``. InternVL
+            (``chat/internvl_hf.py``): the processor's 32 segment-centre frames. Gemma 3
+            (``simple/gemma3.py``): frames as quality-85 JPEG images, a system turn, padding to a
+            multiple of 8. Qwen2-VL
             (``simple/qwen2_vl.py``): system
             string, min 3,136 / max 602,112, qwen-vl-utils' 2 fps then ``np.unique(np.linspace)``,
             cut at a blank line and stripped. Families without a working lmms-eval video class are refused.
@@ -60,7 +63,8 @@ class Profile:
     dtype=int)``), "linspace_last" (lmms-eval Qwen: the same, last frame appended when missing) or
     "uniform_tail" (VLMEvalKit: k uniform frames plus the last). ``pixels``: per family
     ``(min_pixels, max_pixels)`` (None: the processor's own). ``jpeg``: per family, how many JPEG
-    save/read round trips (PIL defaults) the frames go through, as VLMEvalKit's saved frames do.
+    save/read round trips the frames go through (PIL, ``jpeg_quality``; 75 is PIL's default), as
+    VLMEvalKit's saved frames do. ``pad_to_multiple_of``: per family, the processor call's padding.
     ``strip`` / ``stop``: per family, strip answers / cut them at these strings after decoding.
     ``parser``: per card format the scorer's parser (None: the card's default). ``prompt``: per card
     format prompt-variant overrides. ``families``: the model families the profile knows (empty:
@@ -85,6 +89,8 @@ class Profile:
     formats: tuple[str, ...] = ()
     uses_adapter_generate: bool = False
     jpeg: dict[str, int] = field(default_factory=dict)
+    jpeg_quality: int = 75
+    pad_to_multiple_of: dict[str, int] = field(default_factory=dict)
     strip: dict[str, bool] = field(default_factory=dict)
     video_metadata: tuple[str, ...] = ()
     qwen_resize: dict[str, int] = field(default_factory=dict)
@@ -141,6 +147,9 @@ LMMS_NO_CLASS = {
 }
 LMMS_NOT_YET = ("its lmms-eval class is not reproduced by gaspprobe yet (docs/benchmarks.md lists what is); "
                 "use the 'gaspprobe' profile")
+LMMS_OV_CHAT = ("lmms-eval 0.7.3's llava_hf chat class (what --model llava_hf runs) passes images=[] beside the "
+                "video, which LLaVA-OneVision's image processor rejects (IndexError, transformers 5.24): that harness "
+                "gives no answer to reproduce")
 
 PROFILES: Registry[Profile] = Registry("profile")
 PROFILES.register("gaspprobe", Profile(
@@ -149,13 +158,16 @@ PROFILES.register("gaspprobe", Profile(
 PROFILES.register("lmms-eval", Profile(
     name="lmms-eval", description="lmms-eval 0.7.3 as `--model <name>` runs it: the chat class where the name "
     "has one (qwen2_5_vl), else the simple class (qwen2_vl)",
-    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes", "qwen3_vl": "qwen_nframes_exact"},
+    visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes", "qwen3_vl": "qwen_nframes_exact",
+                             "internvl": "segment_centres", "gemma3": "linspace_capped"},
     # chat qwen2_5_vl adds no system turn (the checkpoint's template adds its default); chat qwen3_vl adds one
-    system={"qwen2_vl": LMMS_SYSTEM, "qwen3_vl": LMMS_SYSTEM},
+    system={"qwen2_vl": LMMS_SYSTEM, "qwen3_vl": LMMS_SYSTEM, "gemma3": LMMS_SYSTEM},
+    # simple/gemma3.py: each frame a quality-85 JPEG (data URL) image; padding to a multiple of 8
+    jpeg={"gemma3": 1}, jpeg_quality=85, pad_to_multiple_of={"gemma3": 8},
     pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS, "qwen3_vl": LMMS_QWEN_PIXELS},
     parser={"vsibench": "lmms_eval_lenient"},
-    video_families=QWEN_FAMILIES, families=QWEN_FAMILIES,
-    refused={**LMMS_NO_CLASS, **{f: LMMS_NOT_YET for f in ("llava_onevision", "internvl", "gemma3")}},
+    video_families=QWEN_FAMILIES + ("internvl",), families=QWEN_FAMILIES + ("internvl", "gemma3"),
+    refused={**LMMS_NO_CLASS, "llava_onevision": LMMS_OV_CHAT},
     video_metadata=("qwen2_5_vl", "qwen3_vl"), qwen_resize={"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16},
     no_resize=("qwen3_vl",),
     formats=("vsibench",),
@@ -243,11 +255,20 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
       nframes).round()``.
     - ``qwen_nframes_exact``: its chat Qwen3-VL class: ``nframes = k`` rounded to even, not capped
       by the video's length (qwen-vl-utils refuses a video shorter than that; so do we).
+    - ``segment_centres``: transformers' InternVL video processor (``initial_shift=True``), what
+      lmms-eval's ``internvl_hf`` asks for: ``torch.arange(n/k/2, n, n/k).int()``; a video shorter
+      than k frames is refused, as the processor does.
+    - ``linspace_capped``: lmms-eval's ``read_video`` (PyAV): ``np.linspace(0, n-1, min(n, k),
+      dtype=int)``.
+    - ``all``: every frame (lmms-eval classes that hand the video path to a processor which does
+      not sample frames).
     """
     if n < 1 or k < 1:
         raise ValueError(f"sample_indices: n and k must be positive, got {n}, {k}")
     if sampler == "linspace":
         return np.linspace(0, n - 1, k, dtype=int)
+    if sampler == "linspace_capped":  # lmms-eval read_video: min(n, k) frames
+        return np.linspace(0, n - 1, min(n, k), dtype=int)
     if sampler == "uniform_tail":
         idx = np.linspace(0, n - 1, k, dtype=int)
         return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
@@ -265,6 +286,14 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
             raise DataError(f"the video has {n} frames, fewer than the {m} that lmms-eval's class asks "
                             "qwen-vl-utils for")
         return torch.linspace(0, n - 1, m).round().long().numpy()
+    if sampler == "segment_centres":
+        import torch
+
+        if k > n:
+            raise DataError(f"the video has {n} frames, fewer than the {k} the InternVL video processor samples")
+        return torch.arange(n / k / 2, n, n / k).int().numpy()
+    if sampler == "all":
+        return np.arange(n)
     raise ConfigError(f"unknown frame sampler {sampler!r}")
 
 
@@ -302,8 +331,9 @@ def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pix
     return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def jpeg_roundtrip(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Frames saved as JPEG with PIL's defaults and read back (VLMEvalKit feeds saved frames)."""
+def jpeg_roundtrip(frames: Sequence[np.ndarray], quality: int = 75) -> list[np.ndarray]:
+    """Frames saved as JPEG with PIL (``quality``; 75 is its default) and read back (VLMEvalKit
+    feeds saved frames; lmms-eval's Gemma 3 class sends each frame as a quality-85 JPEG)."""
     import io as _io
 
     from PIL import Image
@@ -311,7 +341,7 @@ def jpeg_roundtrip(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
     out = []
     for f in frames:
         buf = _io.BytesIO()
-        Image.fromarray(np.asarray(f)).save(buf, format="JPEG")
+        Image.fromarray(np.asarray(f)).convert("RGB").save(buf, format="JPEG", quality=int(quality))
         buf.seek(0)
         with Image.open(buf) as im:
             out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
@@ -397,6 +427,8 @@ def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
         kw["videos_kwargs"] = vk
     if fam in profile.no_resize:
         kw["do_resize"] = False
+    if fam in profile.pad_to_multiple_of:
+        kw["pad_to_multiple_of"] = int(profile.pad_to_multiple_of[fam])
     inputs = proc(text=texts, return_tensors="pt", padding=True, **kw)
     return _to_device(adapter, inputs)
 

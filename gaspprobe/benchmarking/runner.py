@@ -80,11 +80,12 @@ class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
     def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0,
-                 qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
+                 jpeg_quality: int = 75, qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
         self.jpeg = jpeg
+        self.jpeg_quality = jpeg_quality
         self.qwen_pixels = qwen_pixels  # lmms-eval's Qwen video path: resize as qwen-vl-utils does
         self.qwen_patch = qwen_patch
         self._cache: dict[str, tuple] = {}
@@ -92,7 +93,7 @@ class _VisualLoader:
     def __call__(self, s: Sample) -> tuple[list, dict]:
         vis, extra = self._load(s)
         for _ in range(self.jpeg):
-            vis = profiles.jpeg_roundtrip(vis)
+            vis = profiles.jpeg_roundtrip(vis, self.jpeg_quality)
         return vis, extra
 
     def _load(self, s: Sample) -> tuple[list, dict]:
@@ -464,7 +465,8 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
     qpix = ctx.profile.pixels.get(fam or "") if (fam in ctx.profile.qwen_resize
                                                  and ctx.profile.wants_video(fam, {"video": True})) else None
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam), qwen_pixels=qpix,
+    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam),
+                           jpeg_quality=ctx.profile.jpeg_quality, qwen_pixels=qpix,
                            qwen_patch=ctx.profile.qwen_resize.get(fam or "", 14))
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
