@@ -25,13 +25,13 @@ lmms-eval   lmms-eval 0.7.3 as ``--model <name>`` runs it: the chat class where 
 lmms-eval-simple  ``--force_simple``: ``models/simple/qwen2_5_vl.py`` (system string, 2 fps decode
             then ``np.unique(np.linspace)`` to k with the last decoded frame, no fps to the
             processor so transformers assumes 24, cut at ``<|im_end|>``, not stripped).
-vlmevalkit  VLMEvalKit (``vlmeval/dataset/vsibench.py``): frames as images saved to JPEG files
-            and read back, ``uniform_tail`` sampling (``np.linspace(0, n-1, k, dtype=int)``, the
-            last frame appended when missing), the NA post-prompt "Answer briefly and directly
-            in one float number.", its option matching then the first number. Qwen2/2.5-VL
-            (``Qwen2VLChat``): pixel budget min 1280*28*28 / max 16384*28*28 as in
-            ``vlmeval/config.py``, frames JPEG-encoded a second time (``encode_image``); other
-            families' per-model settings are not reproduced (the processor's own are used).
+vlmevalkit  VLMEvalKit (open-compass/VLMEvalKit@e8e78f05): ``Qwen2VLChat`` for Qwen2.5-VL, a
+            ``VIDEO_LLM``: VSI-Bench as the mp4 through qwen-vl-utils (``nframes`` 32, round-linspace),
+            All-Angles views through qwen-vl-utils' ``fetch_image``; ``vlmeval/config.py``'s budget
+            min 1280*28*28 / max 16384*28*28 to qwen-vl-utils only; no system prompt, no fps; the NA
+            post-prompt "Answer briefly and directly in one float number."; its option matching then
+            the first number. Other families are refused with the reason (crash upstream, no class,
+            sampling decoding, or a class not reproduced here).
 official    the benchmark's released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
             video path where the family has one, linspace frames, first-token scorer);
             All-Angles = the authors' VLMEvalKit fork (images, can_infer matching).
@@ -73,6 +73,8 @@ class Profile:
     indices, frame count; transformers derives seconds per grid from it). ``qwen_resize``: per
     family the patch size qwen-vl-utils resizes its video frames for before the processor sees
     them. ``no_resize``: families whose processor call gets ``do_resize=False``.
+    ``processor_budget``: the harness builds its processor with ``pixels`` too (lmms-eval:
+    ``AutoProcessor.from_pretrained(..., min_pixels, max_pixels)``); False: the checkpoint's own.
     """
 
     name: str
@@ -95,6 +97,7 @@ class Profile:
     video_metadata: tuple[str, ...] = ()
     qwen_resize: dict[str, int] = field(default_factory=dict)
     no_resize: tuple[str, ...] = ()
+    processor_budget: bool = True
     refused: dict[str, str] = field(default_factory=dict)
 
     def stop_for(self, family: str | None) -> tuple[str, ...]:
@@ -135,7 +138,6 @@ class Profile:
 LMMS_SYSTEM = "You are a helpful assistant."
 LMMS_QWEN_PIXELS = (256 * 28 * 28, 1605632)  # qwen2_5_vl.py / qwen3_vl.py defaults
 LMMS_QWEN2_PIXELS = (3136, 602112)  # qwen2_vl.py defaults
-QWEN_VIDEO_FRAME_MAX_PIXELS = 768 * 28 * 28
 # what lmms-eval 0.7.3 has no class for (registry and model classes read; docs/benchmarks.md)
 LMMS_NO_CLASS = {
     "llava_next_video": "lmms-eval 0.7.3 has no Hugging Face class for LLaVA-NeXT-Video (llava_hf maps llava, "
@@ -186,16 +188,31 @@ PROFILES.register("lmms-eval-simple", Profile(
     formats=("vsibench",),
     # qwen2_5_vl.py drops "\n\n" from until and cuts at the rest (eos is skipped when decoding)
     stop={"qwen2_vl": ("\n\n",), "qwen2_5_vl": ("<|im_end|>",)}, strip={"*": False, "qwen2_vl": True}))
+VLMK_NOT_YET = ("VLMEvalKit's class for it is not reproduced by gaspprobe yet (docs/benchmarks.md lists what is); "
+                "use the 'gaspprobe' profile")
 PROFILES.register("vlmevalkit", Profile(
-    name="vlmevalkit", description="VLMEvalKit: frames as images, uniform_tail sampling, its VSI prompt and matching",
-    visual="images", sampler={"*": "uniform_tail"},
-    # the dataset saves frames as JPEG; Qwen2VLChat re-encodes each file as JPEG (encode_image)
-    jpeg={"*": 1, "qwen2_vl": 2, "qwen2_5_vl": 2},
-    # vlmeval/config.py's Qwen2/2.5-VL entries: min 1280*28*28, max 16384*28*28; no system prompt
-    pixels={f: (1280 * 28 * 28, 16384 * 28 * 28) for f in ("qwen2_vl", "qwen2_5_vl")},
+    name="vlmevalkit", description="VLMEvalKit (open-compass/VLMEvalKit@e8e78f05): Qwen2VLChat for Qwen2.5-VL "
+    "(VSI as a video through qwen-vl-utils, images through it too), its VSI prompt and matching",
+    visual="video", video_families=("qwen2_5_vl",), families=("qwen2_5_vl",),
+    # VSI-Bench_<n>frame: Qwen2VLChat asks qwen-vl-utils for nframes = n (the frame count floored to even
+    # when shorter), which decodes round(linspace); image models would get the dataset's floor-linspace
+    # JPEG frames (PIL quality 75: one save/read round trip of frames decoded from the video)
+    sampler={"*": "uniform_tail", "qwen2_5_vl": "qwen_nframes"}, jpeg={"*": 1},
+    # vlmeval/config.py's Qwen2.5-VL entries; no system prompt; no fps reaches the processor
+    pixels={"qwen2_5_vl": (1280 * 28 * 28, 16384 * 28 * 28)}, qwen_resize={"qwen2_5_vl": 14},
     parser={"vsibench": "vlmevalkit_then_first_token", "allangles": "vlmevalkit_can_infer"},
     prompt={"vsibench": {"na_post_prompt": "Answer briefly and directly in one float number."}},
-    formats=("vsibench", "allangles")))
+    refused={
+        "qwen2_vl": "VLMEvalKit's Qwen2-VL entries crash on VSI-Bench (Qwen2VLPromptMixin.build_prompt gets an "
+                    "unexpected 'video_llm' argument): that harness gives no answer to reproduce",
+        "llava_onevision": "VLMEvalKit's LLaVA_OneVision_HF fails on transformers 5.24 ('Found 1 <image> tokens "
+                           "in the text but no images were passed'): no answer to reproduce",
+        "llava_next_video": "VLMEvalKit has no LLaVA-NeXT-Video class",
+        "qwen3_vl": "VLMEvalKit's Qwen3-VL entries run vLLM with sampling (temperature 0.7): not reproducible "
+                    "token for token",
+        **{f: VLMK_NOT_YET for f in ("internvl", "smolvlm", "idefics3", "gemma3", "glm4v", "llava", "llava_next",
+                                     "paligemma")}},
+    formats=("vsibench", "allangles"), strip={"*": False}, processor_budget=False))
 PROFILES.register("official", Profile(
     name="official", description="the benchmark's released code (VSI-Bench: thinking-in-space; All-Angles: "
     "the authors' VLMEvalKit fork)",
@@ -331,6 +348,17 @@ def qwen_video_resize(frames: np.ndarray, decoded: int, min_pixels: int, max_pix
     return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def qwen_image_resize(image: Any, min_pixels: int, max_pixels: int, patch: int = 14) -> Any:
+    """A PIL image resized as qwen-vl-utils ``fetch_image`` does (RGB, transformers' Qwen2-VL
+    ``smart_resize`` with factor ``2 * patch``, PIL's default ``resize`` filter), which is what
+    harnesses feeding Qwen through qwen-vl-utils hand the processor."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    im = image.convert("RGB")
+    h, w = smart_resize(im.height, im.width, factor=2 * int(patch), min_pixels=min_pixels, max_pixels=max_pixels)
+    return im if (h, w) == (im.height, im.width) else im.resize((w, h))
+
+
 def jpeg_roundtrip(frames: Sequence[np.ndarray], quality: int = 75) -> list[np.ndarray]:
     """Frames saved as JPEG with PIL (``quality``; 75 is its default) and read back (VLMEvalKit
     feeds saved frames; lmms-eval's Gemma 3 class sends each frame as a quality-85 JPEG)."""
@@ -405,10 +433,13 @@ def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
             images.append([Image.fromarray(f) for f in arr])
     kw: dict[str, Any] = {}
     pix = profile.pixels.get(fam or "")
+    qwen_utils = fam in profile.qwen_resize  # qwen-vl-utils resizes first; the processor keeps its own size
     if images:
+        if qwen_utils and pix:
+            images = [[qwen_image_resize(im, *pix, patch=profile.qwen_resize[fam]) for im in ims] for ims in images]
         imgs = images if fam == "llava_onevision" else [im for ims in images for im in ims]
         kw["images"] = imgs
-        if pix:
+        if pix and profile.processor_budget:
             kw["images_kwargs"] = {"size": {"shortest_edge": pix[0], "longest_edge": pix[1]}}
     if videos:
         if getattr(proc, "video_processor", None) is None:
@@ -422,8 +453,8 @@ def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
                                   "without its frame rate / frame indices")
             kw["video_metadata"] = metas
         vk: dict[str, Any] = {"do_sample_frames": False}
-        if pix:  # qwen-vl-utils caps a video frame at 768 tokens' worth of pixels
-            vk["size"] = {"shortest_edge": pix[0], "longest_edge": min(pix[1], QWEN_VIDEO_FRAME_MAX_PIXELS)}
+        if pix and profile.processor_budget:
+            vk["size"] = {"shortest_edge": pix[0], "longest_edge": pix[1]}
         kw["videos_kwargs"] = vk
     if fam in profile.no_resize:
         kw["do_resize"] = False

@@ -90,10 +90,13 @@ class _VisualLoader:
         self.qwen_patch = qwen_patch
         self._cache: dict[str, tuple] = {}
 
-    def __call__(self, s: Sample) -> tuple[list, dict]:
+    def __call__(self, s: Sample, as_video: bool = False) -> tuple[list, dict]:
+        """Frames / images of a sample; ``jpeg`` round trips apply to frames decoded from a video
+        that are fed as images (``as_video`` False), as harnesses that save frames do."""
         vis, extra = self._load(s)
-        for _ in range(self.jpeg):
-            vis = profiles.jpeg_roundtrip(vis, self.jpeg_quality)
+        if "video" in s.visual and not as_video:
+            for _ in range(self.jpeg):
+                vis = profiles.jpeg_roundtrip(vis, self.jpeg_quality)
         return vis, extra
 
     def _load(self, s: Sample) -> tuple[list, dict]:
@@ -490,7 +493,7 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
                     ok.append((s, [], {}))
                     continue
                 try:
-                    vis, extra = loader(s)
+                    vis, extra = loader(s, as_video=ctx.profile.wants_video(fam, s.visual))
                 except DataError as e:  # one bad sample: recorded, scored 0, the run goes on
                     app.write(record(s, None, None, 0.0, str(e)))
                     tick(1)
