@@ -188,6 +188,19 @@ def test_lmms_eval_letter_prefix(raw, want):
     assert PARSERS.get("lmms_eval_letter_prefix")(raw, _mca()) == want
 
 
+@pytest.mark.parametrize("raw, want", [
+    # lmms-eval 0.7.3's docstring cases
+    ("A answer1", "A"), ("A) answer2", "A"), ("(B) answer", "B"), ("C", "C"), ("(C)", "C"), ("A.", "A"),
+    ("The correct answer is (B).", "B"), ("I think the answer is C because ...", "C"),
+    # letters outside this question's options never count: "D" of four-option letters is no option of three
+    ("D", None), ("The answer is D, not A", None),
+    # the LAST statement wins; then the last parenthesised letter; then a leading letter
+    ("answer: A ... final answer: B", "B"), ("(A) or maybe (C)", "C"), ("b is right", "B"),
+    ("Bananas", "B"), ("no letter here", None), ("", None)])
+def test_lmms_eval_073_letter(raw, want):
+    assert PARSERS.get("lmms_eval_073_letter")(raw, _mca("ABC")) == want
+
+
 @pytest.mark.parametrize("raw, want", [("`B`", "B"), ("``C``", "C"), ("{d}", "D"), ("The answer is A.", "A"),
                                        ("A dog is left", None), ("(B)", "B"), ("no idea", None)])
 def test_mmsi_backtick(raw, want):

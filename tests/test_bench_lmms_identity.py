@@ -346,6 +346,183 @@ def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, monkeypatch, 
     assert len(extra["frame_indices"]) == min(n, 32)
 
 
+def _blink_images(tmp_path, n: int = 2, hw=(240, 320)) -> list[str]:
+    from PIL import Image
+
+    rng = np.random.default_rng(len(hw) + n)
+    paths = []
+    for k in range(n):
+        p = tmp_path / f"image_{k + 1}.png"
+        Image.fromarray(rng.integers(0, 255, hw + (3,), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def _blink_reference(lm, cls: str, paths: list[str], captured: dict) -> dict:
+    """Run one BLINK question through an lmms-eval class: the chat classes with the task's own
+    ``blink_doc_to_messages``, the simple ones with ``blink_doc_to_text`` / ``blink_doc_to_visual``."""
+    from lmms_eval.tasks.blink import utils as U
+    from PIL import Image
+
+    doc = {"idx": "val_Multi-view_Reasoning_1", "sub_task": "Multi-view_Reasoning", "choices": ["left", "right"],
+           "answer": "(A)", "question": "Is the camera moving left or right?",
+           "prompt": "Is the camera moving left or right?\nSelect from the following choices.\n(A) left\n(B) right",
+           **{f"image_{k + 1}": (Image.open(paths[k]) if k < len(paths) else None) for k in range(4)}}
+    kw = {"pre_prompt": "Note: You only need to respond with {} without providing any additional information.\n"}
+    lm.task_dict = {"blink": {"val": {0: doc}}}
+    gen = {"max_new_tokens": 1024}
+    if cls == "chat":
+        args = ("", lambda d: U.blink_doc_to_messages(d, kw), gen, 0, "blink", "val")
+    else:
+        args = (U.blink_doc_to_text(doc, kw), gen, U.blink_doc_to_visual, 0, "blink", "val")
+    lm.generate_until([types.SimpleNamespace(args=args)])
+    return dict(captured)
+
+
+def _blink_ours(proc, model, family: str, paths: list[str]):
+    import torch
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.card import load_card
+    from gaspprobe.benchmarking.formats.blink import build_prompt
+    from gaspprobe.benchmarking.runner import _VisualLoader
+    from gaspprobe.benchmarking.card import Sample
+
+    prof = profiles.get("lmms-eval")
+    card = load_card("blink_multiview")
+    prompt = build_prompt("Is the camera moving left or right?\nSelect from the following choices.",
+                          ["left", "right"], card.variant(None))
+    s = Sample(id="0", question_type="Multi-view_Reasoning", kind="mca", prompt=prompt, target="A", task="mv",
+               options={"A": "left", "B": "right"}, visual={"images": paths})
+    ad = types.SimpleNamespace(processor=proc, model=model, device=torch.device("cpu"), dtype=torch.float32)
+    model.config.model_type = family
+    loader = _VisualLoader(None, prof.sampler_for(family), jpeg=prof.jpeg_passes(family),
+                           jpeg_quality=prof.jpeg_quality, jpeg_images=prof.jpeg_images)
+    vis, extra = loader(s)
+    return profiles.build_inputs(ad, [(vis, s.prompt, False, extra)], prof)
+
+
+def _same(ref: dict, ours) -> None:
+    import torch
+
+    for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw"):
+        if k in ref:
+            assert k in ours, k
+            assert torch.equal(ref[k], ours[k].to(ref[k].dtype)), k
+
+
+def test_lmms_eval_profile_blink_images_qwen25_chat(setup, tmp_path):
+    """BLINK through the chat Qwen2.5-VL class: images through qwen-vl-utils' fetch_image at its
+    default budget, then the processor built with min 256*28*28 / max 1,605,632."""
+    from transformers import AutoProcessor
+
+    paths = _blink_images(tmp_path)
+    ref = _blink_reference(setup.lms["chat"], "chat", paths, setup.captured)
+    _same(ref, _blink_ours(AutoProcessor.from_pretrained(setup.mdir), setup.lms["chat"]._model, "qwen2_5_vl",
+                           paths))
+
+
+def test_lmms_eval_profile_blink_images_qwen3_chat(setup3, tmp_path):
+    from transformers import AutoProcessor
+
+    paths = _blink_images(tmp_path, 3, (200, 300))
+    ref = _blink_reference(setup3.lm, "chat", paths, setup3.captured)
+    _same(ref, _blink_ours(AutoProcessor.from_pretrained(setup3.mdir), setup3.lm._model, "qwen3_vl", paths))
+
+
+def test_lmms_eval_profile_blink_images_qwen2_vl_simple(tmp_path):
+    """Qwen2-VL's only class: every image a quality-85 JPEG data URL, budget 3,136..602,112."""
+    _import_torchvision()
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    mdir = tiny_model_dir("qwen2_vl")
+    proc = AutoProcessor.from_pretrained(mdir)
+    from lmms_eval.models.simple.qwen2_vl import Qwen2_VL
+
+    lm = Qwen2_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
+    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    paths = _blink_images(tmp_path)
+    ref = _blink_reference(lm, "simple", paths, cap)
+    _same(ref, _blink_ours(proc, lm._model, "qwen2_vl", paths))
+
+
+def test_lmms_eval_profile_blink_images_internvl_hf(tmp_path):
+    _import_torchvision()
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    mdir = tiny_model_dir("internvl")
+    proc = AutoProcessor.from_pretrained(mdir)
+    from lmms_eval.models.chat.internvl_hf import InternVLHf
+
+    lm = InternVLHf(pretrained=str(mdir), device="cpu", device_map="cpu")
+    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    paths = _blink_images(tmp_path, 2, (300, 600))  # 2:1 views: the processor tiles them
+    ref = _blink_reference(lm, "chat", paths, cap)
+    _same(ref, _blink_ours(proc, lm._model, "internvl", paths))
+    assert ref["pixel_values"].shape[0] > 2
+
+
+def test_lmms_eval_profile_blink_images_gemma3(tmp_path, monkeypatch):
+    """Gemma 3: each image a quality-85 JPEG data URL (decoded with PIL here, as in the video case)."""
+    _import_torchvision()
+    import io as _io
+
+    import torch
+    import torchvision.io
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    def pil_decode(src, mode=None, apply_exif_orientation=False):
+        data = bytes(src.numpy().tobytes()) if torch.is_tensor(src) else Path(src).read_bytes()
+        with Image.open(_io.BytesIO(data)) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+    monkeypatch.setattr(torchvision.io, "decode_image", pil_decode)
+    mdir = tiny_model_dir("gemma3")
+    proc = AutoProcessor.from_pretrained(mdir)
+    from lmms_eval.models.simple.gemma3 import Gemma3
+
+    lm = Gemma3(pretrained=str(mdir), device="cpu", device_map="cpu")
+    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    paths = _blink_images(tmp_path)
+    ref = _blink_reference(lm, "simple", paths, cap)
+    _same(ref, _blink_ours(proc, lm._model, "gemma3", paths))
+
+
+def test_blink_073_parser_agrees_with_lmms_eval_on_a_bank_of_replies():
+    """``lmms_eval_073_letter`` against lmms-eval 0.7.3's own BLINK ``_extract_answer_letter``
+    (with the question's letters, as its ``blink_process_results`` calls it), reply by reply."""
+    if importlib.util.find_spec("lmms_eval") is None:
+        pytest.skip("lmms_eval is not installed")
+    import itertools
+
+    from lmms_eval.tasks.blink.utils import _extract_answer_letter
+
+    from gaspprobe.benchmarking.card import Sample
+    from gaspprobe.benchmarking.formats.blink import lmms_eval_073_letter
+
+    heads = ["", "A", "(B)", "b.", "C)", "D", "The answer is", "answer: ", "Answers are", "I pick", "(A) or",
+             "Final answer -", "Bananas", "  (c) ", "answer is (D)"]
+    tails = ["", " B", " (C).", "\nA", " because A is closer", ".", " the right one (B)", "\n\nAnswer: C"]
+    bank = ["".join(p) for p in itertools.product(heads, tails)]
+    for n in (2, 3, 4):
+        letters = "ABCD"[:n]
+        s = Sample(id="0", question_type="t", kind="mca", prompt="", target="A", task="t",
+                   options={k: k for k in letters})
+        for raw in bank:
+            want = _extract_answer_letter(raw, letters)
+            got = lmms_eval_073_letter(raw, s)
+            assert (got or "") == want, (raw, letters, got, want)
+
+
 _SIDE = os.environ.get("GASPPROBE_LMMS_PYTHON", "")
 
 

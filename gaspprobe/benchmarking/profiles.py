@@ -75,6 +75,10 @@ class Profile:
     them. ``no_resize``: families whose processor call gets ``do_resize=False``.
     ``processor_budget``: the harness builds its processor with ``pixels`` too (lmms-eval:
     ``AutoProcessor.from_pretrained(..., min_pixels, max_pixels)``); False: the checkpoint's own.
+    ``qwen_image_pixels``: per family the budget qwen-vl-utils' ``fetch_image`` resizes images to
+    (default: ``pixels``). ``jpeg_images``: the ``jpeg`` round trips apply to a benchmark's images
+    too, not only to frames decoded from a video. ``images_kwargs``: per family, extra processor
+    image arguments the harness passes.
     """
 
     name: str
@@ -98,6 +102,9 @@ class Profile:
     qwen_resize: dict[str, int] = field(default_factory=dict)
     no_resize: tuple[str, ...] = ()
     processor_budget: bool = True
+    qwen_image_pixels: dict[str, tuple[int, int]] = field(default_factory=dict)
+    jpeg_images: bool = False
+    images_kwargs: dict[str, dict] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
 
     def stop_for(self, family: str | None) -> tuple[str, ...]:
@@ -164,15 +171,21 @@ PROFILES.register("lmms-eval", Profile(
                              "internvl": "segment_centres", "gemma3": "linspace_capped"},
     # chat qwen2_5_vl adds no system turn (the checkpoint's template adds its default); chat qwen3_vl adds one
     system={"qwen2_vl": LMMS_SYSTEM, "qwen3_vl": LMMS_SYSTEM, "gemma3": LMMS_SYSTEM},
-    # simple/gemma3.py: each frame a quality-85 JPEG (data URL) image; padding to a multiple of 8
-    jpeg={"gemma3": 1}, jpeg_quality=85, pad_to_multiple_of={"gemma3": 8},
+    # simple/gemma3.py and simple/qwen2_vl.py send every image (and gemma3 every frame) as a quality-85 JPEG
+    # data URL; gemma3 pads to a multiple of 8
+    jpeg={"gemma3": 1, "qwen2_vl": 1}, jpeg_quality=85, jpeg_images=True, pad_to_multiple_of={"gemma3": 8},
+    # images through qwen-vl-utils' fetch_image: the chat classes give it no budget (its defaults), then the
+    # processor built with the class's budget resizes again (Qwen3-VL: do_resize=False)
+    qwen_image_pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": (4 * 28 * 28, 16384 * 28 * 28),
+                       "qwen3_vl": (4 * 32 * 32, 16384 * 32 * 32)},
+    images_kwargs={"internvl": {"min_patches": 1, "max_patches": 12}},
     pixels={"qwen2_vl": LMMS_QWEN2_PIXELS, "qwen2_5_vl": LMMS_QWEN_PIXELS, "qwen3_vl": LMMS_QWEN_PIXELS},
-    parser={"vsibench": "lmms_eval_lenient"},
+    parser={"vsibench": "lmms_eval_lenient", "blink": "lmms_eval_073_letter"},
     video_families=QWEN_FAMILIES + ("internvl",), families=QWEN_FAMILIES + ("internvl", "gemma3"),
     refused={**LMMS_NO_CLASS, "llava_onevision": LMMS_OV_CHAT},
     video_metadata=("qwen2_5_vl", "qwen3_vl"), qwen_resize={"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16},
     no_resize=("qwen3_vl",),
-    formats=("vsibench",),
+    formats=("vsibench", "blink"),
     # qwen2_vl.py cuts at every "until" string (VSI: "\n\n") then strips; the chat class does neither
     stop={"qwen2_vl": ("\n\n",)}, strip={"*": False, "qwen2_vl": True}))
 PROFILES.register("lmms-eval-simple", Profile(
@@ -435,12 +448,16 @@ def build_inputs(adapter: Any, items: Sequence[tuple], profile: Profile, *,
     pix = profile.pixels.get(fam or "")
     qwen_utils = fam in profile.qwen_resize  # qwen-vl-utils resizes first; the processor keeps its own size
     if images:
-        if qwen_utils and pix:
-            images = [[qwen_image_resize(im, *pix, patch=profile.qwen_resize[fam]) for im in ims] for ims in images]
+        qpix = profile.qwen_image_pixels.get(fam or "", pix)
+        if qwen_utils and qpix:
+            images = [[qwen_image_resize(im, *qpix, patch=profile.qwen_resize[fam]) for im in ims] for ims in images]
         imgs = images if fam == "llava_onevision" else [im for ims in images for im in ims]
         kw["images"] = imgs
+        ik = dict(profile.images_kwargs.get(fam or "", {}))
         if pix and profile.processor_budget:
-            kw["images_kwargs"] = {"size": {"shortest_edge": pix[0], "longest_edge": pix[1]}}
+            ik["size"] = {"shortest_edge": pix[0], "longest_edge": pix[1]}
+        if ik:
+            kw["images_kwargs"] = ik
     if videos:
         if getattr(proc, "video_processor", None) is None:
             raise ConfigError(f"profile {profile.name!r} feeds videos through the processor's video path, and "

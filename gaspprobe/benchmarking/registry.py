@@ -51,7 +51,7 @@ for _card in (
 PARSERS: Registry = _lazy(Registry("parser"), {
     f"{_B}.parse": ("vsibench_first_token", "lmms_eval_lenient", "vlmevalkit_can_infer",
                     "vlmevalkit_then_first_token"),
-    f"{_F}.blink": ("lmms_eval_letter_prefix",),
+    f"{_F}.blink": ("lmms_eval_letter_prefix", "lmms_eval_073_letter"),
     f"{_F}.mmsi": ("mmsi_backtick",),
     f"{_F}.threedsr": ("threedsr_patterns",),
     f"{_F}.viewspatial": ("viewspatial_last_line",),

@@ -80,21 +80,23 @@ class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
     def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0,
-                 jpeg_quality: int = 75, qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
+                 jpeg_quality: int = 75, jpeg_images: bool = False, qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
         self.jpeg = jpeg
         self.jpeg_quality = jpeg_quality
+        self.jpeg_images = jpeg_images
         self.qwen_pixels = qwen_pixels  # lmms-eval's Qwen video path: resize as qwen-vl-utils does
         self.qwen_patch = qwen_patch
         self._cache: dict[str, tuple] = {}
 
     def __call__(self, s: Sample, as_video: bool = False) -> tuple[list, dict]:
         """Frames / images of a sample; ``jpeg`` round trips apply to frames decoded from a video
-        that are fed as images (``as_video`` False), as harnesses that save frames do."""
+        that are fed as images (``as_video`` False), as harnesses that save frames do, and to a
+        benchmark's images when ``jpeg_images``."""
         vis, extra = self._load(s)
-        if "video" in s.visual and not as_video:
+        if ("video" in s.visual and not as_video) or ("video" not in s.visual and self.jpeg_images):
             for _ in range(self.jpeg):
                 vis = profiles.jpeg_roundtrip(vis, self.jpeg_quality)
         return vis, extra
@@ -469,7 +471,8 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     qpix = ctx.profile.pixels.get(fam or "") if (fam in ctx.profile.qwen_resize
                                                  and ctx.profile.wants_video(fam, {"video": True})) else None
     loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam),
-                           jpeg_quality=ctx.profile.jpeg_quality, qwen_pixels=qpix,
+                           jpeg_quality=ctx.profile.jpeg_quality, jpeg_images=ctx.profile.jpeg_images,
+                           qwen_pixels=qpix,
                            qwen_patch=ctx.profile.qwen_resize.get(fam or "", 14))
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)

@@ -15,7 +15,10 @@ following choices.\\n"`` and one ``"(A) choice"`` line per choice.
 Prompt (official variant): ``"Note: You only need to respond with A, B without providing any
 additional information.\\n" + prompt`` (letters: one per choice). Images in order image_1..image_4.
 Parser ``lmms_eval_letter_prefix``: the first letter at the start of the stripped reply, after
-optional ``(`` / spaces (``"(B) left"`` -> B; ``"The answer is B"`` -> T, wrong, as in lmms-eval).
+optional ``(`` / spaces (``"(B) left"`` -> B; ``"The answer is B"`` -> T, wrong, as in lmms-eval
+at 75571cfe). Option ``lmms_eval_073_letter``: lmms-eval 0.7.3's later rule (valid letters only;
+terse line, then the last "answer is X", the last "(X)", a leading letter), which the
+``lmms-eval`` harness profile uses.
 Overall: accuracy over questions (lmms-eval ``blink_acc``).
 
 Circular (prompt variant ``circular``, not the default): every question is asked once per cyclic
@@ -54,6 +57,35 @@ def lmms_eval_letter_prefix(raw: str, sample: Sample) -> str | None:
     """Parser shared by BLINK, CV-Bench and EmbSpatial: :func:`letter_prefix`, None when that
     letter is not an option (scored wrong either way, as lmms-eval's string comparison)."""
     got = letter_prefix(raw)
+    return got if got in sample.options else None
+
+
+def _letter_073(raw: str, letters: str) -> str:
+    """The option letter lmms-eval 0.7.3's BLINK ``_extract_answer_letter`` reads, over the valid
+    ``letters`` only, trying four rules in order (our implementation of its documented behaviour):
+    a terse first line (at most 4 characters: ``B``, ``(B)``, ``B.``); the LAST "answer is X" /
+    "answer: X" statement; the LAST parenthesised letter ``(X)``; a leading letter. "" when none."""
+    text = str(raw).strip()
+    ok = re.escape(letters.upper())
+    first = text.split("\n", 1)[0].strip()
+    if len(first) <= 4:
+        m = re.fullmatch(rf"\(?([{ok}])\)?[.\s:,)]*", first, flags=re.IGNORECASE)
+        if m:
+            return m.group(1).upper()
+    said = re.findall(rf"answers?(?:\s+is)?\s*[:\-]?\s*\(?([{ok}])\)?(?![A-Za-z])", text, flags=re.IGNORECASE)
+    if said:
+        return said[-1].upper()
+    paren = re.findall(rf"\(([{ok}])\)", text)
+    if paren:
+        return paren[-1].upper()
+    m = re.match(rf"[(\s]*([{ok}])[).\s]*", text, flags=re.IGNORECASE)
+    return m.group(1).upper() if m else ""
+
+
+def lmms_eval_073_letter(raw: str, sample: Sample) -> str | None:
+    """Parser of lmms-eval 0.7.3's BLINK task (later than the 75571cfe rule the cards default to):
+    :func:`_letter_073` over this question's letters, so "The answer is (B)." reads B, not T."""
+    got = _letter_073(raw, "".join(sample.options))
     return got if got in sample.options else None
 
 
