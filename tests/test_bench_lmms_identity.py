@@ -497,6 +497,113 @@ def test_lmms_eval_profile_blink_images_gemma3(tmp_path, monkeypatch):
     _same(ref, _blink_ours(proc, lm._model, "gemma3", paths))
 
 
+# card -> (lmms-eval task folder, task yaml, doc_to_text, process_results, fixture, parser the lmms-eval profile uses)
+_FIX = Path(__file__).parent / "fixtures" / "bench"
+LMMS_TASKS = {
+    "blink_depth": ("blink", "_default_template_yaml", "blink_doc_to_text", "blink_process_results",
+                    _FIX / "blink" / "Relative_Depth.parquet", "lmms_eval_073_letter"),
+    "blink_correspondence": ("blink", "_default_template_yaml", "blink_doc_to_text", "blink_process_results",
+                             _FIX / "blink" / "Visual_Correspondence.parquet", "lmms_eval_073_letter"),
+    "cvbench_3d": ("cv_bench", "cv_bench_3d.yaml", "cv_bench_doc_to_text", "cv_bench_process_results",
+                   _FIX / "cvbench", None),
+    "embspatial": ("embspatial", "embspatial.yaml", "embspatial_doc_to_text", "embspatial_process_results",
+                   _FIX / "embspatial", None),
+    "mmsi": ("mmsi_bench", "msr_bench.yaml", "msr_doc_to_text", "msr_process_results", _FIX / "mmsi", None),
+    "threedsr": ("3dsrbench", "3dsrbench.yaml", "doc_to_text", "process_results", _FIX / "threedsr" / "3dsr", None),
+    "viewspatial": ("viewspatial", "viewspatial.yaml", "viewspatial_doc_to_text", "viewspatial_process_results",
+                    _FIX / "viewspatial", None),
+}
+REPLIES = ["A", "B", "C", "D", "(B)", "c.", "D) the lamp", "`A`", "``C``", "The answer is B.", "Answer: D",
+           "I think (C) is right", "B\nA", "a", "option b", "", "none of these", "3", "2.5 meters", "two",
+           "The correct option is (A).", "A, B", "Left", "yes"]
+
+
+def _task_kwargs(task_dir: str, yml: str):
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    base = Path(importlib.util.find_spec("lmms_eval").origin).parent / "tasks" / task_dir
+    d = yaml.load((base / yml).read_text(), Loader=Loader)
+    if "lmms_eval_specific_kwargs" not in d and d.get("include"):
+        d = {**yaml.load((base / d["include"]).read_text(), Loader=Loader), **d}
+    return (d.get("lmms_eval_specific_kwargs") or {}).get("default")
+
+
+def _as_hf_doc(row: dict) -> dict:
+    """A fixture row as ``datasets`` hands it to a task: image structs decoded to PIL."""
+    import io as _io
+
+    from PIL import Image
+
+    def dec(v):
+        if isinstance(v, dict) and v.get("bytes"):
+            return Image.open(_io.BytesIO(v["bytes"]))
+        return [dec(x) for x in v] if isinstance(v, list) else v
+
+    return {k: dec(v) for k, v in row.items()}
+
+
+def _lmms_score(res: dict) -> float:
+    for v in res.values():
+        if isinstance(v, dict) and "is_correct" in v:
+            return float(bool(v["is_correct"]))
+        for key in ("score", "accuracy", "MRA:.5:.95:.05", "vci_metric"):  # SPAR: MCA, NA, view change
+            if isinstance(v, dict) and key in v:
+                return float(v[key] or 0.0)
+    raise AssertionError(f"no score among {sorted(res)[:5]}")
+
+
+@pytest.mark.parametrize("card_name", sorted(LMMS_TASKS))
+def test_card_prompts_and_scores_equal_lmms_eval_073(card_name):
+    """Each card the ``lmms-eval`` profile covers, on its fixture: lmms-eval 0.7.3's own
+    ``doc_to_text`` (with the task yaml's default kwargs) gives our prompt exactly, and its own
+    ``process_results`` scores a bank of replies as our parser and metric do, reply by reply."""
+    if importlib.util.find_spec("lmms_eval") is None:
+        pytest.skip("lmms_eval is not installed")
+    from gaspprobe.benchmarking.card import load_card
+    from gaspprobe.benchmarking.formats.common import find_file, read_file
+    from gaspprobe.benchmarking.registry import LOADERS
+    from gaspprobe.benchmarking.scoring import parser_for, score_sample
+
+    task_dir, yml, to_text, process, data, parser = LMMS_TASKS[card_name]
+    mod = importlib.import_module(f"lmms_eval.tasks.{task_dir}.utils")
+    kw = _task_kwargs(task_dir, yml)
+    card = load_card(card_name)
+    samples = LOADERS.get(card.format)(card, data)
+    rows = read_file(Path(data) if Path(data).is_file() else find_file(data, card))
+    assert len(rows) == len(samples)
+    parse = parser_for(card, parser)
+    for row, s in zip(rows, samples):
+        doc = _as_hf_doc(row)
+        assert getattr(mod, to_text)(doc, kw) == s.prompt, s.id
+        for raw in REPLIES + [s.options.get(s.target, "")]:
+            want = _lmms_score(getattr(mod, process)(doc, [raw]))
+            got = score_sample(s, raw, parse, card)[1]
+            assert got == pytest.approx(want), (card_name, s.id, raw, got, want)
+
+
+def test_lmms_eval_073_sparbench_scores_every_number_zero():
+    """Why the ``lmms-eval`` profile refuses SPAR-Bench: 0.7.3's ``sparbench_process_results``
+    evaluates ``partial(mean_relative_accuracy, ...)`` without importing ``partial``, so every
+    numeric answer, the exact one included, falls to the worst case 0."""
+    if importlib.util.find_spec("lmms_eval") is None:
+        pytest.skip("lmms_eval is not installed")
+    from lmms_eval.tasks.sparbench import utils as U
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.errors import ConfigError
+
+    doc = {"id": 0, "task": "depth_prediction_oc", "answer": "2.4", "img_type": "single-view",
+           "format_type": "fill", "source": "scannet", "question": "How far?"}
+    assert U.sparbench_process_results(dict(doc), ["2.4"])["sparbench_score"]["MRA:.5:.95:.05"] == 0.0
+    assert not hasattr(U, "partial")
+    with pytest.raises(ConfigError, match="not defined for sparbench"):
+        profiles.get("lmms-eval").check("qwen2_5_vl", "sparbench")
+
+
 def test_blink_073_parser_agrees_with_lmms_eval_on_a_bank_of_replies():
     """``lmms_eval_073_letter`` against lmms-eval 0.7.3's own BLINK ``_extract_answer_letter``
     (with the question's letters, as its ``blink_process_results`` calls it), reply by reply."""

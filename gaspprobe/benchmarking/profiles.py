@@ -185,7 +185,10 @@ PROFILES.register("lmms-eval", Profile(
     refused={**LMMS_NO_CLASS, "llava_onevision": LMMS_OV_CHAT},
     video_metadata=("qwen2_5_vl", "qwen3_vl"), qwen_resize={"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16},
     no_resize=("qwen3_vl",),
-    formats=("vsibench", "blink"),
+    # cards whose lmms-eval 0.7.3 prompt and scoring equal ours (checked against its task code) and whose
+    # doc_to_messages put the images before the text; not: SPAR (0.7.3 scores every number 0: its
+    # METRICS_FOR_NA eval lacks functools.partial), MindCube and SITE (images interleaved in the text)
+    formats=("vsibench", "blink", "cvbench", "embspatial", "mmsi", "threedsr", "viewspatial"),
     # qwen2_vl.py cuts at every "until" string (VSI: "\n\n") then strips; the chat class does neither
     stop={"qwen2_vl": ("\n\n",)}, strip={"*": False, "qwen2_vl": True}))
 PROFILES.register("lmms-eval-simple", Profile(
