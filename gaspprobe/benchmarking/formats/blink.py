@@ -65,8 +65,11 @@ def _letter_073(raw: str, letters: str) -> str:
     ``letters`` only, trying four rules in order (our implementation of its documented behaviour):
     a terse first line (at most 4 characters: ``B``, ``(B)``, ``B.``); the LAST "answer is X" /
     "answer: X" statement; the LAST parenthesised letter ``(X)``; a leading letter. "" when none."""
+    letters = "".join(c for c in str(letters).upper() if "A" <= c <= "Z")
+    if not letters:
+        return ""
     text = str(raw).strip()
-    ok = re.escape(letters.upper())
+    ok = letters
     first = text.split("\n", 1)[0].strip()
     if len(first) <= 4:
         m = re.fullmatch(rf"\(?([{ok}])\)?[.\s:,)]*", first, flags=re.IGNORECASE)
@@ -85,7 +88,7 @@ def _letter_073(raw: str, letters: str) -> str:
 def lmms_eval_073_letter(raw: str, sample: Sample) -> str | None:
     """Parser of lmms-eval 0.7.3's BLINK task (later than the 75571cfe rule the cards default to):
     :func:`_letter_073` over this question's letters, so "The answer is (B)." reads B, not T."""
-    got = _letter_073(raw, "".join(sample.options))
+    got = _letter_073(raw, "".join(k for k in sample.options if isinstance(k, str) and len(k) == 1))
     return got if got in sample.options else None
 
 
