@@ -66,27 +66,84 @@ def _import_torchvision():
         pytest.skip(torchvision_problem())
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    _import_torchvision()
+def noise_video(path: Path, size: tuple[int, int], n: int, fps: float, seed: int) -> Path:
+    """An mp4 of ``n`` seeded noise frames (each a little brighter than the last) at ``fps``."""
+    from gaspprobe.benchmarking.video import write_video
+
+    rng = np.random.default_rng(seed)
+    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    write_video(path, frames, fps=fps)
+    return path
+
+
+def profile_inputs(profile: str, proc, model, family: str, sample, frames: int | None = 32):
+    """What the runner builds for ``sample`` under ``profile``: its loader, then one processor call.
+    Returns ``(inputs, loader extras)``."""
     import torch
+
+    from gaspprobe.benchmarking import profiles
+    from gaspprobe.benchmarking.runner import visual_loader
+
+    prof = profiles.get(profile)
+    model.config.model_type = family
+    ad = types.SimpleNamespace(processor=proc, model=model, device=torch.device("cpu"), dtype=torch.float32)
+    as_video = prof.wants_video(family, sample.visual)
+    vis, extra = visual_loader(prof, family, frames)(sample, as_video=as_video)
+    return profiles.build_inputs(ad, [(vis, sample.prompt, as_video, extra)], prof), extra
+
+
+def video_sample(prompt: str, video: Path):
+    from gaspprobe.benchmarking.card import Sample
+
+    return Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
+                  task="object_counting", visual={"video": str(video)})
+
+
+def tiny_lmms(arch: str, cls_path: str):
+    """lmms-eval's class ``module:Name`` on the tiny ``arch`` model, ``generate`` intercepted:
+    ``(lm, processor, captured)``."""
+    import torch
+    from transformers import AutoProcessor
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    mdir = tiny_model_dir(arch)
+    proc = AutoProcessor.from_pretrained(mdir)
+    mod, name = cls_path.split(":")
+    lm = getattr(importlib.import_module(mod), name)(pretrained=str(mdir), device="cpu", device_map="cpu")
+    return lm, proc, _capture(lm, torch, proc.tokenizer.eos_token_id)
+
+
+def qwen25_real_layout(mdir: Path) -> Path:
+    """The tiny Qwen2.5-VL copied to ``mdir`` with a processor laid out like the real checkpoint's
+    (its preprocessor settings for images and videos, its chat template with the default system turn),
+    since ``gaspprobe model tiny`` keeps prompts short with a simpler template."""
     from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     from gaspprobe.models.testing import tiny_model_dir
 
-    root = tmp_path_factory.mktemp("lmms")
     src = tiny_model_dir("qwen2_5_vl")
-    mdir = root / "model"
     shutil.copytree(src, mdir)
     for f in mdir.glob("*processor*json"):
         f.unlink()
-    tok = AutoTokenizer.from_pretrained(src)
-    proc = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2,
-                                              temporal_patch_size=2),
-        tokenizer=tok, video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2),
-        chat_template=QWEN25_TEMPLATE)
-    proc.save_pretrained(mdir)
+    real = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
+    size = {"shortest_edge": 3136, "longest_edge": 12845056}
+    Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(size=size, **real),
+                        tokenizer=AutoTokenizer.from_pretrained(src),
+                        video_processor=Qwen2VLVideoProcessor(size=size, **real),
+                        chat_template=QWEN25_TEMPLATE).save_pretrained(mdir)
+    return mdir
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    _import_torchvision()
+    import torch
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("lmms")
+    mdir = qwen25_real_layout(root / "model")
+    tok = AutoTokenizer.from_pretrained(mdir)
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as Chat
     from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Simple
 
@@ -109,18 +166,9 @@ def setup(tmp_path_factory):
                                                  ("chat", "lmms-eval", "qwen_nframes")])
 @pytest.mark.parametrize("size,n,fps", [((224, 224), 48, 12), ((180, 320), 60, 10), ((224, 224), 21, 30)])
 def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps, cls, profile, sampler):
-    import torch
     from transformers import AutoProcessor
 
-    from gaspprobe.benchmarking import profiles
-    from gaspprobe.benchmarking.card import Sample
-    from gaspprobe.benchmarking.runner import _VisualLoader
-    from gaspprobe.benchmarking.video import write_video
-
-    rng = np.random.default_rng(n)
-    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
-    video = setup.root / f"v{n}" / "scene.mp4"
-    write_video(video, frames, fps=fps)
+    video = noise_video(setup.root / f"v{n}" / "scene.mp4", size, n, fps, n)
     prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
               "Please answer the question using a single word or phrase.")
     lm = setup.lms[cls]
@@ -134,17 +182,9 @@ def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps, cls, 
     lm.generate_until([types.SimpleNamespace(args=args)])
     ref = dict(setup.captured)
 
-    prof = profiles.get(profile)
-    proc = AutoProcessor.from_pretrained(setup.mdir)
-    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
-    loader = _VisualLoader(32, prof.sampler_for("qwen2_5_vl"), qwen_pixels=prof.pixels["qwen2_5_vl"])
-    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
-                               task="object_counting", visual={"video": str(video)}))
-    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
-    for k in ("input_ids", "attention_mask", "video_grid_thw"):
-        assert torch.equal(ref[k], ours[k]), k
-    assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
-    assert torch.equal(ref["second_per_grid_ts"], ours["second_per_grid_ts"])
+    ours, extra = profile_inputs(profile, AutoProcessor.from_pretrained(setup.mdir), lm._model, "qwen2_5_vl",
+                                 video_sample(prompt, video))
+    _same(ref, ours, video=True)
     assert extra["frame_sampler"] == sampler
 
 
@@ -188,18 +228,9 @@ def setup3(tmp_path_factory):
 def test_lmms_eval_profile_is_token_identical_for_qwen3_vl(setup3, size, n, fps):
     """lmms-eval 0.7.3's chat Qwen3-VL class (``--model qwen3_vl``): 32 frames, patch 16, the
     processor's timestamps from the video metadata, ``do_resize=False``, a system turn."""
-    import torch
     from transformers import AutoProcessor
 
-    from gaspprobe.benchmarking import profiles
-    from gaspprobe.benchmarking.card import Sample
-    from gaspprobe.benchmarking.runner import _VisualLoader
-    from gaspprobe.benchmarking.video import write_video
-
-    rng = np.random.default_rng(n + 1)
-    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
-    video = setup3.root / f"v{n}" / "scene.mp4"
-    write_video(video, frames, fps=fps)
+    video = noise_video(setup3.root / f"v{n}" / "scene.mp4", size, n, fps, n + 1)
     prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
               "Please answer the question using a single word or phrase.")
     lm = setup3.lm
@@ -210,18 +241,9 @@ def test_lmms_eval_profile_is_token_identical_for_qwen3_vl(setup3, size, n, fps)
                                                    "test"))])
     ref = dict(setup3.captured)
 
-    prof = profiles.get("lmms-eval")
-    proc = AutoProcessor.from_pretrained(setup3.mdir)
-    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
-    ad.model.config.model_type = "qwen3_vl"
-    loader = _VisualLoader(32, prof.sampler_for("qwen3_vl"), qwen_pixels=prof.pixels["qwen3_vl"],
-                           qwen_patch=prof.qwen_resize["qwen3_vl"])
-    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
-                               task="object_counting", visual={"video": str(video)}))
-    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
-    for k in ("input_ids", "attention_mask", "video_grid_thw"):
-        assert torch.equal(ref[k], ours[k]), k
-    assert torch.equal(ref["pixel_values_videos"], ours["pixel_values_videos"])
+    ours, extra = profile_inputs("lmms-eval", AutoProcessor.from_pretrained(setup3.mdir), lm._model, "qwen3_vl",
+                                 video_sample(prompt, video))
+    _same(ref, ours, video=True)
     assert extra["frame_sampler"] == "qwen_nframes_exact" and len(extra["frame_indices"]) == 32
 
 
@@ -245,33 +267,16 @@ def test_lmms_eval_profile_is_token_identical_for_internvl_hf(tmp_path, monkeypa
     One substitution: transformers decodes a video path with torchcodec only, which needs system
     FFmpeg libraries this machine lacks; its own PyAV loader stands in (same FFmpeg decode)."""
     _import_torchvision()
-    import torch
-    from transformers import AutoProcessor
-
-    from gaspprobe.benchmarking import profiles
-    from gaspprobe.benchmarking.card import Sample
-    from gaspprobe.benchmarking.runner import _VisualLoader
-    from gaspprobe.benchmarking.video import write_video
-    from gaspprobe.models.testing import tiny_model_dir
-
     from transformers import video_processing_utils as vpu
     from transformers.video_utils import load_video
 
     monkeypatch.setattr(vpu.BaseVideoProcessor, "fetch_videos", lambda self, urls, sample_indices_fn=None: (
         list(zip(*[load_video(u, backend="pyav", sample_indices_fn=sample_indices_fn) for u in urls]))
         if isinstance(urls, list) else load_video(urls, backend="pyav", sample_indices_fn=sample_indices_fn)))
-    mdir = tiny_model_dir("internvl")
-    proc = AutoProcessor.from_pretrained(mdir)
+    lm, proc, cap = tiny_lmms("internvl", "lmms_eval.models.chat.internvl_hf:InternVLHf")
     if getattr(proc, "video_processor", None) is None:
         pytest.skip("the tiny InternVL has no video processor here")
-    from lmms_eval.models.chat.internvl_hf import InternVLHf
-
-    lm = InternVLHf(pretrained=str(mdir), device="cpu", device_map="cpu")
-    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
-    rng = np.random.default_rng(n + 2)
-    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
-    video = tmp_path / "scene.mp4"
-    write_video(video, frames, fps=fps)
+    video = noise_video(tmp_path / "scene.mp4", size, n, fps, n + 2)
     prompt = "These are frames of a video.\nHow many chair(s) are in this room?"
     lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
     msgs = [{"role": "user", "content": [{"type": "video", "url": str(video)}, {"type": "text", "text": prompt}]}]
@@ -279,23 +284,15 @@ def test_lmms_eval_profile_is_token_identical_for_internvl_hf(tmp_path, monkeypa
                                                    0, "vsibench", "test"))])
     ref = dict(cap)
 
-    prof = profiles.get("lmms-eval")
-    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
-    loader = _VisualLoader(32, prof.sampler_for("internvl"))
-    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
-                               task="object_counting", visual={"video": str(video)}))
-    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, True, extra)], prof)
-    assert torch.equal(ref["input_ids"], ours["input_ids"]) and torch.equal(ref["attention_mask"], ours["attention_mask"])
-    assert torch.equal(ref["pixel_values"], ours["pixel_values"].to(ref["pixel_values"].dtype))
+    ours, extra = profile_inputs("lmms-eval", proc, lm._model, "internvl", video_sample(prompt, video))
+    _same(ref, ours)
     assert extra["frame_sampler"] == "segment_centres" and len(extra["frame_indices"]) == 32
 
 
-@pytest.mark.parametrize("size,n,fps", [((224, 224), 40, 12), ((180, 320), 20, 10)])
-def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, monkeypatch, size, n, fps):
-    """lmms-eval 0.7.3's ``gemma3`` class (simple only) on a tiny Gemma 3: the video's frames
-    (PyAV, ``linspace`` over min(n, 32)) each sent as a quality-85 JPEG image, a system turn,
-    the chat template tokenized with padding to a multiple of 8, bfloat16 pixels. One
-    substitution: transformers decodes the JPEG data URLs with torchcodec or torchvision's image
+@pytest.fixture
+def gemma3_lmms(monkeypatch):
+    """lmms-eval's ``gemma3`` class on the tiny Gemma 3, ``generate`` intercepted: ``(lm, processor,
+    captured)``. transformers decodes its JPEG data URLs with torchcodec or torchvision's image
     extension, neither of which loads here; PIL (libjpeg-turbo, as both of them) stands in."""
     _import_torchvision()
     import io as _io
@@ -303,7 +300,6 @@ def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, monkeypatch, 
     import torch
     import torchvision.io
     from PIL import Image
-    from transformers import AutoProcessor
 
     def pil_decode(src, mode=None, apply_exif_orientation=False):
         data = bytes(src.numpy().tobytes()) if torch.is_tensor(src) else Path(src).read_bytes()
@@ -311,38 +307,26 @@ def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, monkeypatch, 
             return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
 
     monkeypatch.setattr(torchvision.io, "decode_image", pil_decode)
+    return tiny_lmms("gemma3", "lmms_eval.models.simple.gemma3:Gemma3")
 
-    from gaspprobe.benchmarking import profiles
-    from gaspprobe.benchmarking.card import Sample
-    from gaspprobe.benchmarking.runner import _VisualLoader
-    from gaspprobe.benchmarking.video import write_video
-    from gaspprobe.models.testing import tiny_model_dir
 
-    mdir = tiny_model_dir("gemma3")
-    proc = AutoProcessor.from_pretrained(mdir)
-    from lmms_eval.models.simple.gemma3 import Gemma3
-
-    lm = Gemma3(pretrained=str(mdir), device="cpu", device_map="cpu")
-    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
-    rng = np.random.default_rng(n + 3)
-    frames = np.stack([np.clip(rng.normal(128, 60, size + (3,)) + 3 * i, 0, 255).astype(np.uint8) for i in range(n)])
-    video = tmp_path / "scene.mp4"
-    write_video(video, frames, fps=fps)
+@pytest.mark.parametrize("size,n,fps", [((224, 224), 40, 12), ((180, 320), 20, 10)])
+def test_lmms_eval_profile_is_token_identical_for_gemma3(tmp_path, gemma3_lmms, size, n, fps):
+    """lmms-eval 0.7.3's ``gemma3`` class (simple only) on a tiny Gemma 3: the video's frames
+    (PyAV, ``linspace`` over min(n, 32)) each sent as a quality-85 JPEG image, a system turn,
+    the chat template tokenized with padding to a multiple of 8, bfloat16 pixels. One
+    substitution: transformers decodes the JPEG data URLs with torchcodec or torchvision's image
+    extension, neither of which loads here; PIL (libjpeg-turbo, as both of them) stands in."""
+    lm, proc, cap = gemma3_lmms
+    video = noise_video(tmp_path / "scene.mp4", size, n, fps, n + 3)
     prompt = "These are frames of a video.\nHow many chair(s) are in this room?"
     lm.task_dict = {"vsibench": {"test": {0: {"id": 0}}}}
     lm.generate_until([types.SimpleNamespace(args=(prompt, {"max_new_tokens": 16, "temperature": 0, "until": ["\n\n"]},
                                                    lambda d: [str(video)], 0, "vsibench", "test"))])
     ref = dict(cap)
 
-    prof = profiles.get("lmms-eval")
-    ad = types.SimpleNamespace(processor=proc, model=lm._model, device=torch.device("cpu"), dtype=torch.float32)
-    loader = _VisualLoader(32, prof.sampler_for("gemma3"), jpeg=prof.jpeg_passes("gemma3"),
-                           jpeg_quality=prof.jpeg_quality)
-    vis, extra = loader(Sample(id="0", question_type="object_counting", kind="na", prompt=prompt, target="2",
-                               task="object_counting", visual={"video": str(video)}))
-    ours = profiles.build_inputs(ad, [(np.stack(vis), prompt, prof.wants_video("gemma3", {"video": 1}), extra)], prof)
-    assert torch.equal(ref["input_ids"], ours["input_ids"]) and torch.equal(ref["attention_mask"], ours["attention_mask"])
-    assert torch.equal(ref["pixel_values"], ours["pixel_values"].to(ref["pixel_values"].dtype))
+    ours, extra = profile_inputs("lmms-eval", proc, lm._model, "gemma3", video_sample(prompt, video))
+    _same(ref, ours)
     assert len(extra["frame_indices"]) == min(n, 32)
 
 
@@ -380,35 +364,28 @@ def _blink_reference(lm, cls: str, paths: list[str], captured: dict) -> dict:
 
 
 def _blink_ours(proc, model, family: str, paths: list[str]):
-    import torch
-
-    from gaspprobe.benchmarking import profiles
-    from gaspprobe.benchmarking.card import load_card
+    from gaspprobe.benchmarking.card import Sample, load_card
     from gaspprobe.benchmarking.formats.blink import build_prompt
-    from gaspprobe.benchmarking.runner import _VisualLoader
-    from gaspprobe.benchmarking.card import Sample
 
-    prof = profiles.get("lmms-eval")
     card = load_card("blink_multiview")
     prompt = build_prompt("Is the camera moving left or right?\nSelect from the following choices.",
                           ["left", "right"], card.variant(None))
     s = Sample(id="0", question_type="Multi-view_Reasoning", kind="mca", prompt=prompt, target="A", task="mv",
                options={"A": "left", "B": "right"}, visual={"images": paths})
-    ad = types.SimpleNamespace(processor=proc, model=model, device=torch.device("cpu"), dtype=torch.float32)
-    model.config.model_type = family
-    loader = _VisualLoader(None, prof.sampler_for(family), jpeg=prof.jpeg_passes(family),
-                           jpeg_quality=prof.jpeg_quality, jpeg_images=prof.jpeg_images)
-    vis, extra = loader(s)
-    return profiles.build_inputs(ad, [(vis, s.prompt, False, extra)], prof)
+    return profile_inputs("lmms-eval", proc, model, family, s, frames=None)[0]
 
 
-def _same(ref: dict, ours) -> None:
+def _same(ref: dict, ours, video: bool = False) -> None:
+    """Every model input the harness built equals ours (pixels compared in the harness's dtype)."""
     import torch
 
-    for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw"):
-        if k in ref:
-            assert k in ours, k
-            assert torch.equal(ref[k], ours[k].to(ref[k].dtype)), k
+    keys = ["input_ids", "attention_mask", "pixel_values", "image_grid_thw"]
+    keys += ["pixel_values_videos", "video_grid_thw", "second_per_grid_ts"] if video else []
+    present = [k for k in keys if k in ref]
+    assert "input_ids" in present and (not video or "pixel_values_videos" in present), sorted(ref)
+    for k in present:
+        assert k in ours, k
+        assert torch.equal(ref[k], ours[k].to(ref[k].dtype)), k
 
 
 def test_lmms_eval_profile_blink_images_qwen25_chat(setup, tmp_path):
@@ -433,17 +410,7 @@ def test_lmms_eval_profile_blink_images_qwen3_chat(setup3, tmp_path):
 def test_lmms_eval_profile_blink_images_qwen2_vl_simple(tmp_path):
     """Qwen2-VL's only class: every image a quality-85 JPEG data URL, budget 3,136..602,112."""
     _import_torchvision()
-    import torch
-    from transformers import AutoProcessor
-
-    from gaspprobe.models.testing import tiny_model_dir
-
-    mdir = tiny_model_dir("qwen2_vl")
-    proc = AutoProcessor.from_pretrained(mdir)
-    from lmms_eval.models.simple.qwen2_vl import Qwen2_VL
-
-    lm = Qwen2_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
-    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    lm, proc, cap = tiny_lmms("qwen2_vl", "lmms_eval.models.simple.qwen2_vl:Qwen2_VL")
     paths = _blink_images(tmp_path)
     ref = _blink_reference(lm, "simple", paths, cap)
     _same(ref, _blink_ours(proc, lm._model, "qwen2_vl", paths))
@@ -451,47 +418,16 @@ def test_lmms_eval_profile_blink_images_qwen2_vl_simple(tmp_path):
 
 def test_lmms_eval_profile_blink_images_internvl_hf(tmp_path):
     _import_torchvision()
-    import torch
-    from transformers import AutoProcessor
-
-    from gaspprobe.models.testing import tiny_model_dir
-
-    mdir = tiny_model_dir("internvl")
-    proc = AutoProcessor.from_pretrained(mdir)
-    from lmms_eval.models.chat.internvl_hf import InternVLHf
-
-    lm = InternVLHf(pretrained=str(mdir), device="cpu", device_map="cpu")
-    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    lm, proc, cap = tiny_lmms("internvl", "lmms_eval.models.chat.internvl_hf:InternVLHf")
     paths = _blink_images(tmp_path, 2, (300, 600))  # 2:1 views: the processor tiles them
     ref = _blink_reference(lm, "chat", paths, cap)
     _same(ref, _blink_ours(proc, lm._model, "internvl", paths))
     assert ref["pixel_values"].shape[0] > 2
 
 
-def test_lmms_eval_profile_blink_images_gemma3(tmp_path, monkeypatch):
+def test_lmms_eval_profile_blink_images_gemma3(tmp_path, gemma3_lmms):
     """Gemma 3: each image a quality-85 JPEG data URL (decoded with PIL here, as in the video case)."""
-    _import_torchvision()
-    import io as _io
-
-    import torch
-    import torchvision.io
-    from PIL import Image
-    from transformers import AutoProcessor
-
-    from gaspprobe.models.testing import tiny_model_dir
-
-    def pil_decode(src, mode=None, apply_exif_orientation=False):
-        data = bytes(src.numpy().tobytes()) if torch.is_tensor(src) else Path(src).read_bytes()
-        with Image.open(_io.BytesIO(data)) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-
-    monkeypatch.setattr(torchvision.io, "decode_image", pil_decode)
-    mdir = tiny_model_dir("gemma3")
-    proc = AutoProcessor.from_pretrained(mdir)
-    from lmms_eval.models.simple.gemma3 import Gemma3
-
-    lm = Gemma3(pretrained=str(mdir), device="cpu", device_map="cpu")
-    cap = _capture(lm, torch, proc.tokenizer.eos_token_id)
+    lm, proc, cap = gemma3_lmms
     paths = _blink_images(tmp_path)
     ref = _blink_reference(lm, "simple", paths, cap)
     _same(ref, _blink_ours(proc, lm._model, "gemma3", paths))

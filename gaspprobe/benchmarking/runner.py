@@ -123,6 +123,16 @@ class _VisualLoader:
         return read_images(s.visual.get("images", [])), {}
 
 
+def visual_loader(profile: profiles.Profile, family: str | None, frames: int | None) -> _VisualLoader:
+    """The loader a profile feeds a family with: its frame sampler, JPEG round trips and, where the
+    harness resizes video frames with qwen-vl-utils first, that resize."""
+    qwen = family in profile.qwen_resize and profile.wants_video(family, {"video": True})
+    return _VisualLoader(frames, profile.sampler_for(family), jpeg=profile.jpeg_passes(family),
+                         jpeg_quality=profile.jpeg_quality, jpeg_images=profile.jpeg_images,
+                         qwen_pixels=profile.pixels.get(family or "") if qwen else None,
+                         qwen_patch=profile.qwen_resize.get(family or "", 14))
+
+
 # --------------------------------------------------------------------------- run
 _load = load_samples  # the old private name
 
@@ -468,12 +478,7 @@ def _generate_all(ctx: _Context, todo: list[Sample], path: Path, batch_size: int
     """Generate, parse, score and append a record per sample, ``batch_size`` samples per call."""
     needs_visuals = getattr(ctx.mdl, "needs_visuals", True)
     fam = profiles.family_of(ctx.mdl) if profiles.has_processor(ctx.mdl) else None
-    qpix = ctx.profile.pixels.get(fam or "") if (fam in ctx.profile.qwen_resize
-                                                 and ctx.profile.wants_video(fam, {"video": True})) else None
-    loader = _VisualLoader(ctx.frames, ctx.profile.sampler_for(fam), jpeg=ctx.profile.jpeg_passes(fam),
-                           jpeg_quality=ctx.profile.jpeg_quality, jpeg_images=ctx.profile.jpeg_images,
-                           qwen_pixels=qpix,
-                           qwen_patch=ctx.profile.qwen_resize.get(fam or "", 14))
+    loader = visual_loader(ctx.profile, fam, ctx.frames)
     scores = [float(r.get("score") or 0.0) for r in done.values() if not r.get("failed")]
     n_done, total = 0, len(todo)
 
