@@ -1,6 +1,7 @@
 """Identity test: the ``vlmevalkit`` profile builds exactly the inputs VLMEvalKit's own
 ``Qwen2VLChat`` builds for Qwen2.5-VL (input ids, attention mask, pixel tensors, grids, seconds per
-grid): VSI-Bench as a video (VLMEvalKit marks the class ``VIDEO_LLM``) and All-Angles as images.
+grid): VSI-Bench as a video (VLMEvalKit marks the class ``VIDEO_LLM``) and All-Angles as images;
+and those its ``Gemma3`` builds from VSI-Bench's saved JPEG frames.
 
 VLMEvalKit is not on the package registry, and its code is not copied here. Point
 ``GASPPROBE_VLMEVALKIT_SRC`` at a checkout (a folder holding ``vlmeval/``; checked against
@@ -29,6 +30,19 @@ _SRC = os.environ.get("GASPPROBE_VLMEVALKIT_SRC", "")
 VLMK_PIXELS = dict(min_pixels=1280 * 28 * 28, max_pixels=16384 * 28 * 28)
 
 
+def _cpu_loading(mp, cls) -> None:
+    """``cls.from_pretrained`` without ``flash_attention_2`` / ``device_map`` (patched on the class
+    itself, where VLMEvalKit's module looks it up)."""
+    orig_fp = cls.from_pretrained.__func__
+
+    def cpu_from_pretrained(klass, *a, **kw):
+        kw.pop("attn_implementation", None)
+        kw.pop("device_map", None)
+        return orig_fp(klass, *a, **kw)
+
+    mp.setattr(cls, "from_pretrained", classmethod(cpu_from_pretrained))
+
+
 @pytest.fixture(scope="module")
 def vlmk(tmp_path_factory):
     if not _SRC or not (Path(_SRC) / "vlmeval").is_dir():
@@ -48,15 +62,7 @@ def vlmk(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     orig_to = BatchFeature.to
     mp.setattr(BatchFeature, "to", lambda self, *a, **k: orig_to(self, *("cpu" if x == "cuda" else x for x in a), **k))
-    cls = transformers.Qwen2_5_VLForConditionalGeneration
-    orig_fp = cls.from_pretrained.__func__
-
-    def cpu_from_pretrained(klass, *a, **kw):
-        kw.pop("attn_implementation", None)
-        kw.pop("device_map", None)
-        return orig_fp(klass, *a, **kw)
-
-    mp.setattr(cls, "from_pretrained", classmethod(cpu_from_pretrained))
+    _cpu_loading(mp, transformers.Qwen2_5_VLForConditionalGeneration)
     mp.syspath_prepend(_SRC)
     import vlmeval.vlm.qwen2_vl.model as M
 
@@ -122,3 +128,67 @@ def test_vlmevalkit_allangles_images_are_token_identical(vlmk, tmp_path):
                                  task="counting", options={"A": "View 1", "B": "View 2", "C": "View 3"},
                                  visual={"images": paths}))
     _same(ref, ours)
+
+
+@pytest.fixture(scope="module")
+def vlmk_gemma3(vlmk):
+    """VLMEvalKit's ``Gemma3`` (vlm/gemma.py) on the tiny Gemma 3 with the same CPU shims, and a
+    PIL JPEG decode standing in for torchvision's image extension (which does not load here)."""
+    import io as _io
+
+    import torch
+    import torchvision.io
+    import transformers
+    from PIL import Image
+
+    from gaspprobe.models.testing import tiny_model_dir
+
+    def pil_decode(src, mode=None, apply_exif_orientation=False):
+        data = bytes(src.numpy().tobytes()) if torch.is_tensor(src) else Path(src).read_bytes()
+        with Image.open(_io.BytesIO(data)) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(torchvision.io, "decode_image", pil_decode)
+    _cpu_loading(mp, transformers.Gemma3ForConditionalGeneration)
+    import vlmeval.vlm.gemma as G
+
+    mdir = tiny_model_dir("gemma3")
+    m = G.Gemma3(model_path=str(mdir))
+    captured: dict = {}
+
+    def fake_generate(**kw):
+        captured.clear()
+        captured.update({k: v for k, v in kw.items()})
+        return torch.cat([kw["input_ids"], kw["input_ids"][:, :1]], 1)
+
+    m.model.generate = fake_generate
+    yield types.SimpleNamespace(m=m, captured=captured, mdir=mdir)
+    mp.undo()
+
+
+def test_vlmevalkit_gemma3_vsibench_frames_are_token_identical(vlmk, vlmk_gemma3, tmp_path):
+    """VSI-Bench_8frame for Gemma 3 (not a VIDEO_LLM): the dataset's frames, ``np.linspace(0, n-1,
+    k, dtype=int)``, saved as JPEG with PIL's defaults (VsiBench.save_video_frames; emulated here,
+    the dataset module being VLMEvalKit's), then image messages and the text; a system turn."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from gaspprobe.benchmarking.vsibench import read_video_frames
+
+    video = noise_video(tmp_path / "scene.mp4", (180, 320), 40, 10, 5)
+    frames, idx, n = read_video_frames(video, 8, sampler="linspace")
+    paths = []
+    for i, f in enumerate(frames):
+        p = tmp_path / f"frame-{i + 1}-of-8.jpg"
+        Image.fromarray(f).save(p)
+        paths.append(str(p))
+    prompt = ("These are frames of a video.\nHow many chair(s) are in this room?\n"
+              "Answer briefly and directly in one float number.")
+    vlmk_gemma3.m.generate(message=[dict(type="image", value=p) for p in paths] + [dict(type="text", value=prompt)],
+                           dataset="VSI-Bench")
+    ref = dict(vlmk_gemma3.captured)
+    ours, extra = profile_inputs("vlmevalkit", AutoProcessor.from_pretrained(vlmk_gemma3.mdir),
+                                 vlmk_gemma3.m.model, "gemma3", video_sample(prompt, video), frames=8)
+    _same(ref, ours)
+    assert extra["frame_indices"] == [int(i) for i in idx]

@@ -30,7 +30,8 @@ vlmevalkit  VLMEvalKit (open-compass/VLMEvalKit@e8e78f05): ``Qwen2VLChat`` for Q
             All-Angles views through qwen-vl-utils' ``fetch_image``; ``vlmeval/config.py``'s budget
             min 1280*28*28 / max 16384*28*28 to qwen-vl-utils only; no system prompt, no fps; the NA
             post-prompt "Answer briefly and directly in one float number."; its option matching then
-            the first number. Other families are refused with the reason (crash upstream, no class,
+            the first number. Gemma 3 (``vlm/gemma.py``): the dataset's quality-75 JPEG frames as
+            images, a system turn. Other families are refused with the reason (crash upstream, no class,
             sampling decoding, or a class not reproduced here).
 official    the benchmark's released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
             video path where the family has one, linspace frames, first-token scorer);
@@ -208,14 +209,17 @@ VLMK_NOT_YET = ("VLMEvalKit's class for it is not reproduced by gaspprobe yet (d
                 "use the 'gaspprobe' profile")
 PROFILES.register("vlmevalkit", Profile(
     name="vlmevalkit", description="VLMEvalKit (open-compass/VLMEvalKit@e8e78f05): Qwen2VLChat for Qwen2.5-VL "
-    "(VSI as a video through qwen-vl-utils, images through it too), its VSI prompt and matching",
-    visual="video", video_families=("qwen2_5_vl",), families=("qwen2_5_vl",),
+    "(VSI as a video through qwen-vl-utils, images through it too), Gemma3 (saved JPEG frames), its VSI prompt "
+    "and matching",
+    visual="video", video_families=("qwen2_5_vl",), families=("qwen2_5_vl", "gemma3"),
     # VSI-Bench_<n>frame: Qwen2VLChat asks qwen-vl-utils for nframes = n (the frame count floored to even
     # when shorter), which decodes round(linspace); image models would get the dataset's floor-linspace
     # JPEG frames (PIL quality 75: one save/read round trip of frames decoded from the video)
     sampler={"*": "uniform_tail", "qwen2_5_vl": "qwen_nframes"}, jpeg={"*": 1},
     # vlmeval/config.py's Qwen2.5-VL entries; no system prompt; no fps reaches the processor
     pixels={"qwen2_5_vl": (1280 * 28 * 28, 16384 * 28 * 28)}, qwen_resize={"qwen2_5_vl": 14},
+    # vlm/gemma.py: a system turn (trailing space included); frames and views as image files
+    system={"gemma3": "You are a helpful assistant. "},
     parser={"vsibench": "vlmevalkit_then_first_token", "allangles": "vlmevalkit_can_infer"},
     prompt={"vsibench": {"na_post_prompt": "Answer briefly and directly in one float number."}},
     refused={
@@ -226,7 +230,7 @@ PROFILES.register("vlmevalkit", Profile(
         "llava_next_video": "VLMEvalKit has no LLaVA-NeXT-Video class",
         "qwen3_vl": "VLMEvalKit's Qwen3-VL entries run vLLM with sampling (temperature 0.7): not reproducible "
                     "token for token",
-        **{f: VLMK_NOT_YET for f in ("internvl", "smolvlm", "idefics3", "gemma3", "glm4v", "llava", "llava_next",
+        **{f: VLMK_NOT_YET for f in ("internvl", "smolvlm", "idefics3", "glm4v", "llava", "llava_next",
                                      "paligemma")}},
     formats=("vsibench", "allangles"), strip={"*": False}, processor_budget=False))
 PROFILES.register("official", Profile(
