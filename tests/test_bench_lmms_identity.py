@@ -66,6 +66,22 @@ def _import_torchvision():
         pytest.skip(torchvision_problem())
 
 
+def intercept_generate(model, eos: int, captured: dict | None = None) -> dict:
+    """Replace ``model.generate`` by a recorder of the inputs a harness hands it (one eos token is
+    "generated"); returns the dict the latest call's keyword arguments land in."""
+    import torch
+
+    captured = {} if captured is None else captured
+
+    def fake_generate(**kw):
+        captured.clear()
+        captured.update(kw)
+        return torch.cat([kw["input_ids"], torch.full((kw["input_ids"].shape[0], 1), eos)], 1)
+
+    model.generate = fake_generate
+    return captured
+
+
 def noise_video(path: Path, size: tuple[int, int], n: int, fps: float, seed: int) -> Path:
     """An mp4 of ``n`` seeded noise frames (each a little brighter than the last) at ``fps``."""
     from gaspprobe.benchmarking.video import write_video
@@ -102,7 +118,6 @@ def video_sample(prompt: str, video: Path):
 def tiny_lmms(arch: str, cls_path: str):
     """lmms-eval's class ``module:Name`` on the tiny ``arch`` model, ``generate`` intercepted:
     ``(lm, processor, captured)``."""
-    import torch
     from transformers import AutoProcessor
 
     from gaspprobe.models.testing import tiny_model_dir
@@ -111,7 +126,7 @@ def tiny_lmms(arch: str, cls_path: str):
     proc = AutoProcessor.from_pretrained(mdir)
     mod, name = cls_path.split(":")
     lm = getattr(importlib.import_module(mod), name)(pretrained=str(mdir), device="cpu", device_map="cpu")
-    return lm, proc, _capture(lm, torch, proc.tokenizer.eos_token_id)
+    return lm, proc, intercept_generate(lm._model, proc.tokenizer.eos_token_id)
 
 
 def qwen25_real_layout(mdir: Path) -> Path:
@@ -138,7 +153,6 @@ def qwen25_real_layout(mdir: Path) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     _import_torchvision()
-    import torch
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("lmms")
@@ -148,16 +162,10 @@ def setup(tmp_path_factory):
     from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Simple
 
     captured: dict = {}
-
-    def fake_generate(**kw):
-        captured.clear()
-        captured.update(kw)
-        return torch.cat([kw["input_ids"], torch.tensor([[tok.eos_token_id]])], 1)
-
     lms = {}
     for name, cls in (("simple", Simple), ("chat", Chat)):
         lm = cls(pretrained=str(mdir), device="cpu", device_map="cpu")
-        lm._model.generate = fake_generate
+        intercept_generate(lm._model, tok.eos_token_id, captured)
         lms[name] = lm
     return types.SimpleNamespace(root=root, mdir=mdir, lms=lms, captured=captured, tok=tok)
 
@@ -192,7 +200,6 @@ def test_lmms_eval_profile_inputs_are_token_identical(setup, size, n, fps, cls, 
 def setup3(tmp_path_factory):
     """A tiny Qwen3-VL with the real checkpoint's chat template, and lmms-eval's chat class on it."""
     _import_torchvision()
-    import torch
     from transformers import AutoProcessor
 
     from gaspprobe.models.testing import tiny_model_dir
@@ -211,16 +218,8 @@ def setup3(tmp_path_factory):
     proc.save_pretrained(mdir)
     from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
 
-    tok = proc.tokenizer
-    captured: dict = {}
-
-    def fake_generate(**kw):
-        captured.clear()
-        captured.update(kw)
-        return torch.cat([kw["input_ids"], torch.tensor([[tok.eos_token_id]])], 1)
-
     lm = Qwen3_VL(pretrained=str(mdir), device="cpu", device_map="cpu")
-    lm._model.generate = fake_generate
+    captured = intercept_generate(lm._model, proc.tokenizer.eos_token_id)
     return types.SimpleNamespace(root=root, mdir=mdir, lm=lm, captured=captured)
 
 
@@ -245,18 +244,6 @@ def test_lmms_eval_profile_is_token_identical_for_qwen3_vl(setup3, size, n, fps)
                                  video_sample(prompt, video))
     _same(ref, ours, video=True)
     assert extra["frame_sampler"] == "qwen_nframes_exact" and len(extra["frame_indices"]) == 32
-
-
-def _capture(lm, torch, eos: int) -> dict:
-    captured: dict = {}
-
-    def fake_generate(**kw):
-        captured.clear()
-        captured.update(kw)
-        return torch.cat([kw["input_ids"], torch.full((kw["input_ids"].shape[0], 1), eos)], 1)
-
-    lm._model.generate = fake_generate
-    return captured
 
 
 @pytest.mark.parametrize("size,n,fps", [((224, 224), 64, 12), ((180, 320), 45, 10)])

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_bench_lmms_identity import _same, noise_video, profile_inputs, qwen25_real_layout, video_sample
+from test_bench_lmms_identity import (_same, intercept_generate, noise_video, profile_inputs, qwen25_real_layout,
+                                      video_sample)
 
 _SRC = os.environ.get("GASPPROBE_VLMEVALKIT_SRC", "")
 # vlmeval/config.py's Qwen2.5-VL entries
@@ -54,7 +55,6 @@ def vlmk(tmp_path_factory):
 
     if importlib.util.find_spec("torchvision") is None or not ensure_torchvision():
         pytest.skip(torchvision_problem() if importlib.util.find_spec("torchvision") else "torchvision is not installed")
-    import torch
     import transformers
     from transformers import AutoTokenizer
     from transformers.feature_extraction_utils import BatchFeature
@@ -72,14 +72,7 @@ def vlmk(tmp_path_factory):
     mdir = qwen25_real_layout(root / "model")
     tok = AutoTokenizer.from_pretrained(mdir)
     m = M.Qwen2VLChat(model_path=str(mdir), use_custom_prompt=False, **VLMK_PIXELS)
-    captured: dict = {}
-
-    def fake_generate(**kw):
-        captured.clear()
-        captured.update(kw)
-        return torch.cat([kw["input_ids"], torch.full((1, 1), tok.eos_token_id)], 1)
-
-    m.model.generate = fake_generate
+    captured = intercept_generate(m.model, tok.eos_token_id)
     yield types.SimpleNamespace(m=m, captured=captured, mdir=mdir, root=root)
     mp.undo()
     sys.modules.pop("vlmeval", None)
@@ -155,14 +148,7 @@ def vlmk_gemma3(vlmk):
 
     mdir = tiny_model_dir("gemma3")
     m = G.Gemma3(model_path=str(mdir))
-    captured: dict = {}
-
-    def fake_generate(**kw):
-        captured.clear()
-        captured.update({k: v for k, v in kw.items()})
-        return torch.cat([kw["input_ids"], kw["input_ids"][:, :1]], 1)
-
-    m.model.generate = fake_generate
+    captured = intercept_generate(m.model, m.processor.tokenizer.eos_token_id)
     yield types.SimpleNamespace(m=m, captured=captured, mdir=mdir)
     mp.undo()
 

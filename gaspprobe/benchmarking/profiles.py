@@ -18,21 +18,21 @@ lmms-eval   lmms-eval 0.7.3 as ``--model <name>`` runs it: the chat class where 
             with a system turn, exactly 32 frames, patch 16 and ``do_resize=False``. InternVL
             (``chat/internvl_hf.py``): the processor's 32 segment-centre frames. Gemma 3
             (``simple/gemma3.py``): frames as quality-85 JPEG images, a system turn, padding to a
-            multiple of 8. Qwen2-VL
-            (``simple/qwen2_vl.py``): system
-            string, min 3,136 / max 602,112, qwen-vl-utils' 2 fps then ``np.unique(np.linspace)``,
-            cut at a blank line and stripped. Families without a working lmms-eval video class are refused.
+            multiple of 8. Qwen2-VL (``simple/qwen2_vl.py``): system string, min 3,136 / max
+            602,112, qwen-vl-utils' 2 fps then ``np.unique(np.linspace)``, cut at a blank line and
+            stripped. Families without a working lmms-eval video class are refused.
 lmms-eval-simple  ``--force_simple``: ``models/simple/qwen2_5_vl.py`` (system string, 2 fps decode
             then ``np.unique(np.linspace)`` to k with the last decoded frame, no fps to the
             processor so transformers assumes 24, cut at ``<|im_end|>``, not stripped).
 vlmevalkit  VLMEvalKit (open-compass/VLMEvalKit@e8e78f05): ``Qwen2VLChat`` for Qwen2.5-VL, a
-            ``VIDEO_LLM``: VSI-Bench as the mp4 through qwen-vl-utils (``nframes`` 32, round-linspace),
+            ``VIDEO_LLM``: VSI-Bench as the mp4 through qwen-vl-utils (``nframes`` 32,
+            round-linspace),
             All-Angles views through qwen-vl-utils' ``fetch_image``; ``vlmeval/config.py``'s budget
             min 1280*28*28 / max 16384*28*28 to qwen-vl-utils only; no system prompt, no fps; the NA
             post-prompt "Answer briefly and directly in one float number."; its option matching then
             the first number. Gemma 3 (``vlm/gemma.py``): the dataset's quality-75 JPEG frames as
-            images, a system turn. Other families are refused with the reason (crash upstream, no class,
-            sampling decoding, or a class not reproduced here).
+            images, a system turn. Other families are refused with the reason (crash upstream, no
+            class, sampling decoding, or a class not reproduced here).
 official    the benchmark's released code: VSI-Bench = thinking-in-space (its lmms-eval fork:
             video path where the family has one, linspace frames, first-token scorer);
             All-Angles = the authors' VLMEvalKit fork (images, can_infer matching).
@@ -167,7 +167,7 @@ PROFILES.register("gaspprobe", Profile(
     uses_adapter_generate=True))
 PROFILES.register("lmms-eval", Profile(
     name="lmms-eval", description="lmms-eval 0.7.3 as `--model <name>` runs it: the chat class where the name "
-    "has one (qwen2_5_vl), else the simple class (qwen2_vl)",
+    "has one (qwen2_5_vl, qwen3_vl, internvl_hf), else the simple class (qwen2_vl, gemma3)",
     visual="video", sampler={"qwen2_vl": "qwen_fps2", "qwen2_5_vl": "qwen_nframes", "qwen3_vl": "qwen_nframes_exact",
                              "internvl": "segment_centres", "gemma3": "linspace_capped"},
     # chat qwen2_5_vl adds no system turn (the checkpoint's template adds its default); chat qwen3_vl adds one
@@ -267,14 +267,19 @@ def qwen_fps_frames(n: int, video_fps: float, fps: float = 2.0, min_frames: int 
     to an even count."""
     import math
 
-    import torch
-
     lo = math.ceil(min_frames / 2) * 2
     hi = math.floor(min(max_frames, n) / 2) * 2
     want = n / video_fps * fps
     m = math.floor(min(min(max(want, lo), hi), n) / 2) * 2
     if not 2 <= m <= n:
         raise ValueError(f"qwen_fps_frames: a video of {n} frames is too short (needs >= 2)")
+    return _qwen_utils_indices(n, m)
+
+
+def _qwen_utils_indices(n: int, m: int) -> np.ndarray:
+    """The ``m`` frames of an ``n``-frame video qwen-vl-utils decodes: ``round(linspace(0, n-1, m))``."""
+    import torch
+
     return torch.linspace(0, n - 1, m).round().long().numpy()
 
 
@@ -316,13 +321,11 @@ def sample_indices(n: int, k: int, sampler: str, video_fps: float | None = None)
             sub = np.unique(np.append(sub, len(dec) - 1))
         return dec[sub]
     if sampler in ("qwen_nframes", "qwen_nframes_exact"):
-        import torch
-
         m = max(2, (min(k, n) // 2) * 2) if sampler == "qwen_nframes" else max(2, 2 * round(k / 2))
         if m > n:  # qwen-vl-utils raises here too, so lmms-eval gets no answer for this video
             raise DataError(f"the video has {n} frames, fewer than the {m} that lmms-eval's class asks "
                             "qwen-vl-utils for")
-        return torch.linspace(0, n - 1, m).round().long().numpy()
+        return _qwen_utils_indices(n, m)
     if sampler == "segment_centres":
         import torch
 

@@ -80,7 +80,8 @@ class _VisualLoader:
     """Loads a sample's frames/images; keeps the last few decoded videos (questions share videos)."""
 
     def __init__(self, frames: int | None, sampler: str = "linspace", keep: int = 4, jpeg: int = 0,
-                 jpeg_quality: int = 75, jpeg_images: bool = False, qwen_pixels: tuple[int, int] | None = None, qwen_patch: int = 14):
+                 jpeg_quality: int = 75, jpeg_images: bool = False, qwen_pixels: tuple[int, int] | None = None,
+                 qwen_patch: int = 14):
         self.frames = frames
         self.sampler = sampler
         self.keep = keep
@@ -350,9 +351,10 @@ def _synthetic_data(data: Any) -> bool:
         m = d / io.MANIFEST
         if m.is_file():
             try:
-                return io.read_json(m).get("kind") == "bench_data"
-            except Exception:  # an unreadable manifest is not ours to judge here
+                man = io.read_json(m)
+            except (DataError, OSError):  # an unreadable manifest is not ours to judge here
                 return False
+            return isinstance(man, dict) and man.get("kind") == "bench_data"
     return False
 
 

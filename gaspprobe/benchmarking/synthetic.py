@@ -117,7 +117,7 @@ def synthesize(scenes, out: str | Path, *, format: str = "vsibench", seed: int =
             info = _write_blink(sc, rk.dir, seed, per_type, min_pixels)
         else:
             info = _write_allangles(sc, rk.dir, seed, per_type, views, min_pixels)
-        info["path"] = str(out) if format == "blink" else str(out / Path(info["path"]).name)
+        info["path"] = str(out / Path(info["path"]).relative_to(rk.dir))  # where it is once published
         rk.complete(info=info)
     return info
 

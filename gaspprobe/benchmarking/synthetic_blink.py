@@ -10,8 +10,9 @@ Every subtask a scene folder can answer exactly is written:
   turns the matching way by at least ``ANGLE_MARGIN`` degrees (moving left while circling turns the
   camera right, clockwise seen from above), so the motion is an orbit and the answer unambiguous.
 - ``Visual_Correspondence``: a REF point circled in the first frame; four labelled candidates in
-  the second; the answer is where the REF point's 3D point projects (visible: in the image and
-  within the 5% depth tolerance of :mod:`gaspprobe.scenes.correspondence`); distractors lie at
+  the second; the answer is the pixel the REF point's ground-truth match lands on
+  (:func:`gaspprobe.scenes.correspondence.patch_matches`: in the image and within its 5% depth
+  tolerance); distractors lie at
   least :data:`SEP` of the shorter image side from it and from each other.
 - ``Relative_Depth``: two circled points A and B in one frame; the closer one is closer both in
   z-depth and in ray distance, by a factor of at least :data:`DEPTH_RATIO`.
@@ -50,7 +51,6 @@ DEPTH_RATIO = 1.2    # the farther point is at least this much farther
 SEP = 0.15           # marked points at least this share of the shorter side apart
 BORDER = 0.08        # and this far from the border
 FLAT = 0.03          # local depth spread allowed at a marked point
-DEPTH_TOL = 0.05     # visibility test (as gaspprobe.scenes.correspondence)
 RED = (255, 0, 0)
 
 
@@ -70,8 +70,8 @@ def _row(sub: str, question: str, choices: list[str], answer: int, images: list[
             "_marks": [(int(k), float(u), float(v), str(lab)) for k, u, v, lab in marks]}
 
 
-def _flat_pixels(depth: np.ndarray, H: int, W: int) -> np.ndarray:
-    """[N, 2] (u, v) of pixels usable as marks: valid depth, locally flat, away from the border."""
+def _flat_mask(depth: np.ndarray, H: int, W: int) -> np.ndarray:
+    """bool [H, W]: pixels usable as marks (valid depth, locally flat, away from the border)."""
     d = np.asarray(depth, dtype=np.float64)
     pad = np.pad(d, 2, mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, (5, 5))  # [H, W, 5, 5]
@@ -79,7 +79,12 @@ def _flat_pixels(depth: np.ndarray, H: int, W: int) -> np.ndarray:
     ok = (lo > 0) & ((hi - lo) <= FLAT * lo)
     b = int(np.ceil(BORDER * min(H, W)))
     ok[:b], ok[-b:], ok[:, :b], ok[:, -b:] = False, False, False, False
-    v, u = np.nonzero(ok)
+    return ok
+
+
+def _pixels(mask: np.ndarray) -> np.ndarray:
+    """[N, 2] (u, v) of a mask's pixels, row-major."""
+    v, u = np.nonzero(mask)
     return np.stack([u, v], -1)
 
 
@@ -92,27 +97,6 @@ def _ray(scene, f: int, uv: np.ndarray) -> np.ndarray:
     uvt = torch.as_tensor(uv, dtype=torch.float64)
     d = torch.as_tensor(np.asarray(scene.depth[f], dtype=np.float64)[uv[:, 1], uv[:, 0]])
     return unproject(uvt, d, torch.as_tensor(scene.K[f], dtype=torch.float64)).numpy()
-
-
-def _transfer(scene, i: int, j: int, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels uv [N,2] of frame i carried to frame j: (uv_j float [N,2], visible [N] bool)."""
-    import torch
-
-    from gaspprobe.scenes.geometry import project, relative_pose, transform
-
-    pc = torch.as_tensor(_ray(scene, i, uv))
-    T = relative_pose(torch.as_tensor(scene.cam_to_world[i], dtype=torch.float64),
-                      torch.as_tensor(scene.cam_to_world[j], dtype=torch.float64))  # cam i -> cam j
-    pj = transform(T, pc)
-    uvj, z = project(pj, torch.as_tensor(scene.K[j], dtype=torch.float64))
-    uvj, z = uvj.numpy(), z.numpy()
-    H, W = scene.size
-    ui, vi = np.floor(uvj[:, 0] + 0.5).astype(int), np.floor(uvj[:, 1] + 0.5).astype(int)
-    inside = (z > 0) & (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
-    dj = np.zeros(len(uv))
-    dj[inside] = np.asarray(scene.depth[j], dtype=np.float64)[vi[inside], ui[inside]]
-    vis = inside & (dj > 0) & (np.abs(z - dj) <= DEPTH_TOL * np.maximum(dj, 1e-9))
-    return uvj, vis
 
 
 def _draw(rgb: np.ndarray, marks: Sequence[tuple[float, float, str]]) -> dict:
@@ -176,8 +160,16 @@ def _far_from(pts: np.ndarray, chosen: list[np.ndarray], sep: float) -> np.ndarr
     return ok
 
 
-def _correspondence(scene, rng, per_type: int, flat: list[np.ndarray]) -> list[dict]:
+def _correspondence(scene, rng, per_type: int, flat: list[np.ndarray], masks: list[np.ndarray]) -> list[dict]:
+    """REF pixels carried to the other frame by the probe's own ground truth
+    (:func:`gaspprobe.scenes.correspondence.patch_matches` with one-pixel source boxes and every pixel
+    of frame j as a target box), so visibility is the same 5% depth test."""
+    import torch
+
+    from gaspprobe.scenes.correspondence import patch_matches, regular_boxes
+
     H, W = scene.size
+    pixel_boxes = regular_boxes(H, W, (H, W))
     sep = SEP * min(H, W)
     F = scene.num_frames
     pairs = [(i, j) for i, j in itertools.permutations(range(F), 2)]
@@ -189,14 +181,15 @@ def _correspondence(scene, rng, per_type: int, flat: list[np.ndarray]) -> list[d
         if len(flat[i]) == 0 or len(flat[j]) < 4:
             continue
         cand = flat[i][rng.choice(len(flat[i]), size=min(64, len(flat[i])), replace=False)]
-        uvj, vis = _transfer(scene, i, j, cand)
-        tgt = np.floor(uvj + 0.5).astype(int)
-        flat_j = {(int(u), int(v)) for u, v in flat[j]}
-        good = [n for n in np.nonzero(vis)[0] if (int(tgt[n, 0]), int(tgt[n, 1])) in flat_j]
-        if not good:
+        src = torch.as_tensor(np.concatenate([cand, cand + 1], 1), dtype=torch.float32)  # one-pixel boxes
+        m = patch_matches(scene, i, j, (src, pixel_boxes))
+        tgt = np.stack([(m.tgt % W).numpy(), (m.tgt // W).numpy()], -1)  # (u, v) of each visible match
+        keep = masks[j][tgt[:, 1], tgt[:, 0]]  # landing on a markable pixel of frame j
+        good, tgt = m.src.numpy()[keep], tgt[keep]
+        if not len(good):
             continue
-        n = good[int(rng.integers(len(good)))]
-        true = tgt[n].astype(float)
+        k_good = int(rng.integers(len(good)))
+        n, true = int(good[k_good]), tgt[k_good].astype(float)
         chosen = [true]
         pool = flat[j].astype(float)
         for _ in range(3):
@@ -280,9 +273,10 @@ def blink_rows(scenes: Sequence, seed: int, per_type: int, min_pixels: int = MIN
     for k, s in enumerate(scenes):
         rng = np.random.default_rng([seed, k])
         H, W = s.size
-        flat = [_flat_pixels(np.asarray(s.depth[f]), H, W) for f in range(s.num_frames)]
+        masks = [_flat_mask(np.asarray(s.depth[f]), H, W) for f in range(s.num_frames)]
+        flat = [_pixels(mk) for mk in masks]
         got = {"Multi-view_Reasoning": _multiview(s, rng, per_type),
-               "Visual_Correspondence": _correspondence(s, rng, per_type, flat),
+               "Visual_Correspondence": _correspondence(s, rng, per_type, flat, masks),
                "Relative_Depth": _relative_depth(s, rng, per_type, flat),
                "Spatial_Relation": _spatial(s, rng, per_type, min_pixels)}
         for sub, rows in got.items():
